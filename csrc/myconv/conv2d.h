@@ -1,0 +1,51 @@
+// Public C++ API of myconv: TensorFlow-style conv2d on NHWC input and HWIO filters.
+// Every call goes through the PyTorch dispatcher, so device dispatch (CPU, CUDA) applies.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/string_view.h>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace myconv {
+
+// Convolves input [N, H, W, C] with filter [KH, KW, C/groups, O] using TF "SAME" or "VALID" padding.
+at::Tensor conv2d(const at::Tensor& input, const at::Tensor& filter,
+                  at::IntArrayRef stride = {1, 1}, c10::string_view padding = "SAME",
+                  at::IntArrayRef dilation = {1, 1},
+                  const std::optional<at::Tensor>& bias = std::nullopt);
+
+// Convolves with explicit zero padding {top, bottom, left, right}.
+at::Tensor conv2d(const at::Tensor& input, const at::Tensor& filter, at::IntArrayRef stride,
+                  std::array<int64_t, 4> padding, at::IntArrayRef dilation = {1, 1},
+                  const std::optional<at::Tensor>& bias = std::nullopt);
+
+// Output shape [N, OH, OW, O] of conv2d for these shapes and "SAME"/"VALID" padding; throws on bad input.
+std::vector<int64_t> output_shape(at::IntArrayRef input_shape, at::IntArrayRef filter_shape,
+                                  at::IntArrayRef stride = {1, 1},
+                                  c10::string_view padding = "SAME",
+                                  at::IntArrayRef dilation = {1, 1});
+
+// Output shape of conv2d with explicit padding {top, bottom, left, right}.
+std::vector<int64_t> output_shape(at::IntArrayRef input_shape, at::IntArrayRef filter_shape,
+                                  at::IntArrayRef stride, std::array<int64_t, 4> padding,
+                                  at::IntArrayRef dilation = {1, 1});
+
+// Library version, e.g. "0.1.0".
+std::string version();
+
+// Whether this library was built with its CUDA kernels.
+bool cuda_compiled();
+
+namespace detail {
+// Referencing a library symbol from every program that includes this header keeps the linker
+// from dropping libmyconv (and so its op registrations) under --as-needed, e.g. in a program
+// that only loads a TorchScript model calling torch.ops.myconv.conv2d.
+inline const bool link_anchor = cuda_compiled() || true;
+}  // namespace detail
+
+}  // namespace myconv

@@ -1,0 +1,183 @@
+// CPU backend of myconv::conv2d.
+//  - general case: im2row of a bounded tile of output pixels (in NHWC each filter tap is a
+//    contiguous run of C/groups input channels) times the HWIO filter viewed as
+//    [KH*KW*C/groups, O] through ATen's GEMM, bias fused via addmm;
+//  - 1x1, stride 1, unpadded: the input itself is the GEMM operand, no im2row;
+//  - depthwise (one input channel per group): a direct loop vectorised over output channels,
+//    since per-group GEMMs of width C/groups = 1 would be all overhead.
+// Half types are widened to float in the workspace, so every sum accumulates in float32.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "myconv/conv2d_plan.h"
+
+namespace myconv {
+namespace {
+
+// Bound on the im2row workspace: large tiles amortise GEMM packing, yet stay independent of N.
+constexpr int64_t kWorkspaceBytes = int64_t{16} << 20;
+// Elements copied per parallel_for chunk, so that small tiles do not pay for threading.
+constexpr int64_t kCopyGrainElements = int64_t{1} << 15;
+
+bool is_depthwise(const Conv2dPlan& p) { return p.group_in_channels == 1 && p.groups > 1; }
+
+bool is_unpadded_pointwise(const Conv2dPlan& p) {
+  return p.kernel_h == 1 && p.kernel_w == 1 && p.stride_h == 1 && p.stride_w == 1 &&
+         p.pad_h.before == 0 && p.pad_h.after == 0 && p.pad_w.before == 0 && p.pad_w.after == 0;
+}
+
+// Writes rows [num_pixels, KH*KW*Cg] for output pixels [first_pixel, first_pixel + num_pixels)
+// of one group, widening to acc_t; taps that fall into the padding are zeros.
+template <typename scalar_t, typename acc_t>
+void im2row(const scalar_t* input, const Conv2dPlan& p, int64_t group, int64_t first_pixel,
+            int64_t num_pixels, acc_t* rows) {
+  const int64_t cg = p.group_in_channels;
+  const int64_t row_len = p.kernel_h * p.kernel_w * cg;
+  const int64_t grain = std::max<int64_t>(1, kCopyGrainElements / row_len);
+  at::parallel_for(0, num_pixels, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t pixel = first_pixel + i;
+      const int64_t ow = pixel % p.out_w;
+      const int64_t oh = (pixel / p.out_w) % p.out_h;
+      const int64_t n = pixel / (p.out_w * p.out_h);
+      acc_t* dst = rows + i * row_len;
+      for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+        const int64_t ih = oh * p.stride_h - p.pad_h.before + kh * p.dilation_h;
+        for (int64_t kw = 0; kw < p.kernel_w; ++kw, dst += cg) {
+          const int64_t iw = ow * p.stride_w - p.pad_w.before + kw * p.dilation_w;
+          if (ih < 0 || ih >= p.in_h || iw < 0 || iw >= p.in_w) {
+            std::fill(dst, dst + cg, acc_t(0));
+            continue;
+          }
+          const scalar_t* src = input + ((n * p.in_h + ih) * p.in_w + iw) * p.in_channels + group * cg;
+          for (int64_t c = 0; c < cg; ++c) dst[c] = static_cast<acc_t>(src[c]);
+        }
+      }
+    }
+  });
+}
+
+template <typename scalar_t, typename acc_t>
+void conv2d_gemm(const at::Tensor& input, const at::Tensor& filter,
+                 const std::optional<at::Tensor>& bias, const Conv2dPlan& p, at::Tensor& output) {
+  const auto acc_options = input.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
+  const bool widen = !std::is_same_v<scalar_t, acc_t>;
+  const int64_t pixels = p.batch * p.out_h * p.out_w;
+  const int64_t row_len = p.kernel_h * p.kernel_w * p.group_in_channels;
+  const int64_t cg = p.group_in_channels;
+  const int64_t og = p.group_out_channels;
+  const bool direct = is_unpadded_pointwise(p) && !widen;
+
+  const at::Tensor weights = filter.contiguous().to(acc_options.dtype()).view({row_len, p.out_channels});
+  const std::optional<at::Tensor> bias_acc =
+      bias ? std::optional<at::Tensor>(bias->to(acc_options.dtype())) : std::nullopt;
+  const at::Tensor out2d = output.view({pixels, p.out_channels});
+  const at::Tensor in2d = input.view({p.batch * p.in_h * p.in_w, p.in_channels});
+
+  const int64_t tile = direct ? pixels
+                              : std::clamp<int64_t>(kWorkspaceBytes / (row_len * sizeof(acc_t)),
+                                                    1, pixels);
+  const at::Tensor rows_workspace = direct ? at::Tensor() : at::empty({tile, row_len}, acc_options);
+  const at::Tensor result_workspace = widen ? at::empty({tile, p.out_channels}, acc_options) : at::Tensor();
+
+  for (int64_t first = 0; first < pixels; first += tile) {
+    const int64_t count = std::min(tile, pixels - first);
+    at::Tensor result = widen ? result_workspace.narrow(0, 0, count) : out2d.narrow(0, first, count);
+    for (int64_t g = 0; g < p.groups; ++g) {
+      at::Tensor rows;
+      if (direct) {
+        rows = in2d.narrow(0, first, count).narrow(1, g * cg, cg);
+      } else {
+        im2row(input.const_data_ptr<scalar_t>(), p, g, first, count,
+               rows_workspace.mutable_data_ptr<acc_t>());
+        rows = rows_workspace.narrow(0, 0, count);
+      }
+      at::Tensor result_g = result.narrow(1, g * og, og);
+      const at::Tensor weights_g = weights.narrow(1, g * og, og);
+      if (bias_acc) {
+        at::addmm_out(result_g, bias_acc->narrow(0, g * og, og).expand({count, og}), rows, weights_g);
+      } else {
+        at::mm_out(result_g, rows, weights_g);
+      }
+    }
+    if (widen) out2d.narrow(0, first, count).copy_(result);
+  }
+}
+
+// out[n, oh, ow, c*m + j] = sum over taps of in[n, ih, iw, c] * filter[kh, kw, 0, c*m + j].
+template <typename scalar_t, typename acc_t>
+void conv2d_depthwise(const at::Tensor& input, const at::Tensor& filter,
+                      const std::optional<at::Tensor>& bias, const Conv2dPlan& p,
+                      at::Tensor& output) {
+  const auto acc_dtype = c10::CppTypeToScalarType<acc_t>::value;
+  const at::Tensor weights = filter.contiguous().to(acc_dtype);
+  const at::Tensor bias_acc = bias ? bias->to(acc_dtype).contiguous() : at::zeros({p.out_channels}, filter.options().dtype(acc_dtype));
+  const scalar_t* in = input.const_data_ptr<scalar_t>();
+  const acc_t* w = weights.const_data_ptr<acc_t>();
+  const acc_t* b = bias_acc.const_data_ptr<acc_t>();
+  scalar_t* out = output.mutable_data_ptr<scalar_t>();
+  const int64_t channels = p.in_channels;
+  const int64_t multiplier = p.group_out_channels;
+  const int64_t out_channels = p.out_channels;
+
+  at::parallel_for(0, p.batch * p.out_h, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(out_channels);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / p.out_h;
+      const int64_t oh = row % p.out_h;
+      for (int64_t ow = 0; ow < p.out_w; ++ow) {
+        std::copy(b, b + out_channels, acc.data());
+        for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+          const int64_t ih = oh * p.stride_h - p.pad_h.before + kh * p.dilation_h;
+          if (ih < 0 || ih >= p.in_h) continue;
+          for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+            const int64_t iw = ow * p.stride_w - p.pad_w.before + kw * p.dilation_w;
+            if (iw < 0 || iw >= p.in_w) continue;
+            const scalar_t* x = in + ((n * p.in_h + ih) * p.in_w + iw) * channels;
+            const acc_t* f = w + (kh * p.kernel_w + kw) * out_channels;
+            acc_t* a = acc.data();
+            if (multiplier == 1) {
+              for (int64_t c = 0; c < channels; ++c) a[c] += static_cast<acc_t>(x[c]) * f[c];
+            } else {
+              for (int64_t c = 0; c < channels; ++c) {
+                const acc_t xc = static_cast<acc_t>(x[c]);
+                for (int64_t j = 0; j < multiplier; ++j) a[c * multiplier + j] += xc * f[c * multiplier + j];
+              }
+            }
+          }
+        }
+        scalar_t* y = out + (row * p.out_w + ow) * out_channels;
+        for (int64_t o = 0; o < out_channels; ++o) y[o] = static_cast<scalar_t>(acc[o]);
+      }
+    }
+  });
+}
+
+void conv2d_cpu(const at::Tensor& input, const at::Tensor& filter,
+                const std::optional<at::Tensor>& bias, const Conv2dPlan& plan,
+                at::Tensor& output) {
+  const at::Tensor x = input.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "myconv_conv2d_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    if (is_depthwise(plan)) {
+      conv2d_depthwise<scalar_t, acc_t>(x, filter, bias, plan, output);
+    } else {
+      conv2d_gemm<scalar_t, acc_t>(x, filter, bias, plan, output);
+    }
+  });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(myconv, CPU, m) { register_conv2d_kernels<conv2d_cpu>(m); }
+
+}  // namespace myconv

@@ -1,0 +1,66 @@
+// The one source of truth for conv2d geometry along one spatial axis:
+// effective (dilated) kernel extent, TensorFlow SAME padding split and output size.
+// Used by the argument checks shared by every backend, by the Meta (shape) kernel and,
+// being __host__ __device__, by CUDA kernels. Depends on nothing but the C++ standard library.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define MYCONV_HOST_DEVICE __host__ __device__
+#else
+#define MYCONV_HOST_DEVICE
+#endif
+
+namespace myconv {
+namespace geometry {
+
+// Zero padding added before (top/left) and after (bottom/right) the input along one axis.
+struct Padding {
+  int64_t before;
+  int64_t after;
+};
+
+// Extent of a kernel of size k with dilation d: (k - 1) * d + 1. Assumes it fits (see checked_*).
+MYCONV_HOST_DEVICE constexpr int64_t effective_kernel(int64_t k, int64_t d) {
+  return (k - 1) * d + 1;
+}
+
+// SAME output size ceil(in / s), written so that it cannot overflow near INT64_MAX.
+MYCONV_HOST_DEVICE constexpr int64_t same_output_size(int64_t in, int64_t s) {
+  return in / s + (in % s != 0 ? 1 : 0);
+}
+
+// TensorFlow's SAME split: total = max((out - 1) * s + eff - in, 0), the odd pixel goes after.
+// (out - 1) * s < in always holds, so "eff - covered" is the overflow-free form of the total.
+MYCONV_HOST_DEVICE constexpr Padding same_padding(int64_t in, int64_t eff, int64_t s) {
+  const int64_t covered = in - (same_output_size(in, s) - 1) * s;
+  const int64_t total = eff > covered ? eff - covered : 0;
+  return Padding{total / 2, total - total / 2};
+}
+
+// Output size for explicit padding: floor((in + before + after - eff) / s) + 1.
+// Returns 0 when the padded input is shorter than the kernel extent (no window fits).
+// Assumes in + before + after fits in int64 (see checked_padded_size).
+MYCONV_HOST_DEVICE constexpr int64_t output_size(int64_t in, Padding pad, int64_t eff, int64_t s) {
+  const int64_t padded = in + pad.before + pad.after;
+  return padded < eff ? 0 : (padded - eff) / s + 1;
+}
+
+// Overflow-checked effective_kernel for validating user input; false when it does not fit.
+inline bool checked_effective_kernel(int64_t k, int64_t d, int64_t* eff) {
+  int64_t span = 0;
+  if (__builtin_mul_overflow(k - 1, d, &span)) return false;
+  return !__builtin_add_overflow(span, int64_t{1}, eff);
+}
+
+// Overflow-checked in + before + after; false when it does not fit.
+inline bool checked_padded_size(int64_t in, Padding pad, int64_t* padded) {
+  int64_t partial = 0;
+  if (__builtin_add_overflow(in, pad.before, &partial)) return false;
+  return !__builtin_add_overflow(partial, pad.after, padded);
+}
+
+}  // namespace geometry
+}  // namespace myconv

@@ -1,0 +1,135 @@
+"""TF-friendly Python wrappers over ``torch.ops.myconv.conv2d``.
+
+They only translate TensorFlow's argument spellings (``[1, s, s, 1]`` strides, nested explicit
+padding); every check on tensors and geometry happens once, in the C++ op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Union
+
+import torch
+
+IntOrSeq = Union[int, Sequence[int]]
+Padding = Union[str, Sequence[Sequence[int]]]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _spatial_pair(value: IntOrSeq, name: str) -> list[int]:
+    """int, (h, w) or TF's [1, h, w, 1] -> [h, w]."""
+    if _is_int(value):
+        return [value, value]
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise TypeError(f"myconv.conv2d: {name} must be an int or a sequence of ints, got {value!r}")
+    items = list(value)
+    if not all(_is_int(v) for v in items):
+        raise TypeError(f"myconv.conv2d: {name} entries must be ints, got {value!r}")
+    if len(items) == 4:
+        if items[0] != 1 or items[3] != 1:
+            raise ValueError(
+                f"myconv.conv2d: {name} in TF's 4-entry form [1, h, w, 1] must have 1 for the "
+                f"batch and channel entries, got {value!r}"
+            )
+        return items[1:3]
+    if len(items) != 2:
+        raise ValueError(
+            f"myconv.conv2d: {name} must be an int, (h, w) or [1, h, w, 1], got {len(items)} entries: {value!r}"
+        )
+    return items
+
+
+def _explicit_padding(padding: Sequence[Sequence[int]]) -> list[int]:
+    """TF's [[0, 0], [t, b], [l, r], [0, 0]] or ((t, b), (l, r)) -> [t, b, l, r]."""
+    try:
+        pairs = [list(p) for p in padding]
+    except TypeError:
+        raise TypeError(
+            f"myconv.conv2d: explicit padding must be pairs of ints, got {padding!r}"
+        ) from None
+    if len(pairs) == 4:
+        if pairs[0] != [0, 0] or pairs[3] != [0, 0]:
+            raise ValueError(
+                "myconv.conv2d: explicit padding [[0, 0], [t, b], [l, r], [0, 0]] must not pad "
+                f"the batch or channel axes, got {padding!r}"
+            )
+        pairs = pairs[1:3]
+    if len(pairs) != 2 or any(len(p) != 2 for p in pairs):
+        raise ValueError(
+            "myconv.conv2d: explicit padding must be ((top, bottom), (left, right)) or "
+            f"[[0, 0], [top, bottom], [left, right], [0, 0]], got {padding!r}"
+        )
+    flat = pairs[0] + pairs[1]
+    if not all(_is_int(v) for v in flat):
+        raise TypeError(f"myconv.conv2d: explicit padding entries must be ints, got {padding!r}")
+    return flat
+
+
+def conv2d(
+    input: torch.Tensor,
+    filters: torch.Tensor,
+    strides: IntOrSeq = 1,
+    padding: Padding = "SAME",
+    dilations: IntOrSeq = 1,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """TensorFlow's ``tf.nn.conv2d`` on PyTorch tensors: NHWC input, HWIO filters, NHWC output.
+
+    Args:
+        input: ``[N, H, W, C]`` float32/float64/float16/bfloat16 tensor, any strides.
+        filters: ``[KH, KW, C / groups, O]``; groups = C / filters.shape[2] (depthwise when 1).
+        strides: int, ``(sh, sw)`` or TF's ``[1, sh, sw, 1]``.
+        padding: ``"SAME"`` or ``"VALID"`` (any case), or explicit ``((top, bottom), (left, right))``
+            or TF's ``[[0, 0], [top, bottom], [left, right], [0, 0]]``.
+        dilations: int, ``(dh, dw)`` or ``[1, dh, dw, 1]``.
+        bias: optional ``[O]`` tensor added to every output pixel.
+
+    Returns:
+        Contiguous ``[N, OH, OW, O]`` tensor of the input's dtype.
+
+    Example:
+        >>> x = torch.randn(1, 224, 224, 3)
+        >>> w = torch.randn(7, 7, 3, 64)
+        >>> myconv.conv2d(x, w, strides=2, padding="SAME").shape
+        torch.Size([1, 112, 112, 64])
+    """
+    if not isinstance(input, torch.Tensor) or not isinstance(filters, torch.Tensor):
+        raise TypeError(
+            "myconv.conv2d: input and filters must be torch.Tensor, got "
+            f"{type(input).__name__} and {type(filters).__name__}"
+        )
+    stride = _spatial_pair(strides, "strides")
+    dilation = _spatial_pair(dilations, "dilations")
+    if isinstance(padding, str):
+        return torch.ops.myconv.conv2d(input, filters, stride, padding, dilation, bias)
+    return torch.ops.myconv.conv2d.explicit(
+        input, filters, stride, _explicit_padding(padding), dilation, bias
+    )
+
+
+def output_shape(
+    input_shape: Sequence[int],
+    filter_shape: Sequence[int],
+    strides: IntOrSeq = 1,
+    padding: Padding = "SAME",
+    dilations: IntOrSeq = 1,
+) -> tuple[int, ...]:
+    """Shape ``(N, OH, OW, O)`` that :func:`conv2d` returns for these shapes, without computing it.
+
+    It runs the op's Meta kernel, so it applies exactly the op's geometry and checks.
+
+    Example:
+        >>> myconv.output_shape((8, 224, 224, 3), (7, 7, 3, 64), strides=2)
+        (8, 112, 112, 64)
+    """
+    x = torch.empty(tuple(input_shape), device="meta")
+    w = torch.empty(tuple(filter_shape), device="meta")
+    return tuple(conv2d(x, w, strides, padding, dilations).shape)
+
+
+def cuda_compiled() -> bool:
+    """Whether the loaded library carries the CUDA kernels."""
+    return torch._C._dispatch_has_kernel_for_dispatch_key("myconv::conv2d", "CUDA")

@@ -1,0 +1,115 @@
+// The op from C++: parity with torch::conv2d under TF padding, errors, registrations.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <myconv/conv2d.h>
+
+namespace {
+
+namespace F = torch::nn::functional;
+
+// TF-padded reference: NCHW torch::conv2d in float64 on explicitly padded input.
+at::Tensor reference(const at::Tensor& input, const at::Tensor& filter, std::array<int64_t, 2> stride,
+                     std::array<int64_t, 4> pad, std::array<int64_t, 2> dilation,
+                     const std::optional<at::Tensor>& bias) {
+  const int64_t groups = input.size(3) / filter.size(2);
+  auto x = F::pad(input.to(at::kDouble).permute({0, 3, 1, 2}),
+                  F::PadFuncOptions({pad[2], pad[3], pad[0], pad[1]}));
+  auto w = filter.to(at::kDouble).permute({3, 2, 0, 1});
+  std::optional<at::Tensor> b;
+  if (bias) b = bias->to(at::kDouble);
+  return torch::conv2d(x, w, b, at::IntArrayRef{stride[0], stride[1]}, at::IntArrayRef{0, 0},
+                       at::IntArrayRef{dilation[0], dilation[1]}, groups)
+      .permute({0, 2, 3, 1});
+}
+
+double relative_error(const at::Tensor& out, const at::Tensor& ref) {
+  return ((out.to(at::kDouble) - ref).norm() / ref.norm()).item<double>();
+}
+
+TEST(Conv2d, MatchesTorchConv2dWithTfSamePadding) {
+  torch::manual_seed(0);
+  struct Case { int64_t h, w, c, kh, kw, o, s, d; };
+  for (const Case& k : {Case{7, 9, 4, 3, 3, 5, 1, 1}, Case{8, 8, 3, 2, 2, 4, 2, 1},
+                        Case{10, 7, 6, 3, 1, 6, 3, 2}, Case{5, 5, 8, 5, 5, 2, 2, 2}}) {
+    auto x = torch::randn({2, k.h, k.w, k.c});
+    auto f = torch::randn({k.kh, k.kw, k.c, k.o});
+    auto b = torch::randn({k.o});
+    auto shape = myconv::output_shape(x.sizes(), f.sizes(), {k.s, k.s}, "SAME", {k.d, k.d});
+    // SAME split straight from TF's definition.
+    std::array<int64_t, 4> pad{};
+    for (int axis = 0; axis < 2; ++axis) {
+      const int64_t in = x.size(1 + axis), eff = (f.size(axis) - 1) * k.d + 1;
+      const int64_t out = (in + k.s - 1) / k.s;
+      const int64_t total = std::max<int64_t>((out - 1) * k.s + eff - in, 0);
+      pad[2 * axis] = total / 2;
+      pad[2 * axis + 1] = total - total / 2;
+    }
+    auto out = myconv::conv2d(x, f, {k.s, k.s}, "same", {k.d, k.d}, b);
+    auto ref = reference(x, f, {k.s, k.s}, pad, {k.d, k.d}, b);
+    EXPECT_EQ(out.sizes(), ref.sizes());
+    EXPECT_EQ(out.sizes(), at::IntArrayRef(shape));
+    EXPECT_LE(relative_error(out, ref), 1e-5);
+  }
+}
+
+TEST(Conv2d, ExplicitPaddingAndGroups) {
+  torch::manual_seed(1);
+  auto x = torch::randn({1, 6, 5, 6});
+  auto f = torch::randn({3, 2, 2, 9});  // groups = 3
+  auto out = myconv::conv2d(x, f, {2, 1}, std::array<int64_t, 4>{1, 0, 2, 1}, {1, 2});
+  auto ref = reference(x, f, {2, 1}, {1, 0, 2, 1}, {1, 2}, std::nullopt);
+  EXPECT_LE(relative_error(out, ref), 1e-5);
+}
+
+TEST(Conv2d, TensorFlowGoldenValues) {
+  auto x = torch::arange(1, 17, torch::kFloat).reshape({1, 4, 4, 1});
+  auto f = torch::arange(1, 5, torch::kFloat).reshape({2, 2, 1, 1});
+  auto out = myconv::conv2d(x, f, {3, 3}, "SAME");
+  EXPECT_TRUE(torch::equal(out.flatten(), torch::tensor({44.f, 28.f, 41.f, 16.f})));
+}
+
+TEST(Conv2d, BadInputThrowsNamingTheArgument) {
+  auto x = torch::randn({1, 4, 4, 3});
+  auto f = torch::randn({3, 3, 3, 2});
+  auto message = [](auto&& call) {
+    try {
+      call();
+    } catch (const c10::Error& e) {
+      return std::string(e.what_without_backtrace());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message([&] { myconv::conv2d(x, f, {1, 1}, "FULL"); }).find("padding"), std::string::npos);
+  EXPECT_NE(message([&] { myconv::conv2d(x, f, {0, 1}); }).find("stride"), std::string::npos);
+  EXPECT_NE(message([&] { myconv::conv2d(x[0], f); }).find("input must be 4-D"), std::string::npos);
+  EXPECT_NE(message([&] { myconv::conv2d(x, f.to(at::kDouble)); }).find("filter dtype"), std::string::npos);
+  EXPECT_NE(message([&] { myconv::conv2d(x.narrow(1, 0, 2), f, {1, 1}, "VALID"); }).find("smaller than the dilated filter"),
+            std::string::npos);
+  EXPECT_NE(message([&] { myconv::conv2d(x, f, {1, 1}, "SAME", {1, 1}, torch::randn({3})); }).find("bias"),
+            std::string::npos);
+}
+
+TEST(Conv2d, DispatcherHasTheBackendKernels) {
+  const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("myconv::conv2d", "");
+  EXPECT_TRUE(op.hasKernelForDispatchKey(c10::DispatchKey::CPU));
+  EXPECT_TRUE(op.hasKernelForDispatchKey(c10::DispatchKey::Meta));
+#ifdef MYCONV_EXPECT_CUDA
+  EXPECT_TRUE(myconv::cuda_compiled());
+  EXPECT_TRUE(op.hasKernelForDispatchKey(c10::DispatchKey::CUDA));
+#else
+  EXPECT_FALSE(myconv::cuda_compiled());
+#endif
+}
+
+TEST(Conv2d, RunsOnCudaWhenAvailable) {
+  if (!torch::cuda::is_available() || !myconv::cuda_compiled()) GTEST_SKIP() << "no CUDA device";
+  torch::manual_seed(2);
+  auto x = torch::randn({2, 9, 8, 4});
+  auto f = torch::randn({3, 3, 4, 6});
+  auto out = myconv::conv2d(x.cuda(), f.cuda(), {2, 2}, "SAME").cpu();
+  EXPECT_LE(relative_error(out, myconv::conv2d(x, f, {2, 2}, "SAME").to(at::kDouble)), 1e-5);
+}
+
+}  // namespace

@@ -1,0 +1,88 @@
+// The geometry header on its own: TF SAME split, VALID/explicit output size, overflow guards.
+#include <gtest/gtest.h>
+
+#include <limits>
+
+#include "myconv/geometry.h"
+
+namespace g = myconv::geometry;
+
+constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+
+TEST(Geometry, EffectiveKernel) {
+  EXPECT_EQ(g::effective_kernel(1, 5), 1);
+  EXPECT_EQ(g::effective_kernel(3, 1), 3);
+  EXPECT_EQ(g::effective_kernel(3, 2), 5);
+  EXPECT_EQ(g::effective_kernel(7, 3), 19);
+}
+
+TEST(Geometry, SameOutputSizeIsCeil) {
+  EXPECT_EQ(g::same_output_size(0, 2), 0);
+  EXPECT_EQ(g::same_output_size(5, 1), 5);
+  EXPECT_EQ(g::same_output_size(5, 2), 3);
+  EXPECT_EQ(g::same_output_size(6, 2), 3);
+  EXPECT_EQ(g::same_output_size(4, 3), 2);
+  EXPECT_EQ(g::same_output_size(kMax, 1), kMax);
+  EXPECT_EQ(g::same_output_size(kMax, 2), kMax / 2 + 1);
+  EXPECT_EQ(g::same_output_size(kMax, kMax), 1);
+}
+
+TEST(Geometry, SamePaddingPutsTheOddPixelAfter) {
+  // TF: in 4, k 2, s 3 -> out 2, total (2-1)*3 + 2 - 4 = 1 -> (0, 1).
+  EXPECT_EQ(g::same_padding(4, 2, 3).before, 0);
+  EXPECT_EQ(g::same_padding(4, 2, 3).after, 1);
+  // in 224, k 7, s 2 -> out 112, total 111*2 + 7 - 224 = 5 -> (2, 3).
+  EXPECT_EQ(g::same_padding(224, 7, 2).before, 2);
+  EXPECT_EQ(g::same_padding(224, 7, 2).after, 3);
+  // in 5, k 3, s 1 -> (1, 1); in 5, k 3, s 2 -> out 3, total 2 -> (1, 1).
+  EXPECT_EQ(g::same_padding(5, 3, 1).before, 1);
+  EXPECT_EQ(g::same_padding(5, 3, 2).after, 1);
+  // in 6, k 3, s 2 -> out 3, total 1 -> (0, 1).
+  EXPECT_EQ(g::same_padding(6, 3, 2).before, 0);
+  EXPECT_EQ(g::same_padding(6, 3, 2).after, 1);
+  // Kernel no larger than the stride: no padding at all.
+  EXPECT_EQ(g::same_padding(6, 1, 2).before + g::same_padding(6, 1, 2).after, 0);
+  // Dilated: in 5, eff 5 (k 3, d 2), s 1 -> total 4 -> (2, 2).
+  EXPECT_EQ(g::same_padding(5, g::effective_kernel(3, 2), 1).before, 2);
+}
+
+TEST(Geometry, SamePaddingNearInt64Max) {
+  const g::Padding p = g::same_padding(kMax, 3, 1);
+  EXPECT_EQ(p.before, 1);
+  EXPECT_EQ(p.after, 1);
+  const g::Padding q = g::same_padding(kMax - 1, 3, 2);  // even size, stride 2: total 1
+  EXPECT_EQ(q.before, 0);
+  EXPECT_EQ(q.after, 1);
+  const g::Padding huge = g::same_padding(2, kMax, 1);  // eff near max, tiny input
+  EXPECT_EQ(huge.before + huge.after, kMax - 1);
+}
+
+TEST(Geometry, OutputSizeValidAndExplicit) {
+  EXPECT_EQ(g::output_size(5, {0, 0}, 3, 1), 3);
+  EXPECT_EQ(g::output_size(5, {0, 0}, 3, 2), 2);
+  EXPECT_EQ(g::output_size(4, {0, 0}, 2, 3), 1);
+  EXPECT_EQ(g::output_size(4, {1, 2}, 3, 2), 3);
+  EXPECT_EQ(g::output_size(2, {0, 0}, 3, 1), 0);  // kernel does not fit
+  EXPECT_EQ(g::output_size(kMax, {0, 0}, 1, 1), kMax);
+  EXPECT_EQ(g::output_size(kMax - 2, {1, 1}, 3, 1), kMax - 2);
+  // SAME through the explicit formula gives ceil(in / s).
+  for (int64_t in = 1; in < 40; ++in)
+    for (int64_t k = 1; k < 8; ++k)
+      for (int64_t s = 1; s < 4; ++s)
+        EXPECT_EQ(g::output_size(in, g::same_padding(in, k, s), k, s), g::same_output_size(in, s))
+            << in << " " << k << " " << s;
+}
+
+TEST(Geometry, CheckedHelpersCatchOverflow) {
+  int64_t value = 0;
+  EXPECT_TRUE(g::checked_effective_kernel(3, 4, &value));
+  EXPECT_EQ(value, 9);
+  EXPECT_FALSE(g::checked_effective_kernel(kMax, 2, &value));
+  EXPECT_FALSE(g::checked_effective_kernel(2, kMax, &value));
+  EXPECT_TRUE(g::checked_effective_kernel(2, kMax - 1, &value));
+  EXPECT_EQ(value, kMax);
+  EXPECT_TRUE(g::checked_padded_size(10, {1, 2}, &value));
+  EXPECT_EQ(value, 13);
+  EXPECT_FALSE(g::checked_padded_size(kMax, {0, 1}, &value));
+  EXPECT_FALSE(g::checked_padded_size(1, {kMax, 0}, &value));
+}
