@@ -1,9 +1,10 @@
-"""``myconv.Conv2d``: an ``nn.Module`` holding HWIO weights, for models ported from TF/Keras."""
+"""``myconv.Conv2d``: an ``nn.Module`` holding HWIO weights, for models ported from TF/Keras.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: TorchScript must read the annotations.
+"""
 
 import math
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import torch
 
@@ -36,8 +37,8 @@ class Conv2d(torch.nn.Module):
         dilations: IntOrSeq = 1,
         groups: int = 1,
         bias: bool = True,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        device: Optional[Union[torch.device, str]] = None,
+        dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
         if in_channels % groups or out_channels % groups:
@@ -70,8 +71,9 @@ class Conv2d(torch.nn.Module):
             torch.nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The overload (str or int[4] padding) is picked from the argument's type.
         if self.padding_mode == "EXPLICIT":
-            return torch.ops.myconv.conv2d.explicit(
+            return torch.ops.myconv.conv2d(
                 x, self.weight, self.stride, self.explicit_padding, self.dilation, self.bias
             )
         return torch.ops.myconv.conv2d(

@@ -1,0 +1,82 @@
+"""Independent references for TF-style conv2d, written from TF's definition, never from myconv."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def tf_padding(in_size: int, k: int, s: int, d: int, mode: str) -> tuple[int, int]:
+    """(before, after) padding of one axis as tf.nn.conv2d defines it."""
+    if mode == "VALID":
+        return 0, 0
+    eff = (k - 1) * d + 1
+    out = -(-in_size // s)
+    total = max((out - 1) * s + eff - in_size, 0)
+    return total // 2, total - total // 2
+
+
+def pads_tblr(x_shape, w_shape, stride, padding, dilation) -> list[int]:
+    """[top, bottom, left, right] for a string or an explicit [t, b, l, r] padding."""
+    if not isinstance(padding, str):
+        return list(padding)
+    mode = padding.upper()
+    top, bottom = tf_padding(x_shape[1], w_shape[0], stride[0], dilation[0], mode)
+    left, right = tf_padding(x_shape[2], w_shape[1], stride[1], dilation[1], mode)
+    return [top, bottom, left, right]
+
+
+def conv_torch(x, w, stride, padding, dilation, bias=None):
+    """(a) torch.conv2d in float64 on NCHW views, TF padding applied with F.pad."""
+    t, b, l, r = pads_tblr(x.shape, w.shape, stride, padding, dilation)
+    groups = x.shape[3] // w.shape[2]
+    xp = F.pad(x.double().permute(0, 3, 1, 2), (l, r, t, b))
+    out = F.conv2d(xp, w.double().permute(3, 2, 0, 1), None if bias is None else bias.double(),
+                   stride=stride, dilation=dilation, groups=groups)
+    return out.permute(0, 2, 3, 1)
+
+
+def _patches(x, w_shape, stride, padding, dilation):
+    """[N, OH, OW, C, KH, KW] windows of the zero-padded input, in float64."""
+    t, b, l, r = pads_tblr(x.shape, w_shape, stride, padding, dilation)
+    kh, kw = w_shape[0], w_shape[1]
+    eff_h, eff_w = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
+    xp = F.pad(x.double(), (0, 0, l, r, t, b))
+    windows = xp.unfold(1, eff_h, stride[0]).unfold(2, eff_w, stride[1])
+    return windows[..., :: dilation[0], :: dilation[1]]
+
+
+def conv_einsum(x, w, stride, padding, dilation, bias=None):
+    """(b) einsum of the extracted windows with the filter, per group."""
+    patches = _patches(x, w.shape, stride, padding, dilation)
+    n, oh, ow, c, kh, kw = patches.shape
+    cg, o = w.shape[2], w.shape[3]
+    g = c // cg
+    patches = patches.reshape(n, oh, ow, g, cg, kh, kw)
+    wg = w.double().reshape(kh, kw, cg, g, o // g)
+    out = torch.einsum("nhwgcij,ijcgo->nhwgo", patches, wg).reshape(n, oh, ow, o)
+    return out if bias is None else out + bias.double()
+
+
+def conv_matmul(x, w, stride, padding, dilation, bias=None):
+    """(c) im2col matrix [P, KH*KW*Cg] times the filter [KH*KW*Cg, Og], per group."""
+    patches = _patches(x, w.shape, stride, padding, dilation)
+    n, oh, ow, c, kh, kw = patches.shape
+    cg, o = w.shape[2], w.shape[3]
+    g = c // cg
+    cols = patches.reshape(n * oh * ow, g, cg, kh, kw).permute(1, 0, 3, 4, 2)
+    cols = cols.reshape(g, n * oh * ow, kh * kw * cg)
+    wmat = w.double().reshape(kh * kw * cg, g, o // g).permute(1, 0, 2)
+    out = torch.matmul(cols, wmat).permute(1, 0, 2).reshape(n, oh, ow, o)
+    return out if bias is None else out + bias.double()
+
+
+REFERENCES = {"torch": conv_torch, "einsum": conv_einsum, "matmul": conv_matmul}
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """||out - ref|| / ||ref|| in float64."""
+    return ((out.double().cpu() - ref.double().cpu()).norm() / ref.double().cpu().norm()).item()
+
+
+TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
