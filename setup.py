@@ -33,9 +33,9 @@ class CMakeBuild(build_ext):
         ]
         if shutil.which("ninja") and not (build_dir / "CMakeCache.txt").exists():
             configure += ["-G", "Ninja"]
-        if "MYCONV_CUDA" in os.environ:
-            cuda = os.environ["MYCONV_CUDA"].strip().upper()
-            configure.append(f"-DMYCONV_CUDA={ {'1': 'ON', '0': 'OFF'}.get(cuda, cuda) }")
+        # Always passed, so a cached choice from an earlier build never sticks silently.
+        cuda = os.environ.get("MYCONV_CUDA", "AUTO").strip().upper()
+        configure.append(f"-DMYCONV_CUDA={ {'1': 'ON', '0': 'OFF'}.get(cuda, cuda) }")
         jobs = os.environ.get("MAX_JOBS", str(os.cpu_count() or 1))
         subprocess.run(configure, check=True)
         subprocess.run(["cmake", "--build", str(build_dir), "--target", "myconv", "-j", jobs],
