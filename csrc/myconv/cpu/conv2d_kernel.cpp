@@ -35,13 +35,20 @@ bool is_unpadded_pointwise(const Conv2dPlan& p) {
          p.pad_h.before == 0 && p.pad_h.after == 0 && p.pad_w.before == 0 && p.pad_w.after == 0;
 }
 
+template <typename scalar_t, typename acc_t>
+void copy_widen(const scalar_t* __restrict__ src, acc_t* __restrict__ dst, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<acc_t>(src[i]);
+}
+
 // Writes rows [num_pixels, KH*KW*Cg] for output pixels [first_pixel, first_pixel + num_pixels)
-// of one group, widening to acc_t; taps that fall into the padding are zeros.
+// of one group, widening to acc_t; taps that fall into the padding are zeros. With one group and
+// no width dilation the in-bounds taps of a filter row are one contiguous NHWC run, copied at once.
 template <typename scalar_t, typename acc_t>
 void im2row(const scalar_t* input, const Conv2dPlan& p, int64_t group, int64_t first_pixel,
             int64_t num_pixels, acc_t* rows) {
   const int64_t cg = p.group_in_channels;
   const int64_t row_len = p.kernel_h * p.kernel_w * cg;
+  const bool contiguous_taps = cg == p.in_channels && p.dilation_w == 1;
   const int64_t grain = std::max<int64_t>(1, kCopyGrainElements / row_len);
   at::parallel_for(0, num_pixels, grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
@@ -49,17 +56,26 @@ void im2row(const scalar_t* input, const Conv2dPlan& p, int64_t group, int64_t f
       const int64_t ow = pixel % p.out_w;
       const int64_t oh = (pixel / p.out_w) % p.out_h;
       const int64_t n = pixel / (p.out_w * p.out_h);
+      const int64_t iw0 = ow * p.stride_w - p.pad_w.before;
+      // Taps kw in [kw_begin, kw_end) land inside the input width.
+      const int64_t kw_begin = std::clamp<int64_t>((-iw0 + p.dilation_w - 1) / p.dilation_w, 0, p.kernel_w);
+      const int64_t kw_end = std::clamp<int64_t>((p.in_w - iw0 + p.dilation_w - 1) / p.dilation_w, kw_begin, p.kernel_w);
       acc_t* dst = rows + i * row_len;
-      for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+      for (int64_t kh = 0; kh < p.kernel_h; ++kh, dst += p.kernel_w * cg) {
         const int64_t ih = oh * p.stride_h - p.pad_h.before + kh * p.dilation_h;
-        for (int64_t kw = 0; kw < p.kernel_w; ++kw, dst += cg) {
-          const int64_t iw = ow * p.stride_w - p.pad_w.before + kw * p.dilation_w;
-          if (ih < 0 || ih >= p.in_h || iw < 0 || iw >= p.in_w) {
-            std::fill(dst, dst + cg, acc_t(0));
-            continue;
-          }
-          const scalar_t* src = input + ((n * p.in_h + ih) * p.in_w + iw) * p.in_channels + group * cg;
-          for (int64_t c = 0; c < cg; ++c) dst[c] = static_cast<acc_t>(src[c]);
+        if (ih < 0 || ih >= p.in_h) {
+          std::fill(dst, dst + p.kernel_w * cg, acc_t(0));
+          continue;
+        }
+        std::fill(dst, dst + kw_begin * cg, acc_t(0));
+        std::fill(dst + kw_end * cg, dst + p.kernel_w * cg, acc_t(0));
+        const scalar_t* src = input + ((n * p.in_h + ih) * p.in_w + iw0) * p.in_channels + group * cg;
+        if (contiguous_taps) {
+          copy_widen(src + kw_begin * p.in_channels, dst + kw_begin * cg, (kw_end - kw_begin) * cg);
+          continue;
+        }
+        for (int64_t kw = kw_begin; kw < kw_end; ++kw) {
+          copy_widen(src + kw * p.dilation_w * p.in_channels, dst + kw * cg, cg);
         }
       }
     }
@@ -113,6 +129,20 @@ void conv2d_gemm(const at::Tensor& input, const at::Tensor& filter,
   }
 }
 
+// acc[c*m + j] += x[c] * f[c*m + j]: one filter tap of a depthwise conv at one output pixel.
+template <typename scalar_t, typename acc_t>
+void multiply_accumulate(const scalar_t* __restrict__ x, const acc_t* __restrict__ f,
+                         acc_t* __restrict__ acc, int64_t channels, int64_t multiplier) {
+  if (multiplier == 1) {
+    for (int64_t c = 0; c < channels; ++c) acc[c] += static_cast<acc_t>(x[c]) * f[c];
+    return;
+  }
+  for (int64_t c = 0; c < channels; ++c) {
+    const acc_t xc = static_cast<acc_t>(x[c]);
+    for (int64_t j = 0; j < multiplier; ++j) acc[c * multiplier + j] += xc * f[c * multiplier + j];
+  }
+}
+
 // out[n, oh, ow, c*m + j] = sum over taps of in[n, ih, iw, c] * filter[kh, kw, 0, c*m + j].
 template <typename scalar_t, typename acc_t>
 void conv2d_depthwise(const at::Tensor& input, const at::Tensor& filter,
@@ -143,16 +173,8 @@ void conv2d_depthwise(const at::Tensor& input, const at::Tensor& filter,
             const int64_t iw = ow * p.stride_w - p.pad_w.before + kw * p.dilation_w;
             if (iw < 0 || iw >= p.in_w) continue;
             const scalar_t* x = in + ((n * p.in_h + ih) * p.in_w + iw) * channels;
-            const acc_t* f = w + (kh * p.kernel_w + kw) * out_channels;
-            acc_t* a = acc.data();
-            if (multiplier == 1) {
-              for (int64_t c = 0; c < channels; ++c) a[c] += static_cast<acc_t>(x[c]) * f[c];
-            } else {
-              for (int64_t c = 0; c < channels; ++c) {
-                const acc_t xc = static_cast<acc_t>(x[c]);
-                for (int64_t j = 0; j < multiplier; ++j) a[c * multiplier + j] += xc * f[c * multiplier + j];
-              }
-            }
+            multiply_accumulate(x, w + (kh * p.kernel_w + kw) * out_channels, acc.data(),
+                                channels, multiplier);
           }
         }
         scalar_t* y = out + (row * p.out_w + ow) * out_channels;

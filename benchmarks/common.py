@@ -1,0 +1,139 @@
+"""Shapes, contenders, timing and the results table shared by the CPU and GPU benchmarks."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+import myconv
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    hwc: tuple[int, int, int]      # input H, W, C
+    hwio: tuple[int, int, int, int]  # filter KH, KW, C/groups, O
+    stride: int
+    family: str                    # resnet50 | mobilenetv2 | odd
+
+
+LAYERS = [
+    Layer("stem 7x7/2 C=3", (224, 224, 3), (7, 7, 3, 64), 2, "resnet50"),
+    Layer("res2 3x3", (56, 56, 64), (3, 3, 64, 64), 1, "resnet50"),
+    Layer("res2 1x1 64->256", (56, 56, 64), (1, 1, 64, 256), 1, "resnet50"),
+    Layer("res2 1x1 256->64", (56, 56, 256), (1, 1, 256, 64), 1, "resnet50"),
+    Layer("res3 3x3/2", (56, 56, 128), (3, 3, 128, 128), 2, "resnet50"),
+    Layer("res3 proj 1x1/2", (56, 56, 256), (1, 1, 256, 512), 2, "resnet50"),
+    Layer("res3 3x3", (28, 28, 128), (3, 3, 128, 128), 1, "resnet50"),
+    Layer("res3 1x1 512->128", (28, 28, 512), (1, 1, 512, 128), 1, "resnet50"),
+    Layer("res4 3x3", (14, 14, 256), (3, 3, 256, 256), 1, "resnet50"),
+    Layer("res4 1x1 1024->256", (14, 14, 1024), (1, 1, 1024, 256), 1, "resnet50"),
+    Layer("res5 3x3", (7, 7, 512), (3, 3, 512, 512), 1, "resnet50"),
+    Layer("res5 1x1 2048->512", (7, 7, 2048), (1, 1, 2048, 512), 1, "resnet50"),
+    Layer("dw 3x3/2 C=96", (112, 112, 96), (3, 3, 1, 96), 2, "mobilenetv2"),
+    Layer("dw 3x3 C=144", (56, 56, 144), (3, 3, 1, 144), 1, "mobilenetv2"),
+    Layer("dw 3x3 C=192", (28, 28, 192), (3, 3, 1, 192), 1, "mobilenetv2"),
+    Layer("dw 3x3 C=576", (14, 14, 576), (3, 3, 1, 576), 1, "mobilenetv2"),
+    Layer("dw 3x3 C=960", (7, 7, 960), (3, 3, 1, 960), 1, "mobilenetv2"),
+    Layer("pw 1x1 24->144", (56, 56, 24), (1, 1, 24, 144), 1, "mobilenetv2"),
+    Layer("pw 1x1 192->32", (28, 28, 192), (1, 1, 192, 32), 1, "mobilenetv2"),
+    Layer("pw 1x1 576->96", (14, 14, 576), (1, 1, 576, 96), 1, "mobilenetv2"),
+    Layer("odd 3x3/2 33x47", (33, 47, 32), (3, 3, 32, 64), 2, "odd"),
+    Layer("odd 5x5/2 74x75", (74, 75, 64), (5, 5, 64, 32), 2, "odd"),
+    Layer("odd 2x2/2 17x31", (17, 31, 48), (2, 2, 48, 48), 2, "odd"),
+]
+
+
+def tf_same_pads(layer: Layer) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of TF SAME, from TF's formula."""
+    pads = []
+    for size, k in ((layer.hwc[0], layer.hwio[0]), (layer.hwc[1], layer.hwio[1])):
+        out = -(-size // layer.stride)
+        total = max((out - 1) * layer.stride + k - size, 0)
+        pads += [total // 2, total - total // 2]
+    return tuple(pads)
+
+
+def contenders(layer: Layer, n: int, device: str, dtype: torch.dtype) -> dict[str, Callable[[], torch.Tensor]]:
+    """myconv, torch.conv2d on channels_last tensors, and the permute+pad+conv path users write."""
+    x = torch.randn(n, *layer.hwc, device=device, dtype=dtype)
+    w = torch.randn(*layer.hwio, device=device, dtype=dtype)
+    groups = layer.hwc[2] // layer.hwio[2]
+    top, bottom, left, right = tf_same_pads(layer)
+    w_oihw = w.permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
+    x_nchw = x.permute(0, 3, 1, 2)  # an NHWC tensor viewed as NCHW is channels_last already
+    if (top, left) == (bottom, right):
+        ref_input, ref_padding = x_nchw, (top, left)
+    else:  # asymmetric SAME: pad once outside the timed region, in the reference's favour
+        ref_input = F.pad(x_nchw, (left, right, top, bottom)).contiguous(memory_format=torch.channels_last)
+        ref_padding = (0, 0)
+
+    def user_path() -> torch.Tensor:
+        xp = F.pad(x.permute(0, 3, 1, 2), (left, right, top, bottom))
+        out = F.conv2d(xp, w.permute(3, 2, 0, 1), stride=layer.stride, groups=groups)
+        return out.permute(0, 2, 3, 1).contiguous()
+
+    return {
+        "myconv": lambda: myconv.conv2d(x, w, layer.stride, "SAME"),
+        "torch_cl": lambda: F.conv2d(ref_input, w_oihw, stride=layer.stride, padding=ref_padding, groups=groups),
+        "user": user_path,
+    }
+
+
+def gflop(layer: Layer, n: int) -> float:
+    oh, ow = -(-layer.hwc[0] // layer.stride), -(-layer.hwc[1] // layer.stride)
+    kh, kw, cg, o = layer.hwio
+    return 2.0 * n * oh * ow * o * kh * kw * cg / 1e9
+
+
+def median_ms(fn: Callable[[], torch.Tensor], sync: Callable[[], None], repeats: int, min_time_s: float) -> float:
+    """Median over `repeats` timed calls after warm-up; each sample runs enough calls to last min_time_s."""
+    fn(); fn(); sync()
+    start = time.perf_counter()
+    fn(); sync()
+    calls = max(1, math.ceil(min_time_s / max(time.perf_counter() - start, 1e-9)))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        samples.append((time.perf_counter() - start) * 1e3 / calls)
+    return statistics.median(samples)
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def check_agreement(fns: dict[str, Callable[[], torch.Tensor]], tolerance: float) -> None:
+    """Refuse to time contenders that disagree: a benchmark of a wrong answer is worthless."""
+    mine = fns["myconv"]().double()
+    ref = fns["user"]().double()
+    err = ((mine - ref).norm() / ref.norm()).item()
+    if not err <= tolerance:
+        raise SystemExit(f"myconv disagrees with torch.conv2d (relative error {err:.3g})")
+
+
+def header(title: str, extra: list[str]) -> list[str]:
+    return [
+        f"# {title}",
+        "",
+        f"- date: {datetime.date.today().isoformat()}",
+        f"- torch: {torch.__version__}; myconv {myconv.__version__}",
+        f"- python: {platform.python_version()}; host: {platform.machine()} {platform.processor() or ''}".rstrip(),
+        *[f"- {line}" for line in extra],
+        "- ratios are time(myconv) / time(other): below 1 means myconv is faster",
+        "",
+    ]

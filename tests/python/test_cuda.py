@@ -1,0 +1,71 @@
+"""CUDA-only behaviour: agreement with the CPU backend, streams, device indices, 64-bit indexing."""
+
+import pytest
+import torch
+
+import myconv
+from references import conv_torch, relative_error
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+]
+
+SHAPES = [  # (input NHWC, filter HWIO, stride, padding, dilation)
+    ((2, 17, 15, 8), (3, 3, 8, 16), (2, 2), "SAME", (1, 1)),
+    ((2, 17, 15, 8), (3, 3, 1, 8), (1, 1), "SAME", (1, 1)),
+    ((2, 17, 15, 8), (1, 1, 8, 16), (1, 1), "VALID", (1, 1)),
+    ((1, 20, 21, 6), (5, 3, 3, 6), (1, 3), "SAME", (2, 1)),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: str(s[1]))
+def test_cpu_and_cuda_agree(shape, dtype):
+    x_shape, w_shape, stride, padding, dilation = shape
+    x, w = torch.randn(x_shape, dtype=dtype), torch.randn(w_shape, dtype=dtype)
+    b = torch.randn(w_shape[3], dtype=dtype)
+    cpu = myconv.conv2d(x, w, stride, padding, dilation, b)
+    gpu = myconv.conv2d(x.cuda(), w.cuda(), stride, padding, dilation, b.cuda())
+    tolerance = {torch.float64: 1e-12, torch.float32: 1e-5}.get(dtype, 1e-2)
+    assert relative_error(gpu, cpu.double()) <= tolerance
+
+
+def test_runs_on_the_current_non_default_stream():
+    x = torch.randn(4, 32, 32, 16, device="cuda")
+    w = torch.randn(3, 3, 16, 32, device="cuda")
+    expected = myconv.conv2d(x, w, 1, "SAME")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        out = myconv.conv2d(x, w, 1, "SAME")
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.cuda.synchronize()
+    assert torch.equal(out, expected)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_second_gpu():
+    x = torch.randn(2, 9, 9, 4)
+    w = torch.randn(3, 3, 4, 6)
+    out = myconv.conv2d(x.to("cuda:1"), w.to("cuda:1"), 2, "SAME")
+    assert out.device == torch.device("cuda:1")
+    assert relative_error(out, conv_torch(x, w, (2, 2), "SAME", (1, 1))) <= 1e-5
+
+
+@pytest.mark.parametrize("depthwise", [False, True], ids=["im2row", "depthwise"])
+def test_indices_beyond_int32(depthwise):
+    # 8192 * 8192 * 33 > 2**31 input elements: any 32-bit index math would wrap.
+    h = w_ = 8192
+    c = 33
+    if torch.cuda.get_device_properties(0).total_memory < 24 * 2**30:
+        pytest.skip("needs a GPU with 24 GiB")
+    x = torch.randn(1, h, w_, c, device="cuda", dtype=torch.float16)
+    filt = torch.randn(3, 3, 1, c, dtype=torch.float16) if depthwise else torch.randn(1, 1, c, 4, dtype=torch.float16)
+    out = myconv.conv2d(x, filt.cuda(), 2, "SAME")
+    corner = x[:, -8:, -8:, :].cpu()
+    ref = conv_torch(corner, filt, (2, 2), "SAME", (1, 1))
+    # Last output pixels: their windows lie inside the 8x8 corner (SAME pads after only here).
+    assert relative_error(out[:, -3:, -3:, :], ref[:, -3:, -3:, :]) <= 1e-2
+    del x, out
+    torch.cuda.empty_cache()
