@@ -1,0 +1,55 @@
+# make demo: set up everything, build, run the demo.  make test: set up, build, run every test.
+PY := .venv/bin/python
+TORCH_CMAKE = $(shell $(PY) -c "import torch; print(torch.utils.cmake_prefix_path)")
+JOBS ?= $(shell nproc)
+PREFIX_DIR := build/install
+export MAX_JOBS := $(JOBS)
+
+.PHONY: setup build demo test test-python test-cpp test-examples test-sanitizers bench-cpu gpu-check clean
+
+setup:
+	bash scripts/bootstrap.sh
+
+# Builds libmyconv through setup.py -> CMake (build/cmake) and installs the package editable.
+build: setup
+	$(PY) -m pip install -q --no-build-isolation -e .
+
+demo: build
+	$(PY) examples/demo.py
+
+test: test-python test-cpp test-examples test-sanitizers
+
+test-python: build
+	$(PY) -m pytest
+
+# GoogleTest through ctest, in the same CMake tree setup.py built the library in.
+test-cpp: build
+	cmake -S . -B build/cmake -DMYCONV_BUILD_TESTS=ON
+	cmake --build build/cmake -j $(JOBS)
+	ctest --test-dir build/cmake --output-on-failure
+
+# Installs the CMake package to a temporary prefix and builds the examples against it alone.
+test-examples: test-cpp
+	rm -rf $(PREFIX_DIR) build/examples
+	cmake --install build/cmake --prefix $(PREFIX_DIR)
+	cmake -S examples/cpp -B build/examples -DCMAKE_PREFIX_PATH="$(CURDIR)/$(PREFIX_DIR);$(TORCH_CMAKE)"
+	cmake --build build/examples -j $(JOBS)
+	build/examples/direct_conv
+	$(PY) examples/cpp/torchscript/make_model.py build/examples
+	build/examples/run_torchscript build/examples/model.pt build/examples/data.pt
+
+# The C++ tests once more under AddressSanitizer + UndefinedBehaviorSanitizer (CPU kernels).
+test-sanitizers: setup
+	cmake -S . -B build/sanitize -DCMAKE_PREFIX_PATH="$(TORCH_CMAKE)" -DMYCONV_SANITIZE=ON -DMYCONV_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build build/sanitize -j $(JOBS)
+	ASAN_OPTIONS=abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --test-dir build/sanitize --output-on-failure
+
+bench-cpu: build
+	cd benchmarks && ../$(PY) bench_cpu.py
+
+# On a GPU machine with a preinstalled torch (no network, no .venv): see scripts/gpu_check.sh.
+gpu-check:
+	bash scripts/gpu_check.sh
+
+clean:
+	rm -rf build python/myconv/libmyconv.so python/*.egg-info

@@ -1,0 +1,77 @@
+"""GPU benchmark: myconv vs torch.conv2d on channels_last tensors (cuDNN) vs the user's
+permute + F.pad + F.conv2d + permute path, for fp32 (strict), TF32, fp16 and bf16, N = 32.
+
+Usage: python benchmarks/bench_gpu.py [--batch 32] [--repeats 20]
+Writes benchmarks/results/gpu-<card>.md and prints the same table.
+"""
+
+import argparse
+import re
+
+import torch
+
+from common import LAYERS, RESULTS, check_agreement, contenders, geomean, gflop, header, median_ms
+
+MODES = {  # name: (dtype, allow_tf32, agreement tolerance)
+    "fp32": (torch.float32, False, 1e-5),
+    "tf32": (torch.float32, True, 1e-2),
+    "fp16": (torch.float16, False, 1e-2),
+    "bf16": (torch.bfloat16, False, 1e-2),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--min-time", type=float, default=0.02, help="seconds per sample")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("bench_gpu.py needs a CUDA device")
+    card = torch.cuda.get_device_name(0)
+    props = torch.cuda.get_device_properties(0)
+    lines = header(f"myconv GPU benchmark on {card}", [
+        f"card: {card}, {props.total_memory / 2**30:.0f} GiB, sm_{props.major}{props.minor}; "
+        f"CUDA {torch.version.cuda}; cuDNN {torch.backends.cudnn.version()}",
+        f"N = {args.batch}; median of {args.repeats} samples, each >= {args.min_time * 1e3:.0f} ms of calls",
+        "torch_cl: F.conv2d on channels_last tensors (cuDNN, benchmark mode on); "
+        "user: permute + F.pad + F.conv2d + permute + .contiguous()",
+        f"command: python benchmarks/bench_gpu.py --batch {args.batch}",
+    ])
+    torch.backends.cudnn.benchmark = True
+    summary = []
+    with torch.inference_mode():
+        for mode, (dtype, tf32, tolerance) in MODES.items():
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
+            lines += ["", f"## {mode}", "",
+                      "| layer | myconv ms | torch_cl ms | user ms | myconv TFLOP/s | myconv/torch_cl | myconv/user |",
+                      "|---|---|---|---|---|---|---|"]
+            ratios = {"resnet50": [], "all": [], "user": []}
+            for layer in LAYERS:
+                fns = contenders(layer, args.batch, "cuda", dtype)
+                check_agreement(fns, tolerance)
+                ms = {name: median_ms(fn, torch.cuda.synchronize, args.repeats, args.min_time)
+                      for name, fn in fns.items()}
+                r_ref, r_user = ms["myconv"] / ms["torch_cl"], ms["myconv"] / ms["user"]
+                ratios["all"].append(r_ref)
+                ratios["user"].append(r_user)
+                if layer.family == "resnet50":
+                    ratios["resnet50"].append(r_ref)
+                row = (f"| {layer.name} | {ms['myconv']:.3f} | {ms['torch_cl']:.3f} | {ms['user']:.3f} | "
+                       f"{gflop(layer, args.batch) / ms['myconv']:.1f} | {r_ref:.2f} | {r_user:.2f} |")
+                lines.append(row)
+                print(mode, row, flush=True)
+            summary.append(f"| {mode} | {geomean(ratios['resnet50']):.2f} | {geomean(ratios['all']):.2f} | "
+                           f"{geomean(ratios['user']):.2f} |")
+    lines += ["", "## Summary (geomean time ratios; target for fp16/bf16 on ResNet-50: <= 1.5)", "",
+              "| mode | myconv/cuDNN ResNet-50 | myconv/cuDNN all | myconv/user all |", "|---|---|---|---|",
+              *summary, ""]
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", card).strip("-")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"gpu-{slug}.md").write_text("\n".join(lines))
+    print("\n".join(lines[-(len(summary) + 4):]))
+
+
+if __name__ == "__main__":
+    main()
