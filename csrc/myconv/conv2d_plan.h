@@ -37,6 +37,13 @@ struct Conv2dPlan {
   int64_t out_h, out_w;
 
   std::vector<int64_t> output_sizes() const { return {batch, out_h, out_w, out_channels}; }
+  // One input channel per group: backends use a direct kernel instead of width-1 GEMMs.
+  bool is_depthwise() const { return group_in_channels == 1 && groups > 1; }
+  // 1x1, stride 1, no padding: the NHWC input already is the GEMM operand.
+  bool is_unpadded_pointwise() const {
+    return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && pad_h.before == 0 &&
+           pad_h.after == 0 && pad_w.before == 0 && pad_w.after == 0;
+  }
 };
 
 // Validates shapes, stride, padding and dilation and computes the output geometry.

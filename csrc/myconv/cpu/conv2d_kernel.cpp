@@ -28,13 +28,6 @@ constexpr int64_t kWorkspaceBytes = int64_t{16} << 20;
 // Elements copied per parallel_for chunk, so that small tiles do not pay for threading.
 constexpr int64_t kCopyGrainElements = int64_t{1} << 15;
 
-bool is_depthwise(const Conv2dPlan& p) { return p.group_in_channels == 1 && p.groups > 1; }
-
-bool is_unpadded_pointwise(const Conv2dPlan& p) {
-  return p.kernel_h == 1 && p.kernel_w == 1 && p.stride_h == 1 && p.stride_w == 1 &&
-         p.pad_h.before == 0 && p.pad_h.after == 0 && p.pad_w.before == 0 && p.pad_w.after == 0;
-}
-
 template <typename scalar_t, typename acc_t>
 void copy_widen(const scalar_t* __restrict__ src, acc_t* __restrict__ dst, int64_t count) {
   for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<acc_t>(src[i]);
@@ -91,7 +84,7 @@ void conv2d_gemm(const at::Tensor& input, const at::Tensor& filter,
   const int64_t row_len = p.kernel_h * p.kernel_w * p.group_in_channels;
   const int64_t cg = p.group_in_channels;
   const int64_t og = p.group_out_channels;
-  const bool direct = is_unpadded_pointwise(p) && !widen;
+  const bool direct = p.is_unpadded_pointwise() && !widen;
 
   const at::Tensor weights = filter.contiguous().to(acc_options.dtype()).view({row_len, p.out_channels});
   const std::optional<at::Tensor> bias_acc =
@@ -190,7 +183,7 @@ void conv2d_cpu(const at::Tensor& input, const at::Tensor& filter,
   const at::Tensor x = input.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "myconv_conv2d_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    if (is_depthwise(plan)) {
+    if (plan.is_depthwise()) {
       conv2d_depthwise<scalar_t, acc_t>(x, filter, bias, plan, output);
     } else {
       conv2d_gemm<scalar_t, acc_t>(x, filter, bias, plan, output);

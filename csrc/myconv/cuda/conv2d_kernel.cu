@@ -32,13 +32,6 @@ int64_t blocks_for(int64_t elements) {
   return std::clamp<int64_t>((elements + kThreads - 1) / kThreads, 1, kMaxBlocks);
 }
 
-bool is_depthwise(const Conv2dPlan& p) { return p.group_in_channels == 1 && p.groups > 1; }
-
-bool is_unpadded_pointwise(const Conv2dPlan& p) {
-  return p.kernel_h == 1 && p.kernel_w == 1 && p.stride_h == 1 && p.stride_w == 1 &&
-         p.pad_h.before == 0 && p.pad_h.after == 0 && p.pad_w.before == 0 && p.pad_w.after == 0;
-}
-
 // rows[i, (kh, kw, c)] = input[n, ih, iw, group * Cg + c] for output pixel first_pixel + i,
 // zero where the tap falls into the padding.
 template <typename scalar_t>
@@ -136,7 +129,7 @@ void conv2d_gemm(const at::Tensor& input, const at::Tensor& filter,
                         p.in_channels <= kMaxGemmDim,
                     "myconv.conv2d (CUDA): filter too large for a 32-bit cuBLAS GEMM: "
                     "KH*KW*C/groups = ", row_len, ", O = ", p.out_channels);
-  const bool direct = is_unpadded_pointwise(p);
+  const bool direct = p.is_unpadded_pointwise();
   const int64_t tile =
       direct ? std::min(pixels, kMaxGemmDim)
              : std::clamp<int64_t>(kWorkspaceBytes / (row_len * int64_t{sizeof(scalar_t)}), 1,
@@ -179,7 +172,7 @@ void conv2d_cuda(const at::Tensor& input, const at::Tensor& filter,
   const at::Tensor w = filter.contiguous();
   const std::optional<at::Tensor> b = bias ? std::optional<at::Tensor>(bias->contiguous()) : std::nullopt;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "myconv_conv2d_cuda", [&] {
-    if (is_depthwise(plan)) {
+    if (plan.is_depthwise()) {
       depthwise_kernel<scalar_t, at::opmath_type<scalar_t>>
           <<<blocks_for(output.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
               x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
