@@ -48,6 +48,13 @@ MYCONV_HOST_DEVICE constexpr int64_t output_size(int64_t in, Padding pad, int64_
   return padded < eff ? 0 : (padded - eff) / s + 1;
 }
 
+// Input coordinate under tap `tap` of the window of output coordinate `out`; outside [0, in)
+// means the tap falls into the zero padding. Every backend's index math goes through this.
+MYCONV_HOST_DEVICE constexpr int64_t input_index(int64_t out, int64_t s, int64_t pad_before,
+                                                 int64_t tap, int64_t d) {
+  return out * s - pad_before + tap * d;
+}
+
 // Overflow-checked effective_kernel for validating user input; false when it does not fit.
 inline bool checked_effective_kernel(int64_t k, int64_t d, int64_t* eff) {
   int64_t span = 0;

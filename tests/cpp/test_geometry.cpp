@@ -73,6 +73,17 @@ TEST(Geometry, OutputSizeValidAndExplicit) {
             << in << " " << k << " " << s;
 }
 
+TEST(Geometry, InputIndexOfATap) {
+  // SAME, in 6, k 3, s 2: pads (0, 1); output 2 reads inputs 4, 5 and the bottom padding 6.
+  const g::Padding pad = g::same_padding(6, 3, 2);
+  EXPECT_EQ(g::input_index(2, 2, pad.before, 0, 1), 4);
+  EXPECT_EQ(g::input_index(2, 2, pad.before, 2, 1), 6);
+  // in 5, k 3, s 1: pads (1, 1); output 0, tap 0 reads the top padding -1.
+  EXPECT_EQ(g::input_index(0, 1, g::same_padding(5, 3, 1).before, 0, 1), -1);
+  // Dilation 3, stride 2, explicit before-padding 2: out 4, tap 2 -> 4*2 - 2 + 6.
+  EXPECT_EQ(g::input_index(4, 2, 2, 2, 3), 12);
+}
+
 TEST(Geometry, CheckedHelpersCatchOverflow) {
   int64_t value = 0;
   EXPECT_TRUE(g::checked_effective_kernel(3, 4, &value));

@@ -49,26 +49,28 @@ void im2row(const scalar_t* input, const Conv2dPlan& p, int64_t group, int64_t f
       const int64_t ow = pixel % p.out_w;
       const int64_t oh = (pixel / p.out_w) % p.out_h;
       const int64_t n = pixel / (p.out_w * p.out_h);
-      const int64_t iw0 = ow * p.stride_w - p.pad_w.before;
+      const int64_t iw0 = geometry::input_index(ow, p.stride_w, p.pad_w.before, 0, p.dilation_w);
       // Taps kw in [kw_begin, kw_end) land inside the input width.
       const int64_t kw_begin = std::clamp<int64_t>((-iw0 + p.dilation_w - 1) / p.dilation_w, 0, p.kernel_w);
       const int64_t kw_end = std::clamp<int64_t>((p.in_w - iw0 + p.dilation_w - 1) / p.dilation_w, kw_begin, p.kernel_w);
       acc_t* dst = rows + i * row_len;
       for (int64_t kh = 0; kh < p.kernel_h; ++kh, dst += p.kernel_w * cg) {
-        const int64_t ih = oh * p.stride_h - p.pad_h.before + kh * p.dilation_h;
+        const int64_t ih = geometry::input_index(oh, p.stride_h, p.pad_h.before, kh, p.dilation_h);
         if (ih < 0 || ih >= p.in_h) {
           std::fill(dst, dst + p.kernel_w * cg, acc_t(0));
           continue;
         }
         std::fill(dst, dst + kw_begin * cg, acc_t(0));
         std::fill(dst + kw_end * cg, dst + p.kernel_w * cg, acc_t(0));
-        const scalar_t* src = input + ((n * p.in_h + ih) * p.in_w + iw0) * p.in_channels + group * cg;
+        // Element offset of input[n, ih, 0, group * Cg]; pointers are formed only for in-bounds taps.
+        const int64_t row_offset = (n * p.in_h + ih) * p.in_w * p.in_channels + group * cg;
         if (contiguous_taps) {
-          copy_widen(src + kw_begin * p.in_channels, dst + kw_begin * cg, (kw_end - kw_begin) * cg);
+          copy_widen(input + row_offset + (iw0 + kw_begin) * p.in_channels, dst + kw_begin * cg,
+                     (kw_end - kw_begin) * cg);
           continue;
         }
         for (int64_t kw = kw_begin; kw < kw_end; ++kw) {
-          copy_widen(src + kw * p.dilation_w * p.in_channels, dst + kw * cg, cg);
+          copy_widen(input + row_offset + (iw0 + kw * p.dilation_w) * p.in_channels, dst + kw * cg, cg);
         }
       }
     }
@@ -160,10 +162,10 @@ void conv2d_depthwise(const at::Tensor& input, const at::Tensor& filter,
       for (int64_t ow = 0; ow < p.out_w; ++ow) {
         std::copy(b, b + out_channels, acc.data());
         for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
-          const int64_t ih = oh * p.stride_h - p.pad_h.before + kh * p.dilation_h;
+          const int64_t ih = geometry::input_index(oh, p.stride_h, p.pad_h.before, kh, p.dilation_h);
           if (ih < 0 || ih >= p.in_h) continue;
           for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
-            const int64_t iw = ow * p.stride_w - p.pad_w.before + kw * p.dilation_w;
+            const int64_t iw = geometry::input_index(ow, p.stride_w, p.pad_w.before, kw, p.dilation_w);
             if (iw < 0 || iw >= p.in_w) continue;
             const scalar_t* x = in + ((n * p.in_h + ih) * p.in_w + iw) * channels;
             multiply_accumulate(x, w + (kh * p.kernel_w + kw) * out_channels, acc.data(),

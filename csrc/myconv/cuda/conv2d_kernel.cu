@@ -48,8 +48,10 @@ __global__ void im2row_kernel(const scalar_t* __restrict__ input, Conv2dPlan p, 
     const int64_t ow = pixel % p.out_w;
     const int64_t oh = (pixel / p.out_w) % p.out_h;
     const int64_t n = pixel / (p.out_w * p.out_h);
-    const int64_t ih = oh * p.stride_h - p.pad_h.before + (tap / p.kernel_w) * p.dilation_h;
-    const int64_t iw = ow * p.stride_w - p.pad_w.before + (tap % p.kernel_w) * p.dilation_w;
+    const int64_t ih =
+        geometry::input_index(oh, p.stride_h, p.pad_h.before, tap / p.kernel_w, p.dilation_h);
+    const int64_t iw =
+        geometry::input_index(ow, p.stride_w, p.pad_w.before, tap % p.kernel_w, p.dilation_w);
     const bool inside = ih >= 0 && ih < p.in_h && iw >= 0 && iw < p.in_w;
     rows[idx] = inside ? input[((n * p.in_h + ih) * p.in_w + iw) * p.in_channels + group * cg + c]
                        : scalar_t(0);
@@ -72,10 +74,10 @@ __global__ void depthwise_kernel(const scalar_t* __restrict__ input,
     const int64_t c = o / p.group_out_channels;
     acc_t acc = bias ? static_cast<acc_t>(bias[o]) : acc_t(0);
     for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
-      const int64_t ih = oh * p.stride_h - p.pad_h.before + kh * p.dilation_h;
+      const int64_t ih = geometry::input_index(oh, p.stride_h, p.pad_h.before, kh, p.dilation_h);
       if (ih < 0 || ih >= p.in_h) continue;
       for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
-        const int64_t iw = ow * p.stride_w - p.pad_w.before + kw * p.dilation_w;
+        const int64_t iw = geometry::input_index(ow, p.stride_w, p.pad_w.before, kw, p.dilation_w);
         if (iw < 0 || iw >= p.in_w) continue;
         acc += static_cast<acc_t>(input[((n * p.in_h + ih) * p.in_w + iw) * p.in_channels + c]) *
                static_cast<acc_t>(filter[(kh * p.kernel_w + kw) * p.out_channels + o]);
