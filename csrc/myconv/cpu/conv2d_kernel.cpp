@@ -124,17 +124,54 @@ void conv2d_gemm(const at::Tensor& input, const at::Tensor& filter,
   }
 }
 
-// acc[c*m + j] += x[c] * f[c*m + j]: one filter tap of a depthwise conv at one output pixel.
-template <typename scalar_t, typename acc_t>
-void multiply_accumulate(const scalar_t* __restrict__ x, const acc_t* __restrict__ f,
-                         acc_t* __restrict__ acc, int64_t channels, int64_t multiplier) {
-  if (multiplier == 1) {
-    for (int64_t c = 0; c < channels; ++c) acc[c] += static_cast<acc_t>(x[c]) * f[c];
-    return;
+// The shipped build targets baseline x86-64; the depthwise row loop is also compiled for x86-64-v3
+// (AVX2+FMA) and x86-64-v4 (AVX-512), and the loader picks by CPU features, not CPU model
+// (GCC function multiversioning).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MYCONV_SIMD_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define MYCONV_SIMD_CLONES
+#endif
+
+// Output channels [o0, o0 + kLen) of one output pixel of a depthwise conv, accumulated in
+// registers across all taps. Output channel o reads input channel o / multiplier.
+template <int64_t kLen, bool kUnitMultiplier, typename scalar_t, typename acc_t>
+inline void depthwise_channels(const scalar_t* __restrict__ image, const acc_t* __restrict__ w,
+                               const acc_t* __restrict__ b, scalar_t* __restrict__ y,
+                               const Conv2dPlan& p, int64_t oh, int64_t ow, int64_t o0) {
+  acc_t acc[kLen];
+  for (int64_t j = 0; j < kLen; ++j) acc[j] = b[o0 + j];
+  for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+    const int64_t ih = geometry::input_index(oh, p.stride_h, p.pad_h.before, kh, p.dilation_h);
+    if (ih < 0 || ih >= p.in_h) continue;
+    for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+      const int64_t iw = geometry::input_index(ow, p.stride_w, p.pad_w.before, kw, p.dilation_w);
+      if (iw < 0 || iw >= p.in_w) continue;
+      const scalar_t* x = image + (ih * p.in_w + iw) * p.in_channels;
+      const acc_t* f = w + (kh * p.kernel_w + kw) * p.out_channels + o0;
+      for (int64_t j = 0; j < kLen; ++j) {
+        const int64_t c = kUnitMultiplier ? o0 + j : (o0 + j) / p.group_out_channels;
+        acc[j] += static_cast<acc_t>(x[c]) * f[j];
+      }
+    }
   }
-  for (int64_t c = 0; c < channels; ++c) {
-    const acc_t xc = static_cast<acc_t>(x[c]);
-    for (int64_t j = 0; j < multiplier; ++j) acc[c * multiplier + j] += xc * f[c * multiplier + j];
+  for (int64_t j = 0; j < kLen; ++j) y[o0 + j] = static_cast<scalar_t>(acc[j]);
+}
+
+// One output row (n, oh): channels in register-sized blocks, then the remainder one by one.
+template <bool kUnitMultiplier, typename scalar_t, typename acc_t>
+MYCONV_SIMD_CLONES void depthwise_row(const scalar_t* image, const acc_t* w, const acc_t* b,
+                                      scalar_t* out_row, const Conv2dPlan& p, int64_t oh) {
+  constexpr int64_t kBlock = 16;
+  const int64_t blocked = p.out_channels - p.out_channels % kBlock;
+  for (int64_t ow = 0; ow < p.out_w; ++ow) {
+    scalar_t* y = out_row + ow * p.out_channels;
+    for (int64_t o0 = 0; o0 < blocked; o0 += kBlock) {
+      depthwise_channels<kBlock, kUnitMultiplier>(image, w, b, y, p, oh, ow, o0);
+    }
+    for (int64_t o = blocked; o < p.out_channels; ++o) {
+      depthwise_channels<1, kUnitMultiplier>(image, w, b, y, p, oh, ow, o);
+    }
   }
 }
 
@@ -150,30 +187,16 @@ void conv2d_depthwise(const at::Tensor& input, const at::Tensor& filter,
   const acc_t* w = weights.const_data_ptr<acc_t>();
   const acc_t* b = bias_acc.const_data_ptr<acc_t>();
   scalar_t* out = output.mutable_data_ptr<scalar_t>();
-  const int64_t channels = p.in_channels;
-  const int64_t multiplier = p.group_out_channels;
-  const int64_t out_channels = p.out_channels;
+  const bool unit_multiplier = p.group_out_channels == 1;
 
   at::parallel_for(0, p.batch * p.out_h, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(out_channels);
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t n = row / p.out_h;
-      const int64_t oh = row % p.out_h;
-      for (int64_t ow = 0; ow < p.out_w; ++ow) {
-        std::copy(b, b + out_channels, acc.data());
-        for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
-          const int64_t ih = geometry::input_index(oh, p.stride_h, p.pad_h.before, kh, p.dilation_h);
-          if (ih < 0 || ih >= p.in_h) continue;
-          for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
-            const int64_t iw = geometry::input_index(ow, p.stride_w, p.pad_w.before, kw, p.dilation_w);
-            if (iw < 0 || iw >= p.in_w) continue;
-            const scalar_t* x = in + ((n * p.in_h + ih) * p.in_w + iw) * channels;
-            multiply_accumulate(x, w + (kh * p.kernel_w + kw) * out_channels, acc.data(),
-                                channels, multiplier);
-          }
-        }
-        scalar_t* y = out + (row * p.out_w + ow) * out_channels;
-        for (int64_t o = 0; o < out_channels; ++o) y[o] = static_cast<scalar_t>(acc[o]);
+      const scalar_t* image = in + (row / p.out_h) * p.in_h * p.in_w * p.in_channels;
+      scalar_t* out_row = out + row * p.out_w * p.out_channels;
+      if (unit_multiplier) {
+        depthwise_row<true>(image, w, b, out_row, p, row % p.out_h);
+      } else {
+        depthwise_row<false>(image, w, b, out_row, p, row % p.out_h);
       }
     }
   });
