@@ -13,50 +13,95 @@
 
 namespace myconv {
 
+// pt2_compliant: opcheck (every default test, the dynamic-shape AOT one included) passes on
+// all four ops, so torch.compile and torch.export may trace through them.
 TORCH_LIBRARY(myconv, m) {
+  const std::vector<at::Tag> tags{at::Tag::pt2_compliant_tag};
   m.def(
       "conv2d(Tensor input, Tensor filter, int[2] stride=1, str padding=\"SAME\", "
-      "int[2] dilation=1, Tensor? bias=None) -> Tensor");
+      "int[2] dilation=1, Tensor? bias=None) -> Tensor",
+      tags);
   m.def(
       "conv2d.explicit(Tensor input, Tensor filter, int[2] stride, int[4] padding, "
-      "int[2] dilation=1, Tensor? bias=None) -> Tensor");
+      "int[2] dilation=1, Tensor? bias=None) -> Tensor",
+      tags);
+  // Shaped like aten::convolution_backward: (grad_input, grad_filter, grad_bias).
+  m.def(
+      "conv2d_backward(Tensor grad_output, Tensor input, Tensor filter, int[2] stride, "
+      "str padding, int[2] dilation, bool[3] output_mask) -> (Tensor, Tensor, Tensor)",
+      tags);
+  m.def(
+      "conv2d_backward.explicit(Tensor grad_output, Tensor input, Tensor filter, int[2] stride, "
+      "int[4] padding, int[2] dilation, bool[3] output_mask) -> (Tensor, Tensor, Tensor)",
+      tags);
 }
+
+namespace {
+
+// A typed dispatcher handle of one overload of a myconv op, looked up once.
+template <typename Signature>
+c10::TypedOperatorHandle<Signature> typed_op(const char* name, const char* overload) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, overload).typed<Signature>();
+}
+
+using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+
+}  // namespace
 
 at::Tensor conv2d(const at::Tensor& input, const at::Tensor& filter, at::IntArrayRef stride,
                   c10::string_view padding, at::IntArrayRef dilation,
                   const std::optional<at::Tensor>& bias) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("myconv::conv2d", "")
-                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
-                                               at::IntArrayRef, c10::string_view,
-                                               at::IntArrayRef, const std::optional<at::Tensor>&)>();
+  static const auto op =
+      typed_op<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef, c10::string_view,
+                          at::IntArrayRef, const std::optional<at::Tensor>&)>("myconv::conv2d", "");
   return op.call(input, filter, stride, padding, dilation, bias);
 }
 
 at::Tensor conv2d(const at::Tensor& input, const at::Tensor& filter, at::IntArrayRef stride,
                   std::array<int64_t, 4> padding, at::IntArrayRef dilation,
                   const std::optional<at::Tensor>& bias) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("myconv::conv2d", "explicit")
-                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
-                                               at::IntArrayRef, at::IntArrayRef,
-                                               at::IntArrayRef, const std::optional<at::Tensor>&)>();
+  static const auto op =
+      typed_op<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef, at::IntArrayRef,
+                          at::IntArrayRef, const std::optional<at::Tensor>&)>("myconv::conv2d",
+                                                                              "explicit");
   return op.call(input, filter, stride, padding, dilation, bias);
+}
+
+Grads conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                      const at::Tensor& filter, at::IntArrayRef stride, c10::string_view padding,
+                      at::IntArrayRef dilation, std::array<bool, 3> output_mask) {
+  static const auto op =
+      typed_op<Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::IntArrayRef,
+                     c10::string_view, at::IntArrayRef, std::array<bool, 3>)>(
+          "myconv::conv2d_backward", "");
+  return op.call(grad_output, input, filter, stride, padding, dilation, output_mask);
+}
+
+Grads conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                      const at::Tensor& filter, at::IntArrayRef stride,
+                      std::array<int64_t, 4> padding, at::IntArrayRef dilation,
+                      std::array<bool, 3> output_mask) {
+  static const auto op =
+      typed_op<Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::IntArrayRef,
+                     at::IntArrayRef, at::IntArrayRef, std::array<bool, 3>)>(
+          "myconv::conv2d_backward", "explicit");
+  return op.call(grad_output, input, filter, stride, padding, dilation, output_mask);
 }
 
 std::vector<int64_t> output_shape(at::IntArrayRef input_shape, at::IntArrayRef filter_shape,
                                   at::IntArrayRef stride, c10::string_view padding,
                                   at::IntArrayRef dilation) {
-  return plan_conv2d(input_shape, filter_shape, stride,
-                     parse_padding_mode(std::string_view(padding.data(), padding.size())),
-                     dilation)
+  return check_conv2d_shapes<int64_t>(
+             input_shape, filter_shape, stride,
+             parse_padding_mode(std::string_view(padding.data(), padding.size())), dilation)
       .output_sizes();
 }
 
 std::vector<int64_t> output_shape(at::IntArrayRef input_shape, at::IntArrayRef filter_shape,
                                   at::IntArrayRef stride, std::array<int64_t, 4> padding,
                                   at::IntArrayRef dilation) {
-  return plan_conv2d(input_shape, filter_shape, stride, parse_explicit_padding(padding), dilation)
+  return check_conv2d_shapes<int64_t>(input_shape, filter_shape, stride,
+                                     parse_explicit_padding(padding), dilation)
       .output_sizes();
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace myconv {
@@ -23,6 +24,19 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& filter,
 at::Tensor conv2d(const at::Tensor& input, const at::Tensor& filter, at::IntArrayRef stride,
                   std::array<int64_t, 4> padding, at::IntArrayRef dilation = {1, 1},
                   const std::optional<at::Tensor>& bias = std::nullopt);
+
+// Gradients of conv2d with respect to input, filter and bias (bias: a [O] reduction), given the
+// gradient of its output; an entry is undefined where output_mask is false.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& filter,
+    at::IntArrayRef stride, c10::string_view padding, at::IntArrayRef dilation,
+    std::array<bool, 3> output_mask = {true, true, true});
+
+// conv2d_backward for explicit padding {top, bottom, left, right}.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& filter,
+    at::IntArrayRef stride, std::array<int64_t, 4> padding, at::IntArrayRef dilation,
+    std::array<bool, 3> output_mask = {true, true, true});
 
 // Output shape [N, OH, OW, O] of conv2d for these shapes and "SAME"/"VALID" padding; throws on bad input.
 std::vector<int64_t> output_shape(at::IntArrayRef input_shape, at::IntArrayRef filter_shape,

@@ -24,33 +24,65 @@ void check_pair(at::IntArrayRef values, const char* name) {
                     " entries must be >= 1, got ", values);
 }
 
-struct AxisPlan {
-  geometry::Padding pad;
-  int64_t out;
-};
+// A condition on sizes: a plain bool for concrete sizes; for symbolic ones (SymBool) it holds
+// when the traced program's inputs satisfy it, checked at run time instead of specialised.
+bool holds(bool condition, const char*, int64_t) { return condition; }
+bool holds(const c10::SymBool& condition, const char* file, int64_t line) {
+  return condition.expect_true(file, line);
+}
+#define MYCONV_CHECK_SIZES(condition, ...) \
+  TORCH_CHECK_VALUE(holds((condition), __FILE__, __LINE__), __VA_ARGS__)
 
-// One spatial axis: dilated extent, padding and output size, with overflow and fit checks.
-AxisPlan plan_axis(const char* axis, int64_t in, int64_t k, int64_t s, int64_t d,
-                   const PaddingSpec& padding, int axis_index) {
-  int64_t eff = 0;
-  TORCH_CHECK_VALUE(geometry::checked_effective_kernel(k, d, &eff), "myconv.conv2d: filter ",
-                    axis, " ", k, " with dilation ", d, " overflows int64");
-  if (padding.mode == PaddingSpec::Mode::kSame) {
-    return {geometry::same_padding(in, eff, s), geometry::same_output_size(in, s)};
+// Overflow checks only mean something for concrete sizes: a symbolic size is a real tensor's.
+bool fits_effective_kernel(int64_t k, int64_t d, int64_t* eff) {
+  return geometry::checked_effective_kernel(k, d, eff);
+}
+bool fits_effective_kernel(const c10::SymInt& k, int64_t d, c10::SymInt* eff) {
+  if (const auto concrete = k.maybe_as_int()) {
+    int64_t value = 0;
+    if (!geometry::checked_effective_kernel(*concrete, d, &value)) return false;
+    *eff = value;
+    return true;
   }
-  geometry::Padding pad{0, 0};
-  if (padding.mode == PaddingSpec::Mode::kExplicit) {
-    pad = {padding.explicit_pads[2 * axis_index], padding.explicit_pads[2 * axis_index + 1]};
+  *eff = geometry::effective_kernel(k, d);
+  return true;
+}
+bool fits_padded_size(int64_t in, geometry::Padding pad, int64_t* padded) {
+  return geometry::checked_padded_size(in, pad, padded);
+}
+bool fits_padded_size(const c10::SymInt& in, geometry::Padding pad, c10::SymInt* padded) {
+  if (const auto concrete = in.maybe_as_int()) {
+    int64_t value = 0;
+    if (!geometry::checked_padded_size(*concrete, pad, &value)) return false;
+    *padded = value;
+    return true;
   }
-  int64_t padded = 0;
-  TORCH_CHECK_VALUE(geometry::checked_padded_size(in, pad, &padded), "myconv.conv2d: input ",
-                    axis, " ", in, " plus padding (", pad.before, ", ", pad.after,
-                    ") overflows int64");
-  TORCH_CHECK_VALUE(padded >= eff, "myconv.conv2d: padded input ", axis, " (", in, " + ",
-                    pad.before, " + ", pad.after, " = ", padded,
-                    ") is smaller than the dilated filter ", axis, " (", k, " taps, dilation ",
-                    d, ": ", eff, "); use padding=\"SAME\" or a smaller filter/dilation");
-  return {pad, geometry::output_size(in, pad, eff, s)};
+  *padded = in + pad.before + pad.after;
+  return true;
+}
+
+geometry::Padding explicit_pad(const PaddingSpec& padding, int axis_index) {
+  if (padding.mode != PaddingSpec::Mode::kExplicit) return {0, 0};
+  return {padding.explicit_pads[2 * axis_index], padding.explicit_pads[2 * axis_index + 1]};
+}
+
+// Output size of one spatial axis, with overflow and fit checks.
+template <typename Int>
+Int output_size_of_axis(const char* axis, const Int& in, const Int& k, int64_t s, int64_t d,
+                        const PaddingSpec& padding, int axis_index) {
+  Int eff = 0;
+  TORCH_CHECK_VALUE(fits_effective_kernel(k, d, &eff), "myconv.conv2d: filter ", axis, " ", k,
+                    " with dilation ", d, " overflows int64");
+  if (padding.mode == PaddingSpec::Mode::kSame) return geometry::same_output_size(in, s);
+  const geometry::Padding pad = explicit_pad(padding, axis_index);
+  Int padded = 0;
+  TORCH_CHECK_VALUE(fits_padded_size(in, pad, &padded), "myconv.conv2d: input ", axis, " ", in,
+                    " plus padding (", pad.before, ", ", pad.after, ") overflows int64");
+  MYCONV_CHECK_SIZES(c10::sym_ge(padded, eff), "myconv.conv2d: padded input ", axis, " (", in,
+                     " + ", pad.before, " + ", pad.after, " = ", padded,
+                     ") is smaller than the dilated filter ", axis, " (", k, " taps, dilation ",
+                     d, ": ", eff, "); use padding=\"SAME\" or a smaller filter/dilation");
+  return geometry::output_size(in, pad, eff, s);
 }
 
 void check_same_dtype_and_device(const at::Tensor& input, const at::Tensor& other,
@@ -88,76 +120,114 @@ PaddingSpec parse_explicit_padding(at::IntArrayRef padding) {
   return {PaddingSpec::Mode::kExplicit, {padding[0], padding[1], padding[2], padding[3]}};
 }
 
-Conv2dPlan plan_conv2d(at::IntArrayRef input_sizes, at::IntArrayRef filter_sizes,
-                       at::IntArrayRef stride, const PaddingSpec& padding,
-                       at::IntArrayRef dilation) {
+template <typename Int>
+Conv2dShape<Int> check_conv2d_shapes(c10::ArrayRef<Int> input_sizes,
+                                     c10::ArrayRef<Int> filter_sizes, at::IntArrayRef stride,
+                                     const PaddingSpec& padding, at::IntArrayRef dilation) {
   TORCH_CHECK_VALUE(input_sizes.size() == 4,
                     "myconv.conv2d: input must be 4-D NHWC [N, H, W, C], got shape ",
                     input_sizes);
   TORCH_CHECK_VALUE(filter_sizes.size() == 4,
                     "myconv.conv2d: filter must be 4-D HWIO [KH, KW, C/groups, O], got shape ",
                     filter_sizes);
-  for (const int64_t size : filter_sizes) {
-    TORCH_CHECK_VALUE(size >= 1, "myconv.conv2d: filter must be non-empty, got shape ",
-                      filter_sizes);
+  for (const Int& size : filter_sizes) {
+    MYCONV_CHECK_SIZES(c10::sym_ge(size, Int(1)),
+                       "myconv.conv2d: filter must be non-empty, got shape ", filter_sizes);
   }
   check_pair(stride, "stride");
   check_pair(dilation, "dilation");
 
-  Conv2dPlan plan{};
-  plan.batch = input_sizes[0];
-  plan.in_h = input_sizes[1];
-  plan.in_w = input_sizes[2];
-  plan.in_channels = input_sizes[3];
-  plan.kernel_h = filter_sizes[0];
-  plan.kernel_w = filter_sizes[1];
-  plan.group_in_channels = filter_sizes[2];
-  plan.out_channels = filter_sizes[3];
-  TORCH_CHECK_VALUE(plan.in_channels >= 1, "myconv.conv2d: input must have at least 1 channel, got shape ",
-                    input_sizes);
-  TORCH_CHECK_VALUE(plan.in_channels % plan.group_in_channels == 0,
-                    "myconv.conv2d: input channels (", plan.in_channels,
-                    ") must be divisible by the filter's in-channels (filter.size(2) = ",
-                    plan.group_in_channels, ")");
-  plan.groups = plan.in_channels / plan.group_in_channels;
-  TORCH_CHECK_VALUE(plan.out_channels % plan.groups == 0, "myconv.conv2d: filter out-channels (",
-                    plan.out_channels, ") must be divisible by groups (", plan.groups,
-                    " = input channels ", plan.in_channels, " / filter in-channels ",
-                    plan.group_in_channels, ")");
-  plan.group_out_channels = plan.out_channels / plan.groups;
-  plan.stride_h = stride[0];
-  plan.stride_w = stride[1];
-  plan.dilation_h = dilation[0];
-  plan.dilation_w = dilation[1];
-
-  const AxisPlan rows =
-      plan_axis("height", plan.in_h, plan.kernel_h, plan.stride_h, plan.dilation_h, padding, 0);
-  const AxisPlan cols =
-      plan_axis("width", plan.in_w, plan.kernel_w, plan.stride_w, plan.dilation_w, padding, 1);
-  plan.pad_h = rows.pad;
-  plan.out_h = rows.out;
-  plan.pad_w = cols.pad;
-  plan.out_w = cols.out;
-  return plan;
+  Conv2dShape<Int> shape{input_sizes[0],  input_sizes[1],  input_sizes[2],  input_sizes[3],
+                         filter_sizes[0], filter_sizes[1], filter_sizes[2], filter_sizes[3],
+                         Int(0),          Int(0),          Int(0)};
+  MYCONV_CHECK_SIZES(c10::sym_ge(shape.in_channels, Int(1)),
+                     "myconv.conv2d: input must have at least 1 channel, got shape ", input_sizes);
+  MYCONV_CHECK_SIZES(c10::sym_eq(shape.in_channels % shape.group_in_channels, Int(0)),
+                     "myconv.conv2d: input channels (", shape.in_channels,
+                     ") must be divisible by the filter's in-channels (filter.size(2) = ",
+                     shape.group_in_channels, ")");
+  shape.groups = shape.in_channels / shape.group_in_channels;
+  MYCONV_CHECK_SIZES(c10::sym_eq(shape.out_channels % shape.groups, Int(0)),
+                     "myconv.conv2d: filter out-channels (", shape.out_channels,
+                     ") must be divisible by groups (", shape.groups, " = input channels ",
+                     shape.in_channels, " / filter in-channels ", shape.group_in_channels, ")");
+  shape.out_h = output_size_of_axis<Int>("height", shape.in_h, shape.kernel_h, stride[0],
+                                         dilation[0], padding, 0);
+  shape.out_w = output_size_of_axis<Int>("width", shape.in_w, shape.kernel_w, stride[1],
+                                         dilation[1], padding, 1);
+  return shape;
 }
 
-Conv2dPlan plan_conv2d(const at::Tensor& input, const at::Tensor& filter,
-                       const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                       const PaddingSpec& padding, at::IntArrayRef dilation) {
+template <typename Int>
+Conv2dShape<Int> check_conv2d(const at::Tensor& input, const at::Tensor& filter,
+                              const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                              const PaddingSpec& padding, at::IntArrayRef dilation) {
   const auto dtype = input.scalar_type();
   TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
                        dtype == at::kBFloat16,
                    "myconv.conv2d: input dtype must be float32, float64, float16 or bfloat16, got ",
                    dtype);
   check_same_dtype_and_device(input, filter, "filter");
-  Conv2dPlan plan = plan_conv2d(input.sizes(), filter.sizes(), stride, padding, dilation);
+  const Conv2dShape<Int> shape = check_conv2d_shapes<Int>(
+      detail::sizes_of<Int>(input), detail::sizes_of<Int>(filter), stride, padding, dilation);
   if (bias.has_value()) {
     check_same_dtype_and_device(input, *bias, "bias");
-    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == plan.out_channels,
-                      "myconv.conv2d: bias must have shape [", plan.out_channels,
-                      "] (the filter's out-channels), got ", bias->sizes());
+    const auto bias_sizes = detail::sizes_of<Int>(*bias);
+    const auto bias_error = [&] {
+      return c10::str("myconv.conv2d: bias must have shape [", shape.out_channels,
+                      "] (the filter's out-channels), got ", bias_sizes);
+    };
+    TORCH_CHECK_VALUE(bias_sizes.size() == 1, bias_error());
+    MYCONV_CHECK_SIZES(c10::sym_eq(bias_sizes[0], shape.out_channels), bias_error());
   }
+  return shape;
+}
+
+template <typename Int>
+void check_grad_output(const at::Tensor& grad_output, const at::Tensor& input,
+                       const Conv2dShape<Int>& shape) {
+  check_same_dtype_and_device(input, grad_output, "grad_output");
+  const auto expected = shape.output_sizes();
+  const auto got = detail::sizes_of<Int>(grad_output);
+  TORCH_CHECK_VALUE(got.size() == 4, "myconv.conv2d_backward: grad_output must have the output's "
+                    "shape ", c10::ArrayRef<Int>(expected), ", got ", got);
+  for (size_t i = 0; i < 4; ++i) {
+    MYCONV_CHECK_SIZES(c10::sym_eq(got[i], expected[i]),
+                       "myconv.conv2d_backward: grad_output must have the output's shape ",
+                       c10::ArrayRef<Int>(expected), ", got ", got);
+  }
+}
+
+Conv2dPlan make_plan(const Conv2dShape<int64_t>& shape, at::IntArrayRef stride,
+                     const PaddingSpec& padding, at::IntArrayRef dilation) {
+  Conv2dPlan plan{};
+  static_cast<Conv2dShape<int64_t>&>(plan) = shape;
+  plan.group_out_channels = shape.out_channels / shape.groups;
+  plan.stride_h = stride[0];
+  plan.stride_w = stride[1];
+  plan.dilation_h = dilation[0];
+  plan.dilation_w = dilation[1];
+  const auto pad = [&](int64_t in, int64_t k, int64_t s, int64_t d, int axis_index) {
+    return padding.mode == PaddingSpec::Mode::kSame
+               ? geometry::same_padding(in, geometry::effective_kernel(k, d), s)
+               : explicit_pad(padding, axis_index);
+  };
+  plan.pad_h = pad(shape.in_h, shape.kernel_h, plan.stride_h, plan.dilation_h, 0);
+  plan.pad_w = pad(shape.in_w, shape.kernel_w, plan.stride_w, plan.dilation_w, 1);
   return plan;
 }
+
+#define MYCONV_INSTANTIATE(Int)                                                                 \
+  template Conv2dShape<Int> check_conv2d_shapes<Int>(c10::ArrayRef<Int>, c10::ArrayRef<Int>,    \
+                                                     at::IntArrayRef, const PaddingSpec&,       \
+                                                     at::IntArrayRef);                          \
+  template Conv2dShape<Int> check_conv2d<Int>(const at::Tensor&, const at::Tensor&,             \
+                                              const std::optional<at::Tensor>&, at::IntArrayRef, \
+                                              const PaddingSpec&, at::IntArrayRef);             \
+  template void check_grad_output<Int>(const at::Tensor&, const at::Tensor&,                    \
+                                       const Conv2dShape<Int>&);
+MYCONV_INSTANTIATE(int64_t)
+MYCONV_INSTANTIATE(c10::SymInt)
+#undef MYCONV_INSTANTIATE
 
 }  // namespace myconv

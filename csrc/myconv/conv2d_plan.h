@@ -1,14 +1,20 @@
 // Argument checks and the geometry of one conv2d call, shared by every backend (CPU, CUDA,
-// Meta) so that all of them accept, reject and size exactly the same calls.
+// Meta) so that all of them accept, reject and size exactly the same calls, for the forward op
+// and its gradient op alike.
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/OpMathType.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/sum.h>
+#include <c10/core/SymInt.h>
 #include <torch/library.h>
 
 #include <array>
 #include <optional>
 #include <string_view>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "myconv/geometry.h"
@@ -27,16 +33,42 @@ PaddingSpec parse_padding_mode(std::string_view padding);
 // Checks length 4 and non-negative entries of explicit {top, bottom, left, right} padding.
 PaddingSpec parse_explicit_padding(at::IntArrayRef padding);
 
-// Everything a kernel needs to know about a validated call, in NHWC / HWIO terms.
-struct Conv2dPlan {
-  int64_t batch, in_h, in_w, in_channels;
-  int64_t kernel_h, kernel_w, out_channels;
-  int64_t groups, group_in_channels, group_out_channels;
+// The sizes of a validated call in NHWC / HWIO terms. Int is int64_t for the kernels and
+// c10::SymInt for the Meta kernel, where sizes may be symbolic (torch.compile, torch.export).
+template <typename Int>
+struct Conv2dShape {
+  Int batch, in_h, in_w, in_channels;
+  Int kernel_h, kernel_w, group_in_channels, out_channels;
+  Int groups, out_h, out_w;
+
+  std::vector<Int> output_sizes() const { return {batch, out_h, out_w, out_channels}; }
+};
+
+// Validates shapes, stride, padding and dilation and computes the output size. Conditions on
+// symbolic sizes become runtime assertions of the traced program instead of specialisations.
+template <typename Int>
+Conv2dShape<Int> check_conv2d_shapes(c10::ArrayRef<Int> input_sizes,
+                                     c10::ArrayRef<Int> filter_sizes, at::IntArrayRef stride,
+                                     const PaddingSpec& padding, at::IntArrayRef dilation);
+
+// check_conv2d_shapes plus the tensor checks: dtype, device and bias shape.
+template <typename Int>
+Conv2dShape<Int> check_conv2d(const at::Tensor& input, const at::Tensor& filter,
+                              const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                              const PaddingSpec& padding, at::IntArrayRef dilation);
+
+// grad_output of conv2d_backward must be the forward output's shape, dtype and device.
+template <typename Int>
+void check_grad_output(const at::Tensor& grad_output, const at::Tensor& input,
+                       const Conv2dShape<Int>& shape);
+
+// Everything a kernel needs to know about a validated call with concrete sizes: the shape plus
+// stride, dilation and the padding split.
+struct Conv2dPlan : Conv2dShape<int64_t> {
+  int64_t group_out_channels;
   int64_t stride_h, stride_w, dilation_h, dilation_w;
   geometry::Padding pad_h, pad_w;
-  int64_t out_h, out_w;
 
-  std::vector<int64_t> output_sizes() const { return {batch, out_h, out_w, out_channels}; }
   // One input channel per group: backends use a direct kernel instead of width-1 GEMMs.
   bool is_depthwise() const { return group_in_channels == 1 && groups > 1; }
   // 1x1, stride 1, no padding: the NHWC input already is the GEMM operand.
@@ -46,51 +78,130 @@ struct Conv2dPlan {
   }
 };
 
-// Validates shapes, stride, padding and dilation and computes the output geometry.
-Conv2dPlan plan_conv2d(at::IntArrayRef input_sizes, at::IntArrayRef filter_sizes,
-                       at::IntArrayRef stride, const PaddingSpec& padding,
-                       at::IntArrayRef dilation);
+// Adds stride, dilation and the padding split to a checked shape.
+Conv2dPlan make_plan(const Conv2dShape<int64_t>& shape, at::IntArrayRef stride,
+                     const PaddingSpec& padding, at::IntArrayRef dilation);
 
-// plan_conv2d plus the tensor checks: dtype, device and bias shape.
-Conv2dPlan plan_conv2d(const at::Tensor& input, const at::Tensor& filter,
-                       const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                       const PaddingSpec& padding, at::IntArrayRef dilation);
+// Gradients of one call; a tensor is undefined where output_mask did not ask for it.
+struct Conv2dGrads {
+  at::Tensor input, filter, bias;
+};
 
-// A backend kernel: fills `output` (contiguous NHWC, non-empty) for a validated call.
+// A backend: fills `output` (contiguous NHWC, non-empty) for a validated call, and every element
+// of the defined input and filter gradients (contiguous, grad_output non-empty) for
+// conv2d_backward; the bias gradient is one shared reduction.
 using Conv2dKernel = void (*)(const at::Tensor& input, const at::Tensor& filter,
                               const std::optional<at::Tensor>& bias, const Conv2dPlan& plan,
                               at::Tensor& output);
+using Conv2dBackwardKernel = void (*)(const at::Tensor& grad_output, const at::Tensor& input,
+                                      const at::Tensor& filter, const Conv2dPlan& plan,
+                                      Conv2dGrads& grads);
 
-// The two schema overloads on top of one backend kernel: validate, allocate, run.
-template <Conv2dKernel kernel>
+namespace detail {
+inline at::Tensor empty_of(c10::ArrayRef<int64_t> sizes, const at::TensorOptions& options) {
+  return at::empty(sizes, options);
+}
+inline at::Tensor empty_of(c10::ArrayRef<c10::SymInt> sizes, const at::TensorOptions& options) {
+  return at::empty_symint(sizes, options);
+}
+template <typename Int>
+c10::ArrayRef<Int> sizes_of(const at::Tensor& tensor) {
+  if constexpr (std::is_same_v<Int, c10::SymInt>) {
+    return tensor.sym_sizes();
+  } else {
+    return tensor.sizes();
+  }
+}
+}  // namespace detail
+
+// The schema overloads (forward and backward, SAME/VALID and explicit) on top of one backend:
+// validate, allocate, run. Int = c10::SymInt with null kernels gives the Meta (shape) backend.
+template <typename Int, Conv2dKernel forward_kernel, Conv2dBackwardKernel backward_kernel>
 struct Conv2dEntryPoints {
-  static at::Tensor run(const at::Tensor& input, const at::Tensor& filter,
-                        const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                        const PaddingSpec& padding, at::IntArrayRef dilation) {
-    const Conv2dPlan plan = plan_conv2d(input, filter, bias, stride, padding, dilation);
-    at::Tensor output = at::empty(plan.output_sizes(), input.options());
-    if (output.numel() > 0) kernel(input, filter, bias, plan, output);
+  static constexpr bool kConcrete = std::is_same_v<Int, int64_t>;
+
+  static at::Tensor forward(const at::Tensor& input, const at::Tensor& filter,
+                            const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                            const PaddingSpec& padding, at::IntArrayRef dilation) {
+    const auto shape = check_conv2d<Int>(input, filter, bias, stride, padding, dilation);
+    at::Tensor output = detail::empty_of(shape.output_sizes(), input.options());
+    if constexpr (kConcrete) {
+      if (output.numel() > 0) {
+        forward_kernel(input, filter, bias, make_plan(shape, stride, padding, dilation), output);
+      }
+    }
     return output;
   }
+
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
+      const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& filter,
+      at::IntArrayRef stride, const PaddingSpec& padding, at::IntArrayRef dilation,
+      std::array<bool, 3> output_mask) {
+    const auto shape = check_conv2d<Int>(input, filter, std::nullopt, stride, padding, dilation);
+    check_grad_output<Int>(grad_output, input, shape);
+    Conv2dGrads grads;
+    if (output_mask[0]) grads.input = detail::empty_of(detail::sizes_of<Int>(input), input.options());
+    if (output_mask[1]) grads.filter = detail::empty_of(detail::sizes_of<Int>(filter), filter.options());
+    if (output_mask[2]) grads.bias = detail::empty_of(c10::ArrayRef<Int>(shape.out_channels), filter.options());
+    if constexpr (kConcrete) {
+      if (grad_output.numel() > 0) {
+        backward_kernel(grad_output, input, filter, make_plan(shape, stride, padding, dilation), grads);
+        // The same reduction on every device: sum over N, OH, OW, accumulated in float32 for
+        // half types.
+        if (grads.bias.defined()) {
+          grads.bias.copy_(at::sum(grad_output, {0, 1, 2}, false, at::toOpMathType(input.scalar_type())));
+        }
+      } else {  // no output pixel: every gradient is zero
+        for (at::Tensor* grad : {&grads.input, &grads.filter, &grads.bias}) {
+          if (grad->defined()) grad->zero_();
+        }
+      }
+    }
+    return {grads.input, grads.filter, grads.bias};
+  }
+
+  static PaddingSpec padding_of(c10::string_view padding) {
+    return parse_padding_mode(std::string_view(padding.data(), padding.size()));
+  }
+
   static at::Tensor same_or_valid(const at::Tensor& input, const at::Tensor& filter,
                                   at::IntArrayRef stride, c10::string_view padding,
                                   at::IntArrayRef dilation, const std::optional<at::Tensor>& bias) {
-    return run(input, filter, bias, stride,
-               parse_padding_mode(std::string_view(padding.data(), padding.size())), dilation);
+    return forward(input, filter, bias, stride, padding_of(padding), dilation);
   }
   static at::Tensor explicit_padding(const at::Tensor& input, const at::Tensor& filter,
                                      at::IntArrayRef stride, at::IntArrayRef padding,
                                      at::IntArrayRef dilation,
                                      const std::optional<at::Tensor>& bias) {
-    return run(input, filter, bias, stride, parse_explicit_padding(padding), dilation);
+    return forward(input, filter, bias, stride, parse_explicit_padding(padding), dilation);
+  }
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_same_or_valid(
+      const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& filter,
+      at::IntArrayRef stride, c10::string_view padding, at::IntArrayRef dilation,
+      std::array<bool, 3> output_mask) {
+    return backward(grad_output, input, filter, stride, padding_of(padding), dilation, output_mask);
+  }
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_explicit_padding(
+      const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& filter,
+      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+      std::array<bool, 3> output_mask) {
+    return backward(grad_output, input, filter, stride, parse_explicit_padding(padding), dilation,
+                    output_mask);
+  }
+
+  // Registers every overload of myconv::conv2d and myconv::conv2d_backward for one dispatch key.
+  static void register_all(torch::Library& m) {
+    m.impl("conv2d", &same_or_valid);
+    m.impl("conv2d.explicit", &explicit_padding);
+    m.impl("conv2d_backward", &backward_same_or_valid);
+    m.impl("conv2d_backward.explicit", &backward_explicit_padding);
   }
 };
 
-// Registers both overloads of myconv::conv2d for one dispatch key.
-template <Conv2dKernel kernel>
+// The CPU and CUDA backends: concrete sizes, real kernels.
+template <Conv2dKernel forward_kernel, Conv2dBackwardKernel backward_kernel>
 void register_conv2d_kernels(torch::Library& m) {
-  m.impl("conv2d", &Conv2dEntryPoints<kernel>::same_or_valid);
-  m.impl("conv2d.explicit", &Conv2dEntryPoints<kernel>::explicit_padding);
+  Conv2dEntryPoints<int64_t, forward_kernel, backward_kernel>::register_all(m);
 }
 
 }  // namespace myconv

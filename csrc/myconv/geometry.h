@@ -22,18 +22,27 @@ struct Padding {
   int64_t after;
 };
 
+// The size formulas are templates over the integer type: int64_t in the kernels, c10::SymInt in
+// the Meta kernel (symbolic sizes under torch.compile / torch.export). They use only + - * / %,
+// never a comparison, so a symbolic size never gets specialised; comparisons (does the window
+// fit?) belong to the caller, which checks them as symbolic conditions.
+
 // Extent of a kernel of size k with dilation d: (k - 1) * d + 1. Assumes it fits (see checked_*).
-MYCONV_HOST_DEVICE constexpr int64_t effective_kernel(int64_t k, int64_t d) {
+template <typename Int>
+MYCONV_HOST_DEVICE constexpr Int effective_kernel(const Int& k, int64_t d) {
   return (k - 1) * d + 1;
 }
 
-// SAME output size ceil(in / s), written so that it cannot overflow near INT64_MAX.
-MYCONV_HOST_DEVICE constexpr int64_t same_output_size(int64_t in, int64_t s) {
-  return in / s + (in % s != 0 ? 1 : 0);
+// SAME output size ceil(in / s) for in >= 0, s >= 1, in a form that cannot overflow near
+// INT64_MAX: (s - in % s) / s is 1 exactly when s divides in.
+template <typename Int>
+MYCONV_HOST_DEVICE constexpr Int same_output_size(const Int& in, int64_t s) {
+  return in / s - (s - in % s) / s + 1;
 }
 
 // TensorFlow's SAME split: total = max((out - 1) * s + eff - in, 0), the odd pixel goes after.
 // (out - 1) * s < in always holds, so "eff - covered" is the overflow-free form of the total.
+// Concrete sizes only: the shape code never needs the split, only the kernels do.
 MYCONV_HOST_DEVICE constexpr Padding same_padding(int64_t in, int64_t eff, int64_t s) {
   const int64_t covered = in - (same_output_size(in, s) - 1) * s;
   const int64_t total = eff > covered ? eff - covered : 0;
@@ -41,11 +50,11 @@ MYCONV_HOST_DEVICE constexpr Padding same_padding(int64_t in, int64_t eff, int64
 }
 
 // Output size for explicit padding: floor((in + before + after - eff) / s) + 1.
-// Returns 0 when the padded input is shorter than the kernel extent (no window fits).
-// Assumes in + before + after fits in int64 (see checked_padded_size).
-MYCONV_HOST_DEVICE constexpr int64_t output_size(int64_t in, Padding pad, int64_t eff, int64_t s) {
-  const int64_t padded = in + pad.before + pad.after;
-  return padded < eff ? 0 : (padded - eff) / s + 1;
+// Requires in + before + after >= eff (the caller checks that a window fits) and that the sum
+// fits in int64 (see checked_padded_size).
+template <typename Int>
+MYCONV_HOST_DEVICE constexpr Int output_size(const Int& in, Padding pad, const Int& eff, int64_t s) {
+  return (in + pad.before + pad.after - eff) / s + 1;
 }
 
 // Input coordinate under tap `tap` of the window of output coordinate `out`; outside [0, in)
@@ -53,6 +62,15 @@ MYCONV_HOST_DEVICE constexpr int64_t output_size(int64_t in, Padding pad, int64_
 MYCONV_HOST_DEVICE constexpr int64_t input_index(int64_t out, int64_t s, int64_t pad_before,
                                                  int64_t tap, int64_t d) {
   return out * s - pad_before + tap * d;
+}
+
+// The inverse of input_index: the output coordinate whose tap `tap` reads input coordinate `in`,
+// or -1 when that tap of no output lands there (between strides). The caller checks the result
+// against the output size. Gradients with respect to the input gather through this.
+MYCONV_HOST_DEVICE constexpr int64_t output_index(int64_t in, int64_t s, int64_t pad_before,
+                                                  int64_t tap, int64_t d) {
+  const int64_t shifted = in + pad_before - tap * d;
+  return shifted >= 0 && shifted % s == 0 ? shifted / s : -1;
 }
 
 // Overflow-checked effective_kernel for validating user input; false when it does not fit.

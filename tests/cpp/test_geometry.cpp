@@ -62,9 +62,9 @@ TEST(Geometry, OutputSizeValidAndExplicit) {
   EXPECT_EQ(g::output_size(5, {0, 0}, 3, 2), 2);
   EXPECT_EQ(g::output_size(4, {0, 0}, 2, 3), 1);
   EXPECT_EQ(g::output_size(4, {1, 2}, 3, 2), 3);
-  EXPECT_EQ(g::output_size(2, {0, 0}, 3, 1), 0);  // kernel does not fit
-  EXPECT_EQ(g::output_size(kMax, {0, 0}, 1, 1), kMax);
-  EXPECT_EQ(g::output_size(kMax - 2, {1, 1}, 3, 1), kMax - 2);
+  EXPECT_EQ(g::output_size(3, {0, 0}, 3, 1), 1);  // exactly one window
+  EXPECT_EQ(g::output_size(kMax, {0, 0}, int64_t{1}, 1), kMax);
+  EXPECT_EQ(g::output_size(kMax - 2, {1, 1}, int64_t{3}, 1), kMax - 2);
   // SAME through the explicit formula gives ceil(in / s).
   for (int64_t in = 1; in < 40; ++in)
     for (int64_t k = 1; k < 8; ++k)
@@ -82,6 +82,28 @@ TEST(Geometry, InputIndexOfATap) {
   EXPECT_EQ(g::input_index(0, 1, g::same_padding(5, 3, 1).before, 0, 1), -1);
   // Dilation 3, stride 2, explicit before-padding 2: out 4, tap 2 -> 4*2 - 2 + 6.
   EXPECT_EQ(g::input_index(4, 2, 2, 2, 3), 12);
+}
+
+TEST(Geometry, OutputIndexInvertsInputIndex) {
+  // Every (output, tap) pair maps to an input coordinate and back; coordinates between strides
+  // are read by no output through that tap.
+  for (int64_t s = 1; s <= 3; ++s)
+    for (int64_t d = 1; d <= 3; ++d)
+      for (int64_t pad = 0; pad <= 2; ++pad)
+        for (int64_t tap = 0; tap < 4; ++tap)
+          for (int64_t in = -3; in < 20; ++in) {
+            const int64_t out = g::output_index(in, s, pad, tap, d);
+            if (out >= 0) {
+              EXPECT_EQ(g::input_index(out, s, pad, tap, d), in) << s << d << pad << tap << in;
+            } else {
+              for (int64_t o = 0; o < 20; ++o) EXPECT_NE(g::input_index(o, s, pad, tap, d), in);
+            }
+          }
+  // SAME, in 6, k 3, s 2, pads (0, 1): input 4 is read by output 2 through tap 0 and by output 1
+  // through tap 2; tap 1 reads only odd inputs.
+  EXPECT_EQ(g::output_index(4, 2, 0, 0, 1), 2);
+  EXPECT_EQ(g::output_index(4, 2, 0, 2, 1), 1);
+  EXPECT_EQ(g::output_index(4, 2, 0, 1, 1), -1);
 }
 
 TEST(Geometry, CheckedHelpersCatchOverflow) {

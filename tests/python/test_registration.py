@@ -8,23 +8,29 @@ import torch
 
 import myconv
 
-# The Meta kernel computes shapes from concrete sizes, so dynamic-shape tracing
-# (opcheck's test_aot_dispatch_dynamic) is out of scope; static-shape compile is tested below.
-OPCHECK_TESTS = ("test_schema", "test_autograd_registration", "test_faketensor")
-
-
 def _samples(device):
-    x = torch.randn(2, 9, 8, 6, device=device)
-    yield torch.ops.myconv.conv2d.default, (x, torch.randn(3, 3, 6, 4, device=device), [2, 1], "SAME", [1, 2], torch.randn(4, device=device))
-    yield torch.ops.myconv.conv2d.default, (x, torch.randn(3, 3, 1, 12, device=device), [1, 1], "VALID", [1, 1], None)
-    yield torch.ops.myconv.conv2d.explicit, (x, torch.randn(2, 3, 3, 4, device=device), [1, 2], [1, 0, 2, 1], [1, 1], None)
-    yield torch.ops.myconv.conv2d.default, (x.requires_grad_(), torch.randn(1, 1, 6, 4, device=device), [1, 1], "SAME", [1, 1], None)
+    def t(*shape, grad=True):
+        return torch.randn(*shape, device=device, requires_grad=grad)
+
+    ops = torch.ops.myconv
+    yield ops.conv2d.default, (t(2, 9, 8, 6), t(3, 3, 6, 4), [2, 1], "SAME", [1, 2], t(4))
+    yield ops.conv2d.default, (t(2, 9, 8, 6), t(3, 3, 1, 12), [1, 1], "VALID", [1, 1], None)
+    yield ops.conv2d.explicit, (t(2, 9, 8, 6), t(2, 3, 3, 4), [1, 2], [1, 0, 2, 1], [1, 1], None)
+    yield ops.conv2d.default, (t(2, 9, 8, 6), t(1, 1, 6, 4, grad=False), [1, 1], "SAME", [1, 1], None)
+    yield ops.conv2d_backward.default, (t(2, 5, 8, 4), t(2, 9, 8, 6), t(3, 3, 6, 4), [2, 1], "SAME", [1, 2], [True, True, True])
+    yield ops.conv2d_backward.default, (t(2, 7, 6, 12), t(2, 9, 8, 6), t(3, 3, 1, 12), [1, 1], "VALID", [1, 1], [True, False, True])
+    yield ops.conv2d_backward.explicit, (t(2, 9, 5, 4), t(2, 9, 8, 6), t(2, 3, 3, 4), [1, 2], [1, 0, 2, 1], [1, 1], [False, True, False])
 
 
-@pytest.mark.parametrize("index", range(4))
+SAMPLES = len(list(_samples("cpu")))
+
+
+@pytest.mark.parametrize("index", range(SAMPLES))
 def test_opcheck(index, device):
+    # Every default test: schema, autograd registration, fake tensors and the AOT dispatch tests
+    # with static and dynamic shapes (the Meta kernels read symbolic sizes).
     op, args = list(_samples(device))[index]
-    torch.library.opcheck(op, args, test_utils=OPCHECK_TESTS)
+    torch.library.opcheck(op, args)
 
 
 def test_torch_compile(device):
@@ -60,5 +66,9 @@ def test_library_has_cuda_kernels_where_expected():
 
 
 def test_cpu_and_meta_kernels_registered():
-    for key in ("CPU", "Meta", "Autograd"):
-        assert torch._C._dispatch_has_kernel_for_dispatch_key("myconv::conv2d", key), key
+    for op in ("conv2d", "conv2d.explicit", "conv2d_backward", "conv2d_backward.explicit"):
+        for key in ("CPU", "Meta", "Autograd"):
+            assert torch._C._dispatch_has_kernel_for_dispatch_key(f"myconv::{op}", key), (op, key)
+        name, _, overload = op.partition(".")
+        overload_op = getattr(getattr(torch.ops.myconv, name), overload or "default")
+        assert torch.Tag.pt2_compliant_tag in overload_op.tags, op

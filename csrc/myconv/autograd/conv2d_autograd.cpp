@@ -1,10 +1,19 @@
-// Autograd registration of myconv::conv2d (the one place gradients will live).
-// The forward runs the backend kernels below autograd, so inputs that require grad (an
-// nn.Module's parameters) work in forward passes. There is no backward yet: asking for one
-// raises a clear error instead of silently producing no gradient.
-#include <ATen/core/dispatch/Dispatcher.h>
+// Autograd of myconv::conv2d and of its gradient op myconv::conv2d_backward (double backward).
+// Each Function runs its op below autograd and computes gradients only from dispatcher calls of
+// the two ops (through the public C++ API), never from backend functions, so fake tensors,
+// torch.compile's AOT autograd and every device see the same graph.
+//
+// conv2d is linear in input and in filter (plus the bias term), so with y = conv(x, w) + b:
+//   dx = conv2d_backward(dy, x, w)[0]      dw = conv2d_backward(dy, x, w)[1]      db = sum(dy)
+// and, for the gradients of those given upstream ggx, ggw, ggb (double backward):
+//   d(dy) = conv(ggx, w) + conv(x, ggw) + ggb      d(x) = conv2d_backward(dy, x, ggw)[0]
+//   d(w)  = conv2d_backward(dy, ggx, w)[1]
+#include <ATen/TensorOperators.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
+
+#include "myconv/conv2d.h"
+#include "myconv/conv2d_plan.h"
 
 namespace myconv {
 namespace {
@@ -12,26 +21,133 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Padding is c10::string_view ("SAME"/"VALID") or std::array<int64_t, 4> (explicit); both are
+// kept in the context as an IValue and handed back in the type the C++ API takes.
+void save_geometry(AutogradContext* ctx, at::IntArrayRef stride, c10::string_view padding,
+                   at::IntArrayRef dilation) {
+  ctx->saved_data["stride"] = stride.vec();
+  ctx->saved_data["padding"] = std::string(padding.data(), padding.size());
+  ctx->saved_data["dilation"] = dilation.vec();
+}
+void save_geometry(AutogradContext* ctx, at::IntArrayRef stride, std::array<int64_t, 4> padding,
+                   at::IntArrayRef dilation) {
+  ctx->saved_data["stride"] = stride.vec();
+  ctx->saved_data["padding"] = std::vector<int64_t>(padding.begin(), padding.end());
+  ctx->saved_data["dilation"] = dilation.vec();
+}
+
+// Calls f(stride, padding, dilation) with the geometry saved by save_geometry.
+template <typename F>
+auto with_geometry(AutogradContext* ctx, F&& f) {
+  const std::vector<int64_t> stride = ctx->saved_data["stride"].toIntVector();
+  const std::vector<int64_t> dilation = ctx->saved_data["dilation"].toIntVector();
+  const c10::IValue& padding = ctx->saved_data["padding"];
+  if (padding.isString()) {
+    return f(at::IntArrayRef(stride), c10::string_view(padding.toStringRef()),
+             at::IntArrayRef(dilation));
+  }
+  const std::vector<int64_t> pads = padding.toIntVector();
+  return f(at::IntArrayRef(stride), std::array<int64_t, 4>{pads[0], pads[1], pads[2], pads[3]},
+           at::IntArrayRef(dilation));
+}
+
 template <typename Padding>
 class Conv2dFunction : public torch::autograd::Function<Conv2dFunction<Padding>> {
  public:
-  static at::Tensor forward(AutogradContext*, const at::Tensor& input, const at::Tensor& filter,
-                            at::IntArrayRef stride, Padding padding, at::IntArrayRef dilation,
-                            const std::optional<at::Tensor>& bias) {
-    static const auto op =
-        c10::Dispatcher::singleton()
-            .findSchemaOrThrow("myconv::conv2d", std::is_same_v<Padding, c10::string_view> ? "" : "explicit")
-            .template typed<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef, Padding,
-                                       at::IntArrayRef, const std::optional<at::Tensor>&)>();
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
+                            const at::Tensor& filter, at::IntArrayRef stride, Padding padding,
+                            at::IntArrayRef dilation, const std::optional<at::Tensor>& bias) {
+    ctx->save_for_backward({input, filter});
+    save_geometry(ctx, stride, padding, dilation);
+    ctx->saved_data["has_bias"] = bias.has_value();
     at::AutoDispatchBelowADInplaceOrView guard;
-    return op.call(input, filter, stride, padding, dilation, bias);
+    return conv2d(input, filter, stride, padding, dilation, bias);
   }
 
-  static variable_list backward(AutogradContext*, variable_list) {
-    TORCH_CHECK(false,
-                "myconv.conv2d: backward is not implemented yet; run the forward under "
-                "torch.no_grad() or torch.inference_mode(), or detach input, filter and bias");
-    return {};
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    // needs_input_grad counts tensor arguments only: input 0, filter 1, bias 2.
+    const std::array<bool, 3> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                                   ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)};
+    auto [grad_input, grad_filter, grad_bias] = with_geometry(ctx, [&](auto... geometry) {
+      return conv2d_backward(grads[0], saved[0], saved[1], geometry..., mask);
+    });
+    return {grad_input, grad_filter, at::Tensor(), at::Tensor(), at::Tensor(), grad_bias};
+  }
+};
+
+// A C++ autograd Function cannot return undefined tensors, so this one returns only the gradients
+// output_mask asked for, in order, and expand_grads puts them back in their places.
+std::array<at::Tensor, 3> expand_grads(const variable_list& compact, std::array<bool, 3> mask) {
+  std::array<at::Tensor, 3> full;
+  size_t next = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    if (mask[i]) full[i] = compact[next++];
+  }
+  return full;
+}
+
+std::array<bool, 3> saved_mask(AutogradContext* ctx) {
+  const std::vector<bool> mask = ctx->saved_data["output_mask"].toBoolList().vec();
+  return {mask[0], mask[1], mask[2]};
+}
+
+template <typename Padding>
+class Conv2dBackwardFunction : public torch::autograd::Function<Conv2dBackwardFunction<Padding>> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& grad_output,
+                               const at::Tensor& input, const at::Tensor& filter,
+                               at::IntArrayRef stride, Padding padding, at::IntArrayRef dilation,
+                               std::array<bool, 3> output_mask) {
+    // Gradients of unused outputs stay undefined instead of being materialised as zeros.
+    ctx->set_materialize_grads(false);
+    ctx->save_for_backward({grad_output, input, filter});
+    save_geometry(ctx, stride, padding, dilation);
+    ctx->saved_data["output_mask"] = c10::List<bool>({output_mask[0], output_mask[1], output_mask[2]});
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [grad_input, grad_filter, grad_bias] =
+        conv2d_backward(grad_output, input, filter, stride, padding, dilation, output_mask);
+    variable_list compact;
+    for (const at::Tensor& grad : {grad_input, grad_filter, grad_bias}) {
+      if (grad.defined()) compact.push_back(grad);
+    }
+    return compact;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list compact_grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& grad_output = saved[0];
+    const at::Tensor& input = saved[1];
+    const at::Tensor& filter = saved[2];
+    const auto grads = expand_grads(compact_grads, saved_mask(ctx));
+    const at::Tensor& ggi = grads[0];  // upstream gradients of grad_input, grad_filter, grad_bias
+    const at::Tensor& ggw = grads[1];
+    const at::Tensor& ggb = grads[2];
+    return with_geometry(ctx, [&](auto stride, auto padding, auto dilation) {
+      at::Tensor d_grad_output, d_input, d_filter;
+      if (ctx->needs_input_grad(0)) {
+        if (ggw.defined()) {
+          d_grad_output = conv2d(input, ggw, stride, padding, dilation,
+                                 ggb.defined() ? std::optional<at::Tensor>(ggb) : std::nullopt);
+        } else if (ggb.defined()) {
+          d_grad_output = ggb.expand(grad_output.sizes());
+        }
+        if (ggi.defined()) {
+          const at::Tensor term = conv2d(ggi, filter, stride, padding, dilation);
+          d_grad_output = d_grad_output.defined() ? d_grad_output + term : term;
+        }
+      }
+      if (ctx->needs_input_grad(1) && ggw.defined()) {
+        d_input = std::get<0>(conv2d_backward(grad_output, input, ggw, stride, padding, dilation,
+                                              {true, false, false}));
+      }
+      if (ctx->needs_input_grad(2) && ggi.defined()) {
+        d_filter = std::get<1>(conv2d_backward(grad_output, ggi, filter, stride, padding,
+                                               dilation, {false, true, false}));
+      }
+      return variable_list{d_grad_output, d_input,     d_filter,   at::Tensor(),
+                           at::Tensor(),  at::Tensor(), at::Tensor()};
+    });
   }
 };
 
@@ -45,7 +161,34 @@ at::Tensor conv2d_explicit_autograd(const at::Tensor& input, const at::Tensor& f
                                     at::IntArrayRef stride, at::IntArrayRef padding,
                                     at::IntArrayRef dilation,
                                     const std::optional<at::Tensor>& bias) {
-  return Conv2dFunction<at::IntArrayRef>::apply(input, filter, stride, padding, dilation, bias);
+  return Conv2dFunction<std::array<int64_t, 4>>::apply(
+      input, filter, stride, parse_explicit_padding(padding).explicit_pads, dilation, bias);
+}
+
+using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+
+Grads as_tuple(const variable_list& compact, std::array<bool, 3> mask) {
+  const auto full = expand_grads(compact, mask);
+  return {full[0], full[1], full[2]};
+}
+
+Grads conv2d_backward_autograd(const at::Tensor& grad_output, const at::Tensor& input,
+                               const at::Tensor& filter, at::IntArrayRef stride,
+                               c10::string_view padding, at::IntArrayRef dilation,
+                               std::array<bool, 3> output_mask) {
+  return as_tuple(Conv2dBackwardFunction<c10::string_view>::apply(
+                      grad_output, input, filter, stride, padding, dilation, output_mask),
+                  output_mask);
+}
+
+Grads conv2d_backward_explicit_autograd(const at::Tensor& grad_output, const at::Tensor& input,
+                                        const at::Tensor& filter, at::IntArrayRef stride,
+                                        at::IntArrayRef padding, at::IntArrayRef dilation,
+                                        std::array<bool, 3> output_mask) {
+  return as_tuple(Conv2dBackwardFunction<std::array<int64_t, 4>>::apply(
+                      grad_output, input, filter, stride,
+                      parse_explicit_padding(padding).explicit_pads, dilation, output_mask),
+                  output_mask);
 }
 
 }  // namespace
@@ -53,6 +196,8 @@ at::Tensor conv2d_explicit_autograd(const at::Tensor& input, const at::Tensor& f
 TORCH_LIBRARY_IMPL(myconv, Autograd, m) {
   m.impl("conv2d", &conv2d_autograd);
   m.impl("conv2d.explicit", &conv2d_explicit_autograd);
+  m.impl("conv2d_backward", &conv2d_backward_autograd);
+  m.impl("conv2d_backward.explicit", &conv2d_backward_explicit_autograd);
 }
 
 }  // namespace myconv

@@ -1,4 +1,4 @@
-// CPU backend of myconv::conv2d.
+// CPU backend of myconv::conv2d (the gradients are in conv2d_backward.cpp).
 //  - general case: im2row of a bounded tile of output pixels (in NHWC each filter tap is a
 //    contiguous run of C/groups input channels) times the HWIO filter viewed as
 //    [KH*KW*C/groups, O] through ATen's GEMM, bias fused via addmm;
@@ -19,63 +19,13 @@
 #include <vector>
 
 #include "myconv/conv2d_plan.h"
+#include "myconv/cpu/conv2d_backward.h"
+#include "myconv/cpu/im2row.h"
+#include "myconv/cpu/simd_clones.h"
 
 namespace myconv {
+namespace cpu {
 namespace {
-
-// Bound on the im2row workspace: large tiles amortise GEMM packing, yet stay independent of N.
-constexpr int64_t kWorkspaceBytes = int64_t{16} << 20;
-// Elements copied per parallel_for chunk, so that small tiles do not pay for threading.
-constexpr int64_t kCopyGrainElements = int64_t{1} << 15;
-
-template <typename scalar_t, typename acc_t>
-void copy_widen(const scalar_t* __restrict__ src, acc_t* __restrict__ dst, int64_t count) {
-  for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<acc_t>(src[i]);
-}
-
-// Writes rows [num_pixels, KH*KW*Cg] for output pixels [first_pixel, first_pixel + num_pixels)
-// of one group, widening to acc_t; taps that fall into the padding are zeros. With one group and
-// no width dilation the in-bounds taps of a filter row are one contiguous NHWC run, copied at once.
-template <typename scalar_t, typename acc_t>
-void im2row(const scalar_t* input, const Conv2dPlan& p, int64_t group, int64_t first_pixel,
-            int64_t num_pixels, acc_t* rows) {
-  const int64_t cg = p.group_in_channels;
-  const int64_t row_len = p.kernel_h * p.kernel_w * cg;
-  const bool contiguous_taps = cg == p.in_channels && p.dilation_w == 1;
-  const int64_t grain = std::max<int64_t>(1, kCopyGrainElements / row_len);
-  at::parallel_for(0, num_pixels, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t pixel = first_pixel + i;
-      const int64_t ow = pixel % p.out_w;
-      const int64_t oh = (pixel / p.out_w) % p.out_h;
-      const int64_t n = pixel / (p.out_w * p.out_h);
-      const int64_t iw0 = geometry::input_index(ow, p.stride_w, p.pad_w.before, 0, p.dilation_w);
-      // Taps kw in [kw_begin, kw_end) land inside the input width.
-      const int64_t kw_begin = std::clamp<int64_t>((-iw0 + p.dilation_w - 1) / p.dilation_w, 0, p.kernel_w);
-      const int64_t kw_end = std::clamp<int64_t>((p.in_w - iw0 + p.dilation_w - 1) / p.dilation_w, kw_begin, p.kernel_w);
-      acc_t* dst = rows + i * row_len;
-      for (int64_t kh = 0; kh < p.kernel_h; ++kh, dst += p.kernel_w * cg) {
-        const int64_t ih = geometry::input_index(oh, p.stride_h, p.pad_h.before, kh, p.dilation_h);
-        if (ih < 0 || ih >= p.in_h) {
-          std::fill(dst, dst + p.kernel_w * cg, acc_t(0));
-          continue;
-        }
-        std::fill(dst, dst + kw_begin * cg, acc_t(0));
-        std::fill(dst + kw_end * cg, dst + p.kernel_w * cg, acc_t(0));
-        // Element offset of input[n, ih, 0, group * Cg]; pointers are formed only for in-bounds taps.
-        const int64_t row_offset = (n * p.in_h + ih) * p.in_w * p.in_channels + group * cg;
-        if (contiguous_taps) {
-          copy_widen(input + row_offset + (iw0 + kw_begin) * p.in_channels, dst + kw_begin * cg,
-                     (kw_end - kw_begin) * cg);
-          continue;
-        }
-        for (int64_t kw = kw_begin; kw < kw_end; ++kw) {
-          copy_widen(input + row_offset + (iw0 + kw * p.dilation_w) * p.in_channels, dst + kw * cg, cg);
-        }
-      }
-    }
-  });
-}
 
 template <typename scalar_t, typename acc_t>
 void conv2d_gemm(const at::Tensor& input, const at::Tensor& filter,
@@ -123,15 +73,6 @@ void conv2d_gemm(const at::Tensor& input, const at::Tensor& filter,
     if (widen) out2d.narrow(0, first, count).copy_(result);
   }
 }
-
-// The shipped build targets baseline x86-64; the depthwise row loop is also compiled for x86-64-v3
-// (AVX2+FMA) and x86-64-v4 (AVX-512), and the loader picks by CPU features, not CPU model
-// (GCC function multiversioning).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MYCONV_SIMD_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
-#else
-#define MYCONV_SIMD_CLONES
-#endif
 
 // Output channels [o0, o0 + kLen) of one output pixel of a depthwise conv, accumulated in
 // registers across all taps. Output channel o reads input channel o / multiplier.
@@ -218,6 +159,7 @@ void conv2d_cpu(const at::Tensor& input, const at::Tensor& filter,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(myconv, CPU, m) { register_conv2d_kernels<conv2d_cpu>(m); }
+TORCH_LIBRARY_IMPL(myconv, CPU, m) { register_conv2d_kernels<conv2d_cpu, conv2d_backward_cpu>(m); }
 
+}  // namespace cpu
 }  // namespace myconv

@@ -1,0 +1,237 @@
+// CPU kernel of myconv::conv2d_backward, the same two designs as the forward:
+//  - general case, per bounded tile of output pixels and per group:
+//      grad_filter[K, Og] += rows^T x grad_output      (rows = im2row of the tile, K = KH*KW*Cg)
+//      grad_rows[P, K]     = grad_output x filter^T, then row2im adds them onto grad_input;
+//    1x1 stride-1 unpadded convolutions use the input and grad_input themselves as the rows;
+//  - depthwise: direct loops vectorised over channels; the filter gradient sums fixed chunks of
+//    rows into their own partial buffers, added in order, so it does not depend on thread count.
+// Half types accumulate in float32 workspaces. grad_bias is the entry point's reduction.
+#include "myconv/cpu/conv2d_backward.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/zeros.h>
+
+#include <vector>
+
+#include "myconv/cpu/im2row.h"
+#include "myconv/cpu/simd_clones.h"
+
+namespace myconv {
+namespace cpu {
+namespace {
+
+// Partial sums of the depthwise filter gradient: at most this many, whatever the thread count.
+constexpr int64_t kMaxFilterGradChunks = 64;
+
+template <typename scalar_t, typename acc_t>
+void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input,
+                          const at::Tensor& filter, const Conv2dPlan& p, Conv2dGrads& grads) {
+  const auto acc_options = input.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
+  constexpr bool widen = !std::is_same_v<scalar_t, acc_t>;
+  const int64_t pixels = p.batch * p.out_h * p.out_w;
+  const int64_t row_len = p.kernel_h * p.kernel_w * p.group_in_channels;
+  const int64_t cg = p.group_in_channels;
+  const int64_t og = p.group_out_channels;
+  const bool direct = p.is_unpadded_pointwise();
+  const bool want_input = grads.input.defined();
+  const bool want_filter = grads.filter.defined();
+
+  const at::Tensor gy2d = grad_output.view({pixels, p.out_channels});
+  const at::Tensor in2d = input.view({p.batch * p.in_h * p.in_w, p.in_channels});
+  const at::Tensor weights =
+      want_input ? filter.contiguous().to(acc_options.dtype()).view({row_len, p.out_channels})
+                 : at::Tensor();
+  // Accumulators: the outputs themselves, or float32 copies for half types.
+  at::Tensor grad_filter_acc;
+  if (want_filter) {
+    grad_filter_acc = widen ? at::zeros({row_len, p.out_channels}, acc_options)
+                            : grads.filter.view({row_len, p.out_channels}).zero_();
+  }
+  at::Tensor grad_input_acc;  // only where row2im accumulates overlapping windows
+  if (want_input && !direct) {
+    grad_input_acc = widen ? at::zeros(input.sizes(), acc_options) : grads.input.zero_();
+  }
+  const at::Tensor grad_in2d =
+      want_input ? grads.input.view({p.batch * p.in_h * p.in_w, p.in_channels}) : at::Tensor();
+
+  const int64_t tile = std::clamp<int64_t>(
+      kWorkspaceBytes / ((2 * row_len + p.out_channels) * int64_t{sizeof(acc_t)}), 1, pixels);
+  const bool need_rows = want_filter && (!direct || widen);
+  const at::Tensor rows_workspace = need_rows ? at::empty({tile, row_len}, acc_options) : at::Tensor();
+  const at::Tensor grad_rows_workspace =
+      want_input && (!direct || widen) ? at::empty({tile, row_len}, acc_options) : at::Tensor();
+  const at::Tensor grad_output_workspace = widen ? at::empty({tile, p.out_channels}, acc_options) : at::Tensor();
+
+  for (int64_t first = 0; first < pixels; first += tile) {
+    const int64_t count = std::min(tile, pixels - first);
+    const at::Tensor gy_tile = widen ? grad_output_workspace.narrow(0, 0, count).copy_(gy2d.narrow(0, first, count))
+                                     : gy2d.narrow(0, first, count);
+    for (int64_t g = 0; g < p.groups; ++g) {
+      const at::Tensor gy_g = gy_tile.narrow(1, g * og, og);
+      if (want_filter) {
+        at::Tensor rows;
+        if (direct) {
+          rows = in2d.narrow(0, first, count).narrow(1, g * cg, cg);
+          if (widen) rows = rows_workspace.narrow(0, 0, count).copy_(rows);
+        } else {
+          im2row(input.const_data_ptr<scalar_t>(), p, g, first, count,
+                 rows_workspace.mutable_data_ptr<acc_t>());
+          rows = rows_workspace.narrow(0, 0, count);
+        }
+        grad_filter_acc.narrow(1, g * og, og).addmm_(rows.t(), gy_g);
+      }
+      if (want_input) {
+        const at::Tensor weights_g_t = weights.narrow(1, g * og, og).t();
+        if (direct && !widen) {
+          at::Tensor target = grad_in2d.narrow(0, first, count).narrow(1, g * cg, cg);
+          at::mm_out(target, gy_g, weights_g_t);
+          continue;
+        }
+        at::Tensor grad_rows = grad_rows_workspace.narrow(0, 0, count);
+        at::mm_out(grad_rows, gy_g, weights_g_t);
+        if (direct) {
+          grad_in2d.narrow(0, first, count).narrow(1, g * cg, cg).copy_(grad_rows);
+        } else {
+          row2im_add(grad_rows.const_data_ptr<acc_t>(), p, g, first, count,
+                     grad_input_acc.mutable_data_ptr<acc_t>());
+        }
+      }
+    }
+  }
+  if (widen && want_filter) grads.filter.copy_(grad_filter_acc.view(filter.sizes()));
+  if (widen && want_input && !direct) grads.input.copy_(grad_input_acc);
+}
+
+// grad_input of one input pixel (n, ih, iw): for each output channel o = c * m + j, the sum over
+// the taps that read this pixel of grad_output[.., o] * filter[tap, o]; then summed over j.
+template <bool kUnitMultiplier, typename scalar_t, typename acc_t>
+MYCONV_SIMD_CLONES void depthwise_grad_input_row(const scalar_t* grad_output, const acc_t* w,
+                                                 scalar_t* grad_row, const Conv2dPlan& p,
+                                                 int64_t n, int64_t ih, acc_t* __restrict__ acc) {
+  const int64_t m = p.group_out_channels;
+  for (int64_t iw = 0; iw < p.in_w; ++iw) {
+    std::fill(acc, acc + p.out_channels, acc_t(0));
+    for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+      const int64_t oh = geometry::output_index(ih, p.stride_h, p.pad_h.before, kh, p.dilation_h);
+      if (oh < 0 || oh >= p.out_h) continue;
+      for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+        const int64_t ow = geometry::output_index(iw, p.stride_w, p.pad_w.before, kw, p.dilation_w);
+        if (ow < 0 || ow >= p.out_w) continue;
+        const scalar_t* __restrict__ gy = grad_output + ((n * p.out_h + oh) * p.out_w + ow) * p.out_channels;
+        const acc_t* __restrict__ f = w + (kh * p.kernel_w + kw) * p.out_channels;
+        for (int64_t o = 0; o < p.out_channels; ++o) acc[o] += static_cast<acc_t>(gy[o]) * f[o];
+      }
+    }
+    scalar_t* dst = grad_row + iw * p.in_channels;
+    for (int64_t c = 0; c < p.in_channels; ++c) {
+      acc_t sum = acc[c * m];
+      if (!kUnitMultiplier) {
+        for (int64_t j = 1; j < m; ++j) sum += acc[c * m + j];
+      }
+      dst[c] = static_cast<scalar_t>(sum);
+    }
+  }
+}
+
+// partial[tap, o] += input[n, ih, iw, o / m] * grad_output[n, oh, ow, o] over one output row.
+template <bool kUnitMultiplier, typename scalar_t, typename acc_t>
+MYCONV_SIMD_CLONES void depthwise_grad_filter_row(const scalar_t* image, const scalar_t* gy_row,
+                                                  const Conv2dPlan& p, int64_t oh,
+                                                  acc_t* __restrict__ partial) {
+  for (int64_t ow = 0; ow < p.out_w; ++ow) {
+    const scalar_t* __restrict__ gy = gy_row + ow * p.out_channels;
+    for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+      const int64_t ih = geometry::input_index(oh, p.stride_h, p.pad_h.before, kh, p.dilation_h);
+      if (ih < 0 || ih >= p.in_h) continue;
+      for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+        const int64_t iw = geometry::input_index(ow, p.stride_w, p.pad_w.before, kw, p.dilation_w);
+        if (iw < 0 || iw >= p.in_w) continue;
+        const scalar_t* __restrict__ x = image + (ih * p.in_w + iw) * p.in_channels;
+        acc_t* __restrict__ dst = partial + (kh * p.kernel_w + kw) * p.out_channels;
+        for (int64_t o = 0; o < p.out_channels; ++o) {
+          const int64_t c = kUnitMultiplier ? o : o / p.group_out_channels;
+          dst[o] += static_cast<acc_t>(x[c]) * static_cast<acc_t>(gy[o]);
+        }
+      }
+    }
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& input,
+                               const at::Tensor& filter, const Conv2dPlan& p, Conv2dGrads& grads) {
+  const auto acc_options = input.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
+  const bool unit_multiplier = p.group_out_channels == 1;
+  const scalar_t* gy = grad_output.const_data_ptr<scalar_t>();
+  const scalar_t* x = input.const_data_ptr<scalar_t>();
+  const int64_t taps = p.kernel_h * p.kernel_w;
+
+  if (grads.input.defined()) {
+    const at::Tensor weights = filter.contiguous().to(acc_options.dtype());
+    const acc_t* w = weights.const_data_ptr<acc_t>();
+    scalar_t* gx = grads.input.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, p.batch * p.in_h, 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> acc(p.out_channels);
+      for (int64_t row = begin; row < end; ++row) {
+        scalar_t* grad_row = gx + row * p.in_w * p.in_channels;
+        const int64_t n = row / p.in_h, ih = row % p.in_h;
+        if (unit_multiplier) {
+          depthwise_grad_input_row<true>(gy, w, grad_row, p, n, ih, acc.data());
+        } else {
+          depthwise_grad_input_row<false>(gy, w, grad_row, p, n, ih, acc.data());
+        }
+      }
+    });
+  }
+
+  if (grads.filter.defined()) {
+    const int64_t out_rows = p.batch * p.out_h;
+    const int64_t chunk_rows = (out_rows + kMaxFilterGradChunks - 1) / kMaxFilterGradChunks;
+    const int64_t chunks = (out_rows + chunk_rows - 1) / chunk_rows;
+    const int64_t filter_len = taps * p.out_channels;
+    at::Tensor partials = at::zeros({chunks, filter_len}, acc_options);
+    acc_t* partial = partials.mutable_data_ptr<acc_t>();
+    at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t chunk = begin; chunk < end; ++chunk) {
+        acc_t* dst = partial + chunk * filter_len;
+        for (int64_t row = chunk * chunk_rows; row < std::min(out_rows, (chunk + 1) * chunk_rows); ++row) {
+          const scalar_t* image = x + (row / p.out_h) * p.in_h * p.in_w * p.in_channels;
+          const scalar_t* gy_row = gy + row * p.out_w * p.out_channels;
+          if (unit_multiplier) {
+            depthwise_grad_filter_row<true>(image, gy_row, p, row % p.out_h, dst);
+          } else {
+            depthwise_grad_filter_row<false>(image, gy_row, p, row % p.out_h, dst);
+          }
+        }
+      }
+    });
+    for (int64_t chunk = 1; chunk < chunks; ++chunk) {  // in order: independent of threads
+      const acc_t* src = partial + chunk * filter_len;
+      for (int64_t i = 0; i < filter_len; ++i) partial[i] += src[i];
+    }
+    grads.filter.view({filter_len}).copy_(partials[0]);
+  }
+}
+
+}  // namespace
+
+void conv2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input,
+                         const at::Tensor& filter, const Conv2dPlan& plan, Conv2dGrads& grads) {
+  const at::Tensor gy = grad_output.contiguous();
+  const at::Tensor x = input.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "myconv_conv2d_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    if (plan.is_depthwise()) {
+      conv2d_backward_depthwise<scalar_t, acc_t>(gy, x, filter, plan, grads);
+    } else {
+      conv2d_backward_gemm<scalar_t, acc_t>(gy, x, filter, plan, grads);
+    }
+  });
+}
+
+}  // namespace cpu
+}  // namespace myconv

@@ -1,0 +1,111 @@
+// im2row and its adjoint row2im for the CPU kernels: the rows of a bounded tile of output pixels
+// in NHWC (each filter tap is a contiguous run of C/groups input channels), and the scatter of
+// row gradients back onto the input, written as a gather so that threads never share an element.
+#pragma once
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+
+#include "myconv/conv2d_plan.h"
+
+namespace myconv {
+namespace cpu {
+
+// Bound on the im2row workspace: large tiles amortise GEMM packing, yet stay independent of N.
+constexpr int64_t kWorkspaceBytes = int64_t{16} << 20;
+// Elements copied per parallel_for chunk, so that small tiles do not pay for threading.
+constexpr int64_t kCopyGrainElements = int64_t{1} << 15;
+
+template <typename scalar_t, typename acc_t>
+void copy_widen(const scalar_t* __restrict__ src, acc_t* __restrict__ dst, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<acc_t>(src[i]);
+}
+
+// Writes rows [num_pixels, KH*KW*Cg] for output pixels [first_pixel, first_pixel + num_pixels)
+// of one group, widening to acc_t; taps that fall into the padding are zeros. With one group and
+// no width dilation the in-bounds taps of a filter row are one contiguous NHWC run, copied at once.
+template <typename scalar_t, typename acc_t>
+void im2row(const scalar_t* input, const Conv2dPlan& p, int64_t group, int64_t first_pixel,
+            int64_t num_pixels, acc_t* rows) {
+  const int64_t cg = p.group_in_channels;
+  const int64_t row_len = p.kernel_h * p.kernel_w * cg;
+  const bool contiguous_taps = cg == p.in_channels && p.dilation_w == 1;
+  const int64_t grain = std::max<int64_t>(1, kCopyGrainElements / row_len);
+  at::parallel_for(0, num_pixels, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t pixel = first_pixel + i;
+      const int64_t ow = pixel % p.out_w;
+      const int64_t oh = (pixel / p.out_w) % p.out_h;
+      const int64_t n = pixel / (p.out_w * p.out_h);
+      const int64_t iw0 = geometry::input_index(ow, p.stride_w, p.pad_w.before, 0, p.dilation_w);
+      // Taps kw in [kw_begin, kw_end) land inside the input width.
+      const int64_t kw_begin = std::clamp<int64_t>((-iw0 + p.dilation_w - 1) / p.dilation_w, 0, p.kernel_w);
+      const int64_t kw_end = std::clamp<int64_t>((p.in_w - iw0 + p.dilation_w - 1) / p.dilation_w, kw_begin, p.kernel_w);
+      acc_t* dst = rows + i * row_len;
+      for (int64_t kh = 0; kh < p.kernel_h; ++kh, dst += p.kernel_w * cg) {
+        const int64_t ih = geometry::input_index(oh, p.stride_h, p.pad_h.before, kh, p.dilation_h);
+        if (ih < 0 || ih >= p.in_h) {
+          std::fill(dst, dst + p.kernel_w * cg, acc_t(0));
+          continue;
+        }
+        std::fill(dst, dst + kw_begin * cg, acc_t(0));
+        std::fill(dst + kw_end * cg, dst + p.kernel_w * cg, acc_t(0));
+        // Element offset of input[n, ih, 0, group * Cg]; pointers are formed only for in-bounds taps.
+        const int64_t row_offset = (n * p.in_h + ih) * p.in_w * p.in_channels + group * cg;
+        if (contiguous_taps) {
+          copy_widen(input + row_offset + (iw0 + kw_begin) * p.in_channels, dst + kw_begin * cg,
+                     (kw_end - kw_begin) * cg);
+          continue;
+        }
+        for (int64_t kw = kw_begin; kw < kw_end; ++kw) {
+          copy_widen(input + row_offset + (iw0 + kw * p.dilation_w) * p.in_channels, dst + kw * cg, cg);
+        }
+      }
+    }
+  });
+}
+
+// grad_input[n, ih, iw, group * Cg + c] += rows[p - first_pixel, (kh, kw, c)] for every output
+// pixel p in [first_pixel, first_pixel + num_pixels) whose tap (kh, kw) reads (ih, iw): the adjoint
+// of im2row. Each thread owns whole input rows, so the sums need no atomics and are deterministic.
+template <typename acc_t>
+void row2im_add(const acc_t* rows, const Conv2dPlan& p, int64_t group, int64_t first_pixel,
+                int64_t num_pixels, acc_t* grad_input) {
+  const int64_t cg = p.group_in_channels;
+  const int64_t row_len = p.kernel_h * p.kernel_w * cg;
+  const int64_t last_pixel = first_pixel + num_pixels - 1;
+  // Output rows n * OH + oh that the tile touches, and the images they lie in.
+  const int64_t first_out_row = first_pixel / p.out_w;
+  const int64_t last_out_row = last_pixel / p.out_w;
+  const int64_t first_image = first_out_row / p.out_h;
+  const int64_t last_image = last_out_row / p.out_h;
+  const int64_t grain = std::max<int64_t>(1, kCopyGrainElements / (p.in_w * row_len));
+  at::parallel_for(first_image * p.in_h, (last_image + 1) * p.in_h, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t in_row = begin; in_row < end; ++in_row) {
+      const int64_t n = in_row / p.in_h;
+      const int64_t ih = in_row % p.in_h;
+      acc_t* grad_row = grad_input + in_row * p.in_w * p.in_channels + group * cg;
+      for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+        const int64_t oh = geometry::output_index(ih, p.stride_h, p.pad_h.before, kh, p.dilation_h);
+        if (oh < 0 || oh >= p.out_h) continue;
+        const int64_t out_row = n * p.out_h + oh;
+        if (out_row < first_out_row || out_row > last_out_row) continue;
+        for (int64_t iw = 0; iw < p.in_w; ++iw) {
+          acc_t* dst = grad_row + iw * p.in_channels;
+          for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+            const int64_t ow = geometry::output_index(iw, p.stride_w, p.pad_w.before, kw, p.dilation_w);
+            if (ow < 0 || ow >= p.out_w) continue;
+            const int64_t pixel = out_row * p.out_w + ow;
+            if (pixel < first_pixel || pixel > last_pixel) continue;
+            const acc_t* src = rows + (pixel - first_pixel) * row_len + (kh * p.kernel_w + kw) * cg;
+            for (int64_t c = 0; c < cg; ++c) dst[c] += src[c];
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace cpu
+}  // namespace myconv

@@ -1,0 +1,191 @@
+"""Gradients: gradcheck/gradgradcheck in float64, float32 and half gradients against torch.conv2d's
+(TF padding applied with F.pad), output_mask, empty batches and the C++-registered backward op."""
+
+import pytest
+import torch
+
+import myconv
+from references import TOLERANCE, conv_torch, relative_error
+from test_parity import CASES, GROUPED
+
+# (input NHWC, filter HWIO, stride, padding, dilation): every kind of forward configuration.
+SMALL = [
+    ((2, 5, 6, 3), (3, 3, 3, 4), (1, 1), "SAME", (1, 1)),
+    ((1, 6, 6, 2), (3, 3, 2, 3), (2, 2), "SAME", (1, 1)),        # extra pad after
+    ((1, 7, 6, 2), (2, 3, 2, 2), (2, 3), "VALID", (1, 1)),
+    ((1, 7, 7, 2), (3, 2, 2, 2), (1, 1), "SAME", (2, 2)),        # dilation
+    ((1, 8, 7, 2), (3, 2, 2, 3), (2, 2), "SAME", (2, 1)),        # stride and dilation together
+    ((1, 6, 5, 2), (3, 3, 2, 2), (2, 1), [1, 0, 2, 1], (1, 1)),  # explicit, asymmetric
+    ((2, 4, 5, 4), (1, 1, 4, 3), (1, 1), "SAME", (1, 1)),        # pointwise: direct GEMMs
+    ((1, 5, 5, 4), (3, 3, 2, 4), (1, 1), "SAME", (1, 1)),        # 2 groups
+    ((1, 6, 5, 3), (3, 3, 1, 3), (2, 1), "SAME", (1, 1)),        # depthwise
+    ((1, 5, 6, 2), (3, 2, 1, 6), (1, 2), "VALID", (1, 2)),       # depthwise, multiplier 3
+]
+
+
+def _ids(case):
+    return "-".join(map(str, case)).replace(" ", "")
+
+
+def _call(x, w, stride, padding, dilation, b):
+    explicit = not isinstance(padding, str)
+    return myconv.conv2d(x, w, stride, ((padding[0], padding[1]), (padding[2], padding[3]))
+                         if explicit else padding, dilation, b)
+
+
+@pytest.mark.parametrize("case", SMALL, ids=_ids)
+@pytest.mark.parametrize("with_bias", [False, True], ids=["nobias", "bias"])
+def test_gradcheck_and_gradgradcheck(case, with_bias, device):
+    xs, ws, stride, padding, dilation = case
+    x = torch.randn(xs, device=device, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(ws, device=device, dtype=torch.float64, requires_grad=True)
+    inputs = [x, w]
+    if with_bias:
+        inputs.append(torch.randn(ws[3], device=device, dtype=torch.float64, requires_grad=True))
+
+    def f(*args):
+        return _call(args[0], args[1], stride, padding, dilation, args[2] if with_bias else None)
+
+    assert torch.autograd.gradcheck(f, inputs)
+    assert torch.autograd.gradgradcheck(f, inputs)
+
+
+def _reference_grads(x, w, b, stride, padding, dilation, grad_output):
+    xr, wr = x.detach().double().cpu().requires_grad_(), w.detach().double().cpu().requires_grad_()
+    br = None if b is None else b.detach().double().cpu().requires_grad_()
+    out = conv_torch(xr, wr, stride, padding, dilation, br)
+    inputs = [xr, wr] + ([br] if br is not None else [])
+    return torch.autograd.grad(out, inputs, grad_output.double().cpu())
+
+
+def _check_grads(x, w, b, stride, padding, dilation, tolerance):
+    x, w = x.requires_grad_(), w.requires_grad_()
+    inputs = [x, w] + ([b.requires_grad_()] if b is not None else [])
+    out = _call(x, w, stride, padding, dilation, b)
+    grad_output = torch.randn_like(out)
+    grads = torch.autograd.grad(out, inputs, grad_output)
+    expected = _reference_grads(x, w, b, stride, padding, dilation, grad_output)
+    for name, got, ref in zip(("input", "filter", "bias"), grads, expected):
+        assert got.shape == ref.shape and got.dtype == x.dtype, name
+        assert torch.isfinite(got).all(), f"{name}: unwritten (NaN-poisoned) gradient elements"
+        err = relative_error(got, ref)
+        assert err <= tolerance, f"grad {name}: relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_float32_gradients_match_torch(case, device):
+    n, h, w_, c, kh, kw, o, stride, padding, dilation = case
+    x = torch.randn(n, h, w_, c, device=device)
+    w = torch.randn(kh, kw, c, o, device=device)
+    _check_grads(x, w, torch.randn(o, device=device), stride, padding, dilation, TOLERANCE[torch.float32])
+
+
+@pytest.mark.parametrize("case", GROUPED, ids=_ids)
+def test_grouped_and_depthwise_gradients(case, device):
+    n, h, w_, c, kh, kw, cg, o, stride, padding, dilation = case
+    x = torch.randn(n, h, w_, c, device=device)
+    w = torch.randn(kh, kw, cg, o, device=device)
+    _check_grads(x, w, torch.randn(o, device=device), stride, padding, dilation, TOLERANCE[torch.float32])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("groups", [1, 2, 6], ids=["dense", "grouped", "depthwise"])
+@pytest.mark.parametrize("kernel", [3, 1], ids=["3x3", "1x1"])
+def test_gradient_dtypes(dtype, groups, kernel, device):
+    x = torch.randn(2, 9, 10, 6, device=device).to(dtype)
+    w = torch.randn(kernel, kernel, 6 // groups, 12, device=device).to(dtype)
+    b = torch.randn(12, device=device).to(dtype)
+    stride, dilation = ((2, 1), (1, 2)) if kernel == 3 else ((1, 1), (1, 1))
+    _check_grads(x, w, b, stride, "SAME", dilation, TOLERANCE[dtype])
+
+
+def test_gradients_over_many_workspace_tiles(device):
+    # More output pixels than one bounded tile: tiles accumulate into the filter gradient and
+    # scatter into overlapping input rows.
+    x = torch.randn(3, 64, 64, 64, device=device)
+    w = torch.randn(3, 3, 64, 8, device=device)
+    _check_grads(x, w, None, (1, 1), "SAME", (1, 1), TOLERANCE[torch.float32])
+
+
+def test_noncontiguous_grad_output_and_inputs(device):
+    x = torch.randn(2, 11, 13, 10, device=device)[:, 1:10:2, ::2, 1:7]
+    w = torch.randn(6, 3, 3, 4, device=device).permute(1, 2, 0, 3)
+    assert not x.is_contiguous() and not w.is_contiguous()
+    x, w = x.detach().requires_grad_(), w.detach().requires_grad_()
+    out = myconv.conv2d(x, w, (1, 2), "SAME")
+    grad_output = torch.randn(out.shape[::-1], device=device).permute(3, 2, 1, 0)  # strided
+    assert not grad_output.is_contiguous()
+    grads = torch.autograd.grad(out, (x, w), grad_output)
+    expected = _reference_grads(x, w, None, (1, 2), "SAME", (1, 1), grad_output)
+    for got, ref in zip(grads, expected):
+        assert relative_error(got, ref) <= TOLERANCE[torch.float32]
+
+
+@pytest.mark.parametrize("padding", ["SAME", [1, 0, 0, 2]], ids=["same", "explicit"])
+def test_output_mask_skips_gradients(padding, device):
+    x = torch.randn(2, 7, 6, 4, device=device)
+    w = torch.randn(3, 3, 4, 5, device=device)
+    op = torch.ops.myconv.conv2d_backward.default if isinstance(padding, str) else \
+        torch.ops.myconv.conv2d_backward.explicit
+    out = _call(x, w, (2, 1), padding, (1, 1), None)
+    grad_output = torch.randn_like(out)
+    full = op(grad_output, x, w, [2, 1], padding, [1, 1], [True, True, True])
+    assert full[2].shape == (5,)
+    torch.testing.assert_close(full[2], grad_output.sum((0, 1, 2)))
+    for mask in ([True, False, False], [False, True, False], [False, False, True], [False] * 3):
+        partial = op(grad_output, x, w, [2, 1], padding, [1, 1], mask)
+        for wanted, got, ref in zip(mask, partial, full):
+            assert (got is None) == (not wanted)
+            if wanted:
+                assert torch.equal(got, ref)
+
+
+def test_only_the_needed_gradients_are_computed(device):
+    # A frozen input (the first layer of a network) and a bias-free layer.
+    x = torch.randn(1, 6, 6, 3, device=device)
+    w = torch.randn(3, 3, 3, 4, device=device, requires_grad=True)
+    out = myconv.conv2d(x, w, 1, "SAME")
+    (grad_w,) = torch.autograd.grad(out.square().sum(), (w,))
+    assert torch.isfinite(grad_w).all()
+
+
+def test_empty_batch_gradients_are_zero(device):
+    x = torch.randn(0, 9, 8, 4, device=device, requires_grad=True)
+    w = torch.randn(3, 3, 4, 5, device=device, requires_grad=True)
+    b = torch.randn(5, device=device, requires_grad=True)
+    out = myconv.conv2d(x, w, 2, "SAME", 1, b)
+    out.sum().backward()
+    assert x.grad.shape == x.shape
+    assert torch.equal(w.grad, torch.zeros_like(w)) and torch.equal(b.grad, torch.zeros_like(b))
+
+
+def test_module_trains(device):
+    # Fit a student to a teacher of the same architecture: the loss must fall well below its start.
+    def net():
+        return torch.nn.Sequential(myconv.Conv2d(3, 8, 3, strides=2), torch.nn.ReLU(),
+                                   myconv.Conv2d(8, 4, 3, padding="valid")).to(device)
+
+    teacher, student = net(), net()
+    x = torch.randn(8, 12, 12, 3, device=device)
+    with torch.no_grad():
+        target = teacher(x)
+    optimizer = torch.optim.Adam(student.parameters(), lr=0.02)
+    losses = []
+    for _ in range(40):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(student(x), target)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0], losses
+
+
+def test_backward_rejects_a_wrong_grad_output_shape():
+    x = torch.randn(1, 6, 6, 2)
+    w = torch.randn(3, 3, 2, 3)
+    with pytest.raises(ValueError, match=r"grad_output must have the output's shape \[1, 6, 6, 3\]"):
+        torch.ops.myconv.conv2d_backward(torch.randn(1, 6, 6, 4), x, w, [1, 1], "SAME", [1, 1],
+                                         [True, True, True])
+    with pytest.raises(TypeError, match="grad_output dtype must match"):
+        torch.ops.myconv.conv2d_backward(torch.randn(1, 6, 6, 3).double(), x, w, [1, 1], "SAME",
+                                         [1, 1], [True, True, True])
