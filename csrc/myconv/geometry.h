@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define MYCONV_HOST_DEVICE __host__ __device__
@@ -23,9 +24,9 @@ struct Padding {
 };
 
 // The size formulas are templates over the integer type: int64_t in the kernels, c10::SymInt in
-// the Meta kernel (symbolic sizes under torch.compile / torch.export). They use only + - * / %,
-// never a comparison, so a symbolic size never gets specialised; comparisons (does the window
-// fit?) belong to the caller, which checks them as symbolic conditions.
+// the Meta kernel (symbolic sizes under torch.compile / torch.export). On symbolic sizes they use
+// only + - * /, never a comparison, so a symbolic size never gets specialised; comparisons (does
+// the window fit?) belong to the caller, which checks them as symbolic conditions.
 
 // Extent of a kernel of size k with dilation d: (k - 1) * d + 1. Assumes it fits (see checked_*).
 template <typename Int>
@@ -33,11 +34,16 @@ MYCONV_HOST_DEVICE constexpr Int effective_kernel(const Int& k, int64_t d) {
   return (k - 1) * d + 1;
 }
 
-// SAME output size ceil(in / s) for in >= 0, s >= 1, in a form that cannot overflow near
-// INT64_MAX: (s - in % s) / s is 1 exactly when s divides in.
+// SAME output size ceil(in / s) for in >= 0, s >= 1. Concrete sizes use a form that cannot
+// overflow near INT64_MAX; symbolic ones (in + s - 1) / s, the form sympy's range analysis reads
+// (torch.export turns "output >= k" into "in >= k * s - s + 1" instead of parity conditions).
 template <typename Int>
 MYCONV_HOST_DEVICE constexpr Int same_output_size(const Int& in, int64_t s) {
-  return in / s - (s - in % s) / s + 1;
+  if constexpr (std::is_integral_v<Int>) {
+    return in / s + (in % s != 0 ? 1 : 0);
+  } else {
+    return (in + (s - 1)) / s;
+  }
 }
 
 // TensorFlow's SAME split: total = max((out - 1) * s + eff - in, 0), the odd pixel goes after.
