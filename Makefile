@@ -35,8 +35,10 @@ test-examples: test-cpp
 	cmake -S examples/cpp -B build/examples -DCMAKE_PREFIX_PATH="$(CURDIR)/$(PREFIX_DIR);$(TORCH_CMAKE)"
 	cmake --build build/examples -j $(JOBS)
 	build/examples/direct_conv
-	$(PY) examples/cpp/torchscript/make_model.py build/examples
-	build/examples/run_torchscript build/examples/model.pt build/examples/data.pt
+	$(PY) examples/cpp/torchscript/make_model.py build/examples/torchscript
+	build/examples/run_torchscript build/examples/torchscript/model.pt build/examples/torchscript/data.pt
+	$(PY) examples/cpp/aoti/make_package.py build/examples/aoti
+	build/examples/run_aoti build/examples/aoti/model.pt2 build/examples/aoti/data.pt
 
 # The C++ tests once more under AddressSanitizer + UndefinedBehaviorSanitizer (CPU kernels).
 test-sanitizers: setup
