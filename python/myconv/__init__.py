@@ -27,10 +27,11 @@ _load_library()
 
 from myconv.ops import conv2d, cuda_compiled, output_shape  # noqa: E402
 from myconv.nn import Conv2d  # noqa: E402
+from myconv.keras import from_keras  # noqa: E402
 
 try:
     __version__ = _package_version("myconv")
 except PackageNotFoundError:  # imported from a source tree that was never pip-installed
     __version__ = "unknown"
 
-__all__ = ["Conv2d", "conv2d", "cuda_compiled", "output_shape", "__version__"]
+__all__ = ["Conv2d", "conv2d", "cuda_compiled", "from_keras", "output_shape", "__version__"]

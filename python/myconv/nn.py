@@ -1,4 +1,5 @@
-"""``myconv.Conv2d``: an ``nn.Module`` holding HWIO weights, for models ported from TF/Keras.
+"""``myconv.Conv2d``: Keras's ``Conv2D`` as an ``nn.Module`` holding HWIO weights, for models
+ported from TF/Keras.
 
 No ``from __future__ import annotations`` here: TorchScript must read the annotations.
 """
@@ -10,22 +11,44 @@ import torch
 
 from myconv.ops import IntOrSeq, Padding, _explicit_padding, _spatial_pair
 
+# Keras activation names the layer applies after the convolution (None and "linear": none).
+ACTIVATIONS = ("linear", "relu", "relu6", "sigmoid", "tanh", "softplus", "elu", "gelu", "silu", "swish")
+
+
+def _as_tensor(value, name: str) -> torch.Tensor:
+    """A numpy array (Keras's get_weights()) or a tensor, as a tensor."""
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, RuntimeError, ValueError):
+        raise TypeError(
+            f"myconv.Conv2d.load_keras_weights: {name} must be a numpy array or a tensor, "
+            f"got {type(value).__name__}"
+        ) from None
+
 
 class Conv2d(torch.nn.Module):
     """Keras-style ``Conv2D`` on NHWC tensors with an HWIO ``weight`` ``[KH, KW, C/groups, O]``.
 
-    Scriptable with ``torch.jit.script``; copy Keras kernels straight into ``weight``.
+    Argument names and defaults follow ``keras.layers.Conv2D`` (``padding="valid"``,
+    ``dilation_rate``, ``use_bias``, Glorot-uniform kernel, zero bias, ``activation``), with the
+    input channel count given up front as PyTorch layers do. ``padding`` may also be explicit:
+    ``((top, bottom), (left, right))``. Scriptable with ``torch.jit.script``.
 
     Example:
-        >>> layer = myconv.Conv2d(3, 64, kernel_size=7, strides=2, padding="SAME")
+        >>> layer = myconv.Conv2d(3, 64, kernel_size=7, strides=2, padding="same")
         >>> layer(torch.randn(1, 224, 224, 3)).shape
         torch.Size([1, 112, 112, 64])
+        >>> layer.load_keras_weights(keras_layer.get_weights()[0], keras_layer.get_weights()[1])
     """
 
     stride: List[int]
     dilation: List[int]
     padding_mode: str
     explicit_padding: List[int]
+    activation: str
+    groups: int
 
     def __init__(
         self,
@@ -33,10 +56,11 @@ class Conv2d(torch.nn.Module):
         out_channels: int,
         kernel_size: IntOrSeq,
         strides: IntOrSeq = 1,
-        padding: Padding = "SAME",
-        dilations: IntOrSeq = 1,
+        padding: Padding = "valid",
+        dilation_rate: IntOrSeq = 1,
         groups: int = 1,
-        bias: bool = True,
+        activation: Optional[str] = None,
+        use_bias: bool = True,
         device: Optional[Union[torch.device, str]] = None,
         dtype: Optional[torch.dtype] = None,
     ) -> None:
@@ -48,42 +72,106 @@ class Conv2d(torch.nn.Module):
             )
         kh, kw = _spatial_pair(kernel_size, "kernel_size")
         self.stride = _spatial_pair(strides, "strides")
-        self.dilation = _spatial_pair(dilations, "dilations")
+        self.dilation = _spatial_pair(dilation_rate, "dilation_rate")
+        self.groups = groups
         if isinstance(padding, str):
+            if padding.upper() not in ("SAME", "VALID"):
+                raise ValueError(f'myconv.Conv2d: padding must be "same" or "valid", got "{padding}"')
             self.padding_mode = padding.upper()
             self.explicit_padding = []
         else:
             self.padding_mode = "EXPLICIT"
             self.explicit_padding = _explicit_padding(padding)
+        name = "linear" if activation is None else activation
+        if name not in ACTIVATIONS:
+            raise ValueError(f"myconv.Conv2d: activation must be None or one of {ACTIVATIONS}, got {activation!r}")
+        self.activation = "silu" if name == "swish" else name
         factory = {"device": device, "dtype": dtype}
         self.weight = torch.nn.Parameter(torch.empty(kh, kw, in_channels // groups, out_channels, **factory))
         self.bias: Optional[torch.nn.Parameter] = (
-            torch.nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+            torch.nn.Parameter(torch.empty(out_channels, **factory)) if use_bias else None
         )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), the scale torch.nn.Conv2d uses."""
-        fan_in = self.weight.shape[0] * self.weight.shape[1] * self.weight.shape[2]
-        bound = 1.0 / math.sqrt(fan_in)
-        torch.nn.init.uniform_(self.weight, -bound, bound)
+        """Keras's defaults: Glorot-uniform kernel (fans of the HWIO shape) and zero bias."""
+        kh, kw, cg, o = self.weight.shape
+        limit = math.sqrt(6.0 / (kh * kw * (cg + o)))
+        torch.nn.init.uniform_(self.weight, -limit, limit)
         if self.bias is not None:
-            torch.nn.init.uniform_(self.bias, -bound, bound)
+            torch.nn.init.zeros_(self.bias)
+
+    @torch.jit.unused
+    def load_keras_weights(self, kernel, bias=None) -> "Conv2d":
+        """Copies a Keras ``Conv2D`` kernel (HWIO, as ``get_weights()`` returns it) and bias.
+
+        Accepts numpy arrays or tensors; shapes must match this layer's exactly. Returns self.
+        """
+        kernel = _as_tensor(kernel, "kernel")
+        if tuple(kernel.shape) != tuple(self.weight.shape):
+            raise ValueError(
+                f"myconv.Conv2d.load_keras_weights: kernel must have shape "
+                f"{tuple(self.weight.shape)} (HWIO), got {tuple(kernel.shape)}"
+            )
+        if (bias is None) != (self.bias is None):
+            raise ValueError(
+                "myconv.Conv2d.load_keras_weights: "
+                + ("this layer has a bias (use_bias=True): pass bias" if bias is None
+                   else "this layer has no bias (use_bias=False), got a bias")
+            )
+        with torch.no_grad():
+            self.weight.copy_(kernel)
+            if self.bias is not None:
+                bias = _as_tensor(bias, "bias")
+                if tuple(bias.shape) != tuple(self.bias.shape):
+                    raise ValueError(
+                        f"myconv.Conv2d.load_keras_weights: bias must have shape "
+                        f"{tuple(self.bias.shape)}, got {tuple(bias.shape)}"
+                    )
+                self.bias.copy_(bias)
+        return self
+
+    def _activate(self, y: torch.Tensor) -> torch.Tensor:
+        if self.activation == "relu":
+            return torch.relu(y)
+        if self.activation == "relu6":
+            return torch.nn.functional.relu6(y)
+        if self.activation == "sigmoid":
+            return torch.sigmoid(y)
+        if self.activation == "tanh":
+            return torch.tanh(y)
+        if self.activation == "softplus":
+            return torch.nn.functional.softplus(y)
+        if self.activation == "elu":
+            return torch.nn.functional.elu(y)
+        if self.activation == "gelu":
+            return torch.nn.functional.gelu(y)
+        if self.activation == "silu":
+            return torch.nn.functional.silu(y)
+        return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The overload (str or int[4] padding) is picked from the argument's type.
         if self.padding_mode == "EXPLICIT":
-            return torch.ops.myconv.conv2d(
+            y = torch.ops.myconv.conv2d(
                 x, self.weight, self.stride, self.explicit_padding, self.dilation, self.bias
             )
-        return torch.ops.myconv.conv2d(
-            x, self.weight, self.stride, self.padding_mode, self.dilation, self.bias
-        )
+        else:
+            y = torch.ops.myconv.conv2d(
+                x, self.weight, self.stride, self.padding_mode, self.dilation, self.bias
+            )
+        return self._activate(y)
 
     def extra_repr(self) -> str:
         kh, kw, cg, o = self.weight.shape
-        padding = self.padding_mode if self.padding_mode != "EXPLICIT" else self.explicit_padding
-        return (
-            f"kernel=({kh}, {kw}), in_per_group={cg}, out={o}, strides={self.stride}, "
-            f"padding={padding}, dilations={self.dilation}, bias={self.bias is not None}"
+        if self.padding_mode == "EXPLICIT":
+            t, b, l, r = self.explicit_padding
+            padding = ((t, b), (l, r))
+        else:
+            padding = self.padding_mode.lower()
+        text = (
+            f"{cg * self.groups}, {o}, kernel_size=({kh}, {kw}), strides={tuple(self.stride)}, "
+            f"padding={padding!r}, dilation_rate={tuple(self.dilation)}, groups={self.groups}, "
+            f"use_bias={self.bias is not None}"
         )
+        return text if self.activation == "linear" else f"{text}, activation={self.activation!r}"

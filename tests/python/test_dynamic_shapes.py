@@ -13,8 +13,8 @@ class SmallNet(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.stem = myconv.Conv2d(3, 8, 3, strides=2)
-        self.valid = myconv.Conv2d(8, 6, 3, padding="VALID", dilations=2)
+        self.stem = myconv.Conv2d(3, 8, 3, strides=2, padding="same")
+        self.valid = myconv.Conv2d(8, 6, 3, padding="VALID", dilation_rate=2)
         self.explicit = myconv.Conv2d(6, 6, (2, 3), padding=((1, 0), (2, 1)), groups=3)
         self.head = myconv.Conv2d(6, 4, 1)
 

@@ -162,7 +162,7 @@ def test_empty_batch_gradients_are_zero(device):
 def test_module_trains(device):
     # Fit a student to a teacher of the same architecture: the loss must fall well below its start.
     def net():
-        return torch.nn.Sequential(myconv.Conv2d(3, 8, 3, strides=2), torch.nn.ReLU(),
+        return torch.nn.Sequential(myconv.Conv2d(3, 8, 3, strides=2, padding="same"), torch.nn.ReLU(),
                                    myconv.Conv2d(8, 4, 3, padding="valid")).to(device)
 
     teacher, student = net(), net()

@@ -177,7 +177,7 @@ def test_output_shape_matches_conv2d():
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_module_matches_functional(device):
-    layer = myconv.Conv2d(4, 6, kernel_size=(3, 2), strides=2, padding="SAME", dilations=(1, 2)).to(device)
+    layer = myconv.Conv2d(4, 6, kernel_size=(3, 2), strides=2, padding="SAME", dilation_rate=(1, 2)).to(device)
     x = torch.randn(2, 9, 8, 4, device=device)
     expected = myconv.conv2d(x, layer.weight, 2, "SAME", (1, 2), layer.bias)
     assert torch.equal(layer(x), expected)
