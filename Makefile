@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 PREFIX_DIR := build/install
 export MAX_JOBS := $(JOBS)
 
-.PHONY: setup build demo test test-python test-cpp test-examples test-sanitizers bench-cpu gpu-check clean
+.PHONY: setup build demo test test-python test-cpp test-examples test-sanitizers bench-cpu bench-cpu-train gpu-check clean
 
 setup:
 	bash scripts/bootstrap.sh
@@ -48,6 +48,9 @@ test-sanitizers: setup
 
 bench-cpu: build
 	cd benchmarks && ../$(PY) bench_cpu.py
+
+bench-cpu-train: build
+	cd benchmarks && ../$(PY) bench_cpu.py --train
 
 # On a GPU machine with a preinstalled torch (no network, no .venv): see scripts/gpu_check.sh.
 gpu-check:

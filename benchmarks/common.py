@@ -91,6 +91,38 @@ def contenders(layer: Layer, n: int, device: str, dtype: torch.dtype) -> dict[st
     }
 
 
+def training_contenders(layer: Layer, n: int, device: str, dtype: torch.dtype) -> dict[str, Callable[[], tuple[torch.Tensor, ...]]]:
+    """Forward + backward (input and filter gradients) of the same three contenders; each returns
+    (grad_input, grad_filter) in NHWC / HWIO for the agreement check."""
+    x = torch.randn(n, *layer.hwc, device=device, dtype=dtype, requires_grad=True)
+    w = torch.randn(*layer.hwio, device=device, dtype=dtype, requires_grad=True)
+    groups = layer.hwc[2] // layer.hwio[2]
+    top, bottom, left, right = tf_same_pads(layer)
+    grad_out = torch.randn(myconv.output_shape(x.shape, w.shape, layer.stride), device=device, dtype=dtype)
+    grad_out_nchw = grad_out.permute(0, 3, 1, 2)  # channels_last, as oneDNN's output is
+    w_oihw = w.detach().permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last).requires_grad_()
+    symmetric = (top, left) == (bottom, right)
+    x_nchw = x.detach().permute(0, 3, 1, 2)
+    # Asymmetric SAME: the reference gets its input pre-padded outside the timed region.
+    ref_input = (x_nchw if symmetric else F.pad(x_nchw, (left, right, top, bottom))
+                 ).contiguous(memory_format=torch.channels_last).requires_grad_()
+    ref_padding = (top, left) if symmetric else (0, 0)
+
+    def mine():
+        return torch.autograd.grad(myconv.conv2d(x, w, layer.stride, "SAME"), (x, w), grad_out)
+
+    def reference():
+        out = F.conv2d(ref_input, w_oihw, stride=layer.stride, padding=ref_padding, groups=groups)
+        return torch.autograd.grad(out, (ref_input, w_oihw), grad_out_nchw)
+
+    def user_path():
+        xp = F.pad(x.permute(0, 3, 1, 2), (left, right, top, bottom))
+        out = F.conv2d(xp, w.permute(3, 2, 0, 1), stride=layer.stride, groups=groups)
+        return torch.autograd.grad(out.permute(0, 2, 3, 1).contiguous(), (x, w), grad_out)
+
+    return {"myconv": mine, "torch_cl": reference, "user": user_path}
+
+
 def gflop(layer: Layer, n: int) -> float:
     oh, ow = -(-layer.hwc[0] // layer.stride), -(-layer.hwc[1] // layer.stride)
     kh, kw, cg, o = layer.hwio
@@ -117,13 +149,14 @@ def geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
-def check_agreement(fns: dict[str, Callable[[], torch.Tensor]], tolerance: float) -> None:
-    """Refuse to time contenders that disagree: a benchmark of a wrong answer is worthless."""
-    mine = fns["myconv"]().double()
-    ref = fns["user"]().double()
-    err = ((mine - ref).norm() / ref.norm()).item()
-    if not err <= tolerance:
-        raise SystemExit(f"myconv disagrees with torch.conv2d (relative error {err:.3g})")
+def check_agreement(fns: dict[str, Callable[[], object]], tolerance: float) -> None:
+    """Refuse to time contenders that disagree: a benchmark of a wrong answer is worthless.
+    Compares myconv with the user path: the output, or each gradient of a training step."""
+    mine, ref = fns["myconv"](), fns["user"]()
+    for a, b in zip(*((t,) if isinstance(t, torch.Tensor) else t for t in (mine, ref))):
+        err = ((a.double() - b.double()).norm() / b.double().norm()).item()
+        if not err <= tolerance:
+            raise SystemExit(f"myconv disagrees with torch.conv2d (relative error {err:.3g})")
 
 
 def header(title: str, extra: list[str]) -> list[str]:
