@@ -1,16 +1,19 @@
 """GPU benchmark: myconv vs torch.conv2d on channels_last tensors (cuDNN) vs the user's
 permute + F.pad + F.conv2d + permute path, for fp32 (strict), TF32, fp16 and bf16, N = 32.
 
-Usage: python benchmarks/bench_gpu.py [--batch 32] [--repeats 20]
-Writes benchmarks/results/gpu-<card>.md and prints the same table.
+Usage: python benchmarks/bench_gpu.py [--batch 32] [--repeats 20] [--train]
+Writes benchmarks/results/gpu-<card>.md (forward) or, with --train, gpu-<card>-train.md
+(forward + input and filter gradients), and prints the same table.
 """
 
 import argparse
+import contextlib
 import re
 
 import torch
 
-from common import LAYERS, RESULTS, check_agreement, contenders, geomean, gflop, header, median_ms
+from common import (LAYERS, RESULTS, check_agreement, contenders, geomean, gflop, header, median_ms,
+                    training_contenders)
 
 MODES = {  # name: (dtype, allow_tf32, agreement tolerance)
     "fp32": (torch.float32, False, 1e-5),
@@ -25,22 +28,26 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--min-time", type=float, default=0.02, help="seconds per sample")
+    parser.add_argument("--train", action="store_true",
+                        help="time forward + backward (input and filter gradients) instead of forward")
     args = parser.parse_args()
+    make_contenders = training_contenders if args.train else contenders
+    passes = 3 if args.train else 1  # FLOPs of forward, input gradient and filter gradient
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu.py needs a CUDA device")
     card = torch.cuda.get_device_name(0)
     props = torch.cuda.get_device_properties(0)
-    lines = header(f"myconv GPU benchmark on {card}", [
+    lines = header(f"myconv GPU benchmark on {card}{' (forward + backward)' if args.train else ''}", [
         f"card: {card}, {props.total_memory / 2**30:.0f} GiB, sm_{props.major}{props.minor}; "
         f"CUDA {torch.version.cuda}; cuDNN {torch.backends.cudnn.version()}",
         f"N = {args.batch}; median of {args.repeats} samples, each >= {args.min_time * 1e3:.0f} ms of calls",
         "torch_cl: F.conv2d on channels_last tensors (cuDNN, benchmark mode on); "
         "user: permute + F.pad + F.conv2d + permute + .contiguous()",
-        f"command: python benchmarks/bench_gpu.py --batch {args.batch}",
+        f"command: python benchmarks/bench_gpu.py --batch {args.batch}{' --train' if args.train else ''}",
     ])
     torch.backends.cudnn.benchmark = True
     summary = []
-    with torch.inference_mode():
+    with contextlib.nullcontext() if args.train else torch.inference_mode():
         for mode, (dtype, tf32, tolerance) in MODES.items():
             torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.backends.cudnn.allow_tf32 = tf32
@@ -49,7 +56,7 @@ def main() -> None:
                       "|---|---|---|---|---|---|---|"]
             ratios = {"resnet50": [], "all": [], "user": []}
             for layer in LAYERS:
-                fns = contenders(layer, args.batch, "cuda", dtype)
+                fns = make_contenders(layer, args.batch, "cuda", dtype)
                 check_agreement(fns, tolerance)
                 ms = {name: median_ms(fn, torch.cuda.synchronize, args.repeats, args.min_time)
                       for name, fn in fns.items()}
@@ -59,7 +66,7 @@ def main() -> None:
                 if layer.family == "resnet50":
                     ratios["resnet50"].append(r_ref)
                 row = (f"| {layer.name} | {ms['myconv']:.3f} | {ms['torch_cl']:.3f} | {ms['user']:.3f} | "
-                       f"{gflop(layer, args.batch) / ms['myconv']:.1f} | {r_ref:.2f} | {r_user:.2f} |")
+                       f"{passes * gflop(layer, args.batch) / ms['myconv']:.1f} | {r_ref:.2f} | {r_user:.2f} |")
                 lines.append(row)
                 print(mode, row, flush=True)
             summary.append(f"| {mode} | {geomean(ratios['resnet50']):.2f} | {geomean(ratios['all']):.2f} | "
@@ -69,7 +76,7 @@ def main() -> None:
               *summary, ""]
     slug = re.sub(r"[^A-Za-z0-9]+", "-", card).strip("-")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"gpu-{slug}.md").write_text("\n".join(lines))
+    (RESULTS / f"gpu-{slug}{'-train' if args.train else ''}.md").write_text("\n".join(lines))
     print("\n".join(lines[-(len(summary) + 4):]))
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for a GPU machine that has torch, nvcc, CMake, ninja and pytest preinstalled and
 # no network: builds in place with the system Python (no .venv, no pip downloads), runs the CUDA
-# tests and the GPU benchmark. Results land in benchmarks/results/ and, when $OUT is set, in $OUT.
+# tests (gradients included) and the GPU benchmark (forward, then forward + backward). Results
+# land in benchmarks/results/ and, when $OUT is set, in $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -21,8 +22,8 @@ log "GoogleTest"
 { cmake -S . -B build/cmake -DMYCONV_BUILD_TESTS=ON -DMYCONV_CUDA=ON \
     && cmake --build build/cmake -j "$(nproc)" && ctest --test-dir build/cmake --output-on-failure; } \
   2>&1 | tee /tmp/myconv-ctest.log || status=1
-log "GPU benchmark"
-(cd benchmarks && $PY bench_gpu.py) 2>&1 | tee /tmp/myconv-bench.log || status=1
+log "GPU benchmark: forward, then forward + backward"
+(cd benchmarks && $PY bench_gpu.py && $PY bench_gpu.py --train) 2>&1 | tee /tmp/myconv-bench.log || status=1
 
 if [ -n "$OUT" ]; then
   cp /tmp/myconv-pytest.log /tmp/myconv-ctest.log /tmp/myconv-bench.log "$OUT"/

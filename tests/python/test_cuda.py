@@ -31,6 +31,23 @@ def test_cpu_and_cuda_agree(shape, dtype):
     assert relative_error(gpu, cpu.double()) <= tolerance
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: str(s[1]))
+def test_cpu_and_cuda_gradients_agree(shape, dtype):
+    x_shape, w_shape, stride, padding, dilation = shape
+    tensors = [torch.randn(x_shape, dtype=dtype), torch.randn(w_shape, dtype=dtype),
+               torch.randn(w_shape[3], dtype=dtype)]
+    grads = {}
+    for device in ("cpu", "cuda"):
+        leaves = [t.to(device).requires_grad_() for t in tensors]
+        out = myconv.conv2d(leaves[0], leaves[1], stride, padding, dilation, leaves[2])
+        grad_output = torch.randn(out.shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
+        grads[device] = torch.autograd.grad(out, leaves, grad_output.to(device))
+    tolerance = {torch.float64: 1e-12, torch.float32: 1e-5}.get(dtype, 1e-2)
+    for name, gpu, cpu in zip(("input", "filter", "bias"), grads["cuda"], grads["cpu"]):
+        assert relative_error(gpu, cpu.double()) <= tolerance, name
+
+
 def test_runs_on_the_current_non_default_stream():
     x = torch.randn(4, 32, 32, 16, device="cuda")
     w = torch.randn(3, 3, 16, 32, device="cuda")
