@@ -34,6 +34,10 @@ TORCH_LIBRARY(myconv, m) {
       "conv2d_backward.explicit(Tensor grad_output, Tensor input, Tensor filter, int[2] stride, "
       "int[4] padding, int[2] dilation, bool[3] output_mask) -> (Tensor, Tensor, Tensor)",
       tags);
+  // TF's SAME split of one axis, [before, after], for code outside the kernels that needs the
+  // exact padding (the ONNX translation), so the rule stays in geometry.h alone.
+  m.def("same_padding(int input_size, int kernel_size, int stride=1, int dilation=1) -> int[]",
+        &same_padding);
 }
 
 namespace {
@@ -86,6 +90,20 @@ Grads conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input,
                      at::IntArrayRef, at::IntArrayRef, std::array<bool, 3>)>(
           "myconv::conv2d_backward", "explicit");
   return op.call(grad_output, input, filter, stride, padding, dilation, output_mask);
+}
+
+std::vector<int64_t> same_padding(int64_t input_size, int64_t kernel_size, int64_t stride,
+                                  int64_t dilation) {
+  TORCH_CHECK_VALUE(input_size >= 0, "myconv.same_padding: input_size must be >= 0, got ", input_size);
+  TORCH_CHECK_VALUE(kernel_size >= 1, "myconv.same_padding: kernel_size must be >= 1, got ", kernel_size);
+  TORCH_CHECK_VALUE(stride >= 1 && dilation >= 1, "myconv.same_padding: stride and dilation must "
+                    "be >= 1, got ", stride, " and ", dilation);
+  int64_t eff = 0;
+  TORCH_CHECK_VALUE(geometry::checked_effective_kernel(kernel_size, dilation, &eff),
+                    "myconv.same_padding: kernel_size ", kernel_size, " with dilation ", dilation,
+                    " overflows int64");
+  const geometry::Padding pad = geometry::same_padding(input_size, eff, stride);
+  return {pad.before, pad.after};
 }
 
 std::vector<int64_t> output_shape(at::IntArrayRef input_shape, at::IntArrayRef filter_shape,

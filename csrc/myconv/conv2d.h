@@ -49,6 +49,10 @@ std::vector<int64_t> output_shape(at::IntArrayRef input_shape, at::IntArrayRef f
                                   at::IntArrayRef stride, std::array<int64_t, 4> padding,
                                   at::IntArrayRef dilation = {1, 1});
 
+// TensorFlow's SAME padding {before, after} of one axis: the odd pixel goes after.
+std::vector<int64_t> same_padding(int64_t input_size, int64_t kernel_size, int64_t stride = 1,
+                                  int64_t dilation = 1);
+
 // Library version, e.g. "0.1.0".
 std::string version();
 

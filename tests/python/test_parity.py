@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import myconv
-from references import REFERENCES, TOLERANCE, conv_torch, relative_error
+from references import REFERENCES, TOLERANCE, conv_torch, relative_error, tf_padding
 
 # (N, H, W, C, KH, KW, O, stride, padding, dilation)
 CASES = [
@@ -173,6 +173,13 @@ def test_output_shape_matches_conv2d():
     # A size no real tensor could hold: pure geometry (sizes near INT64_MAX: GoogleTest).
     big = 2**40
     assert myconv.output_shape((1, big, 3, 1), (3, 3, 1, 1), (2, 1)) == (1, big // 2, 3, 1)
+
+
+def test_same_padding_op_is_tf_split():
+    for size, k, s, d in itertools.product(range(0, 12), range(1, 6), range(1, 4), range(1, 3)):
+        assert torch.ops.myconv.same_padding(size, k, s, d) == list(tf_padding(size, k, s, d, "SAME"))
+    with pytest.raises(ValueError, match="stride and dilation must be >= 1"):
+        torch.ops.myconv.same_padding(5, 3, 0, 1)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
