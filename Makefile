@@ -1,8 +1,10 @@
 # make demo: set up everything, build, run the demo.  make test: set up, build, run every test.
 PY := .venv/bin/python
 TORCH_CMAKE = $(shell $(PY) -c "import torch; print(torch.utils.cmake_prefix_path)")
+TORCH_LIB = $(shell $(PY) -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
 JOBS ?= $(shell nproc)
 PREFIX_DIR := build/install
+PACKAGE_BUILD := build/package
 export MAX_JOBS := $(JOBS)
 
 .PHONY: setup build demo test test-python test-cpp test-examples test-sanitizers bench-cpu bench-cpu-train gpu-check clean
@@ -28,10 +30,15 @@ test-cpp: build
 	cmake --build build/cmake -j $(JOBS)
 	ctest --test-dir build/cmake --output-on-failure
 
-# Installs the CMake package to a temporary prefix and builds the examples against it alone.
-test-examples: test-cpp
-	rm -rf $(PREFIX_DIR) build/examples
-	cmake --install build/cmake --prefix $(PREFIX_DIR)
+# Builds the installable package as a C++ user would: a fresh tree configured exactly once,
+# installed to a temporary prefix; checks the installed library's search path; builds the
+# examples against that prefix alone and runs them.
+test-examples: build
+	rm -rf $(PACKAGE_BUILD) $(PREFIX_DIR) build/examples
+	cmake -S . -B $(PACKAGE_BUILD) -DCMAKE_PREFIX_PATH="$(TORCH_CMAKE)" -DMYCONV_BUILD_TESTS=OFF
+	cmake --build $(PACKAGE_BUILD) -j $(JOBS)
+	cmake --install $(PACKAGE_BUILD) --prefix $(PREFIX_DIR)
+	$(PY) scripts/check_runpath.py --allow "$(TORCH_LIB)" $(PREFIX_DIR)/lib/libmyconv.so
 	cmake -S examples/cpp -B build/examples -DCMAKE_PREFIX_PATH="$(CURDIR)/$(PREFIX_DIR);$(TORCH_CMAKE)"
 	cmake --build build/examples -j $(JOBS)
 	build/examples/direct_conv

@@ -43,6 +43,8 @@ class CMakeBuild(build_ext):
         target = Path(self.get_ext_fullpath(ext.name))
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(build_dir / LIBRARY, target)
+        subprocess.run(["cmake", f"-DLIBRARY={target}", "-P", str(ROOT / "cmake" / "remove_runpath.cmake")],
+                       check=True)
 
 
 setup(

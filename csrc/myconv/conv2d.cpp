@@ -11,6 +11,23 @@
 #error "MYCONV_VERSION must be defined by the build"
 #endif
 
+#if __has_include(<torch/headeronly/version.h>)
+#include <torch/headeronly/version.h>
+#else
+#include <torch/version.h>
+#endif
+
+// The torch this library was built against, and whether it uses CUDA, as a string that
+// `import myconv` finds in the file before loading it: under another torch it raises an
+// ImportError naming both instead of failing on an undefined symbol.
+#ifdef MYCONV_WITH_CUDA
+#define MYCONV_BUILD_CUDA "1"
+#else
+#define MYCONV_BUILD_CUDA "0"
+#endif
+extern "C" __attribute__((used, visibility("default"))) const char myconv_build_info[] =
+    "myconv-build-info:torch=" TORCH_VERSION ";cuda=" MYCONV_BUILD_CUDA;
+
 namespace myconv {
 
 // pt2_compliant: opcheck (every default test, the dynamic-shape AOT one included) passes on

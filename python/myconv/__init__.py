@@ -3,10 +3,41 @@
 Importing the package registers ``torch.ops.myconv.conv2d`` (CPU, Meta and, when built, CUDA).
 """
 
+from __future__ import annotations
+
+import re
 from importlib.metadata import PackageNotFoundError, version as _package_version
 from pathlib import Path
 
 import torch
+
+
+def _major_minor(version: str) -> str:
+    return ".".join(version.split("+")[0].split(".")[:2])
+
+
+def _build_info(library: Path) -> tuple[str, bool]:
+    """(torch major.minor, links CUDA) that the library recorded at build time (a string in the
+    file, see csrc/myconv/conv2d.cpp), read without loading it."""
+    match = re.search(rb"myconv-build-info:torch=(\d+\.\d+)[^;]*;cuda=([01])", library.read_bytes())
+    if match is None:
+        raise ImportError(f"myconv: {library} carries no build information; rebuild it")
+    return match[1].decode(), match[2] == b"1"
+
+
+def _check_torch_matches(built: tuple[str, bool], torch_version: str, torch_cuda: str | None) -> None:
+    """ImportError unless torch is the major.minor version, and CUDA-enabled where the library
+    uses CUDA, that the library was built against: another torch gives undefined symbols."""
+    running = (_major_minor(torch_version), torch_cuda is not None)
+    if built[0] != running[0] or (built[1] and not running[1]):
+        def describe(version, cuda):
+            return f"torch {version} ({'CUDA' if cuda else 'CPU-only'})"
+
+        raise ImportError(
+            f"myconv was built against {describe(*built)} but {describe(*running)} is imported; "
+            "rebuild myconv against this torch: `pip install --no-build-isolation .` "
+            "(or `-e .` in a source tree)"
+        )
 
 
 def _load_library() -> None:
@@ -20,6 +51,7 @@ def _load_library() -> None:
             f"myconv: compiled library {library} is missing; build it with "
             "`pip install --no-build-isolation -e .` from the repository root"
         )
+    _check_torch_matches(_build_info(library), torch.__version__, torch.version.cuda)
     torch.ops.load_library(str(library))
 
 

@@ -1,0 +1,43 @@
+"""Fails when a shipped shared library would search the current directory or a directory of
+the build machine: every RPATH/RUNPATH entry must be non-empty and relative to $ORIGIN, or one of
+the directories named with --allow (the torch an installed C++ package was built against).
+
+Usage: python scripts/check_runpath.py [--allow DIR ...] LIBRARY [LIBRARY ...]   (needs readelf)
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+
+def search_paths(library: str) -> list[str]:
+    """The RPATH and RUNPATH entries of a shared library, in order (empty entries kept)."""
+    dynamic = subprocess.run(["readelf", "-d", library], check=True, capture_output=True, text=True).stdout
+    return [entry for value in re.findall(r"\((?:RPATH|RUNPATH)\)\s+Library r(?:un)?path: \[(.*)\]", dynamic)
+            for entry in value.split(":")]
+
+
+def unsafe_entries(library: str, allowed: tuple[str, ...] = ()) -> list[str]:
+    allowed_dirs = {os.path.realpath(d) for d in allowed}
+    return [entry for entry in search_paths(library)
+            if not entry.startswith("$ORIGIN") and (not entry or os.path.realpath(entry) not in allowed_dirs)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--allow", action="append", default=[], help="an allowed absolute directory")
+    parser.add_argument("libraries", nargs="+")
+    args = parser.parse_args()
+    failed = False
+    for library in args.libraries:
+        bad = unsafe_entries(library, tuple(args.allow))
+        print(f"{library}: search path {search_paths(library) or 'none'}"
+              + (f" -- unsafe entries {bad}" if bad else ""))
+        failed |= bool(bad)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""What ships: the package's library searches no directory of the build machine and not the
+current directory (the installed CMake package is checked by `make test-examples`), and it
+refuses, with a clear ImportError, a torch other than the one it was built against."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import myconv
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from check_runpath import search_paths, unsafe_entries  # noqa: E402
+
+
+@pytest.mark.skipif(shutil.which("readelf") is None, reason="needs binutils' readelf")
+def test_package_library_has_a_safe_search_path():
+    library = Path(myconv.__file__).with_name("libmyconv.so")
+    assert library.exists()
+    assert unsafe_entries(str(library)) == [], search_paths(str(library))
+
+
+def test_library_records_the_torch_it_was_built_against():
+    library = Path(myconv.__file__).with_name("libmyconv.so")
+    version, cuda = myconv._build_info(library)
+    assert version == myconv._major_minor(torch.__version__)
+    assert cuda == myconv.cuda_compiled()
+
+
+@pytest.mark.parametrize("built, running, cuda", [
+    (("2.11", False), "2.10.1", None),          # another minor version
+    (("2.11", True), "2.11.0+cpu", None),       # CUDA library, CPU-only torch
+    (("2.9", True), "2.11.0+cu130", "13.0"),
+])
+def test_a_different_torch_is_an_import_error_naming_both(built, running, cuda):
+    with pytest.raises(ImportError, match=rf"built against torch {built[0]} .* but torch "
+                                          rf"{running[:4]} .* is imported; rebuild myconv"):
+        myconv._check_torch_matches(built, running, cuda)
+
+
+def test_a_matching_torch_passes():
+    myconv._check_torch_matches(("2.11", False), "2.11.0+cu130", "13.0")  # CPU-only build, CUDA torch
+    myconv._check_torch_matches(("2.11", True), "2.11.2", "13.0")
+
+
+def test_import_under_another_torch_fails_cleanly(tmp_path):
+    # A fresh interpreter whose torch claims another version: the import must stop before loading.
+    code = "import torch; torch.__version__ = '2.3.1'; import myconv"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "ImportError: myconv was built against torch" in result.stderr
+    assert "but torch 2.3" in result.stderr and "undefined symbol" not in result.stderr
