@@ -1,13 +1,16 @@
 # make demo: set up everything, build, run the demo.  make test: set up, build, run every test.
 PY := .venv/bin/python
 TORCH_CMAKE = $(shell $(PY) -c "import torch; print(torch.utils.cmake_prefix_path)")
-TORCH_LIB = $(shell $(PY) -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
+TORCH_DIR = $(shell $(PY) -c "import os, torch; print(os.path.dirname(torch.__file__))")
+TORCH_LIB = $(TORCH_DIR)/lib
 JOBS ?= $(shell nproc)
 PREFIX_DIR := build/install
 PACKAGE_BUILD := build/package
+WHEEL_DIR := build/wheel
+WHEEL_SITE := build/wheel-site
 export MAX_JOBS := $(JOBS)
 
-.PHONY: setup build demo test test-python test-cpp test-examples test-sanitizers bench-cpu bench-cpu-train gpu-check clean
+.PHONY: setup build demo test test-python test-cpp test-examples test-wheel test-sanitizers bench-cpu bench-cpu-train gpu-check clean
 
 setup:
 	bash scripts/bootstrap.sh
@@ -19,7 +22,7 @@ build: setup
 demo: build
 	$(PY) examples/demo.py
 
-test: test-python test-cpp test-examples test-sanitizers
+test: test-python test-cpp test-examples test-wheel test-sanitizers
 
 test-python: build
 	$(PY) -m pytest
@@ -46,6 +49,21 @@ test-examples: build
 	build/examples/run_torchscript build/examples/torchscript/model.pt build/examples/torchscript/data.pt
 	$(PY) examples/cpp/aoti/make_package.py build/examples/aoti
 	build/examples/run_aoti build/examples/aoti/model.pt2 build/examples/aoti/data.pt
+
+# Builds the wheel, installs it into a separate site directory (with torch beside it, as in any
+# environment where both are pip-installed), checks its library's search path, runs a smoke test
+# from outside the source tree and builds a C++ example against the wheel's CMake package.
+test-wheel: build
+	rm -rf $(WHEEL_DIR) $(WHEEL_SITE) build/examples-wheel
+	$(PY) -m pip wheel -q --no-build-isolation --no-deps . -w $(WHEEL_DIR)
+	$(PY) -m pip install -q --no-deps --target $(WHEEL_SITE) $(WHEEL_DIR)/myconv-*.whl
+	ln -s "$(TORCH_DIR)" $(WHEEL_SITE)/torch
+	$(PY) scripts/check_runpath.py $(WHEEL_SITE)/myconv/lib/libmyconv.so
+	cd /tmp && PYTHONPATH="$(CURDIR)/$(WHEEL_SITE)" "$(CURDIR)/$(PY)" "$(CURDIR)/scripts/wheel_smoke.py" "$(CURDIR)/$(WHEEL_SITE)"
+	cmake -S examples/cpp -B build/examples-wheel \
+	  -DCMAKE_PREFIX_PATH="$$(cd /tmp && PYTHONPATH="$(CURDIR)/$(WHEEL_SITE)" "$(CURDIR)/$(PY)" -c 'import myconv; print(myconv.cmake_prefix_path)');$(TORCH_CMAKE)"
+	cmake --build build/examples-wheel -j $(JOBS) --target direct_conv
+	build/examples-wheel/direct_conv
 
 # The C++ tests once more under AddressSanitizer + UndefinedBehaviorSanitizer (CPU kernels).
 test-sanitizers: setup

@@ -1,8 +1,12 @@
-"""Builds libmyconv with the project's CMakeLists.txt (the one build of csrc/) into the package.
+"""Builds libmyconv with the project's CMakeLists.txt (the one build of csrc/) and installs the
+CMake package into the Python package: myconv/lib/libmyconv.so (loaded by `import myconv`, and
+linked by C++ programs), myconv/include/myconv/*.h and myconv/lib/cmake/myconv/ (so C++ users of
+a pip-installed myconv get find_package(myconv) from `myconv.cmake_prefix_path`).
 
-Use `pip install --no-build-isolation -e .`: the library must compile against the torch that is
-already installed, not one that build isolation would download. MYCONV_CUDA=0/1 forces the CUDA
-kernels off/on (default: built when nvcc and a CUDA-enabled torch are present).
+Use `pip install --no-build-isolation -e .` (or `pip wheel --no-build-isolation --no-deps .`): the
+library must compile against the torch that is already installed, not one that build isolation
+would download. MYCONV_CUDA=0/1 forces the CUDA kernels off/on (default: built when nvcc and a
+CUDA-enabled torch are present).
 """
 
 import os
@@ -18,10 +22,15 @@ LIBRARY = "libmyconv.so"
 
 
 class CMakeBuild(build_ext):
-    """Configures and builds the `myconv` CMake target, then places libmyconv.so in the package."""
+    """Configures and builds the `myconv` CMake target, then installs the package (library,
+    headers, CMake config) into the Python package directory."""
 
     def get_ext_filename(self, ext_name):
         return os.path.join(*ext_name.split(".")[:-1], LIBRARY)
+
+    def _staging(self) -> Path:
+        """The package directory under build_lib that the CMake install fills."""
+        return Path(self.build_lib) / "myconv"
 
     def build_extension(self, ext):
         import torch
@@ -30,6 +39,7 @@ class CMakeBuild(build_ext):
         configure = [
             "cmake", "-S", str(ROOT), "-B", str(build_dir),
             f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
+            "-DMYCONV_PYTHON_PACKAGE=ON",
         ]
         if shutil.which("ninja") and not (build_dir / "CMakeCache.txt").exists():
             configure += ["-G", "Ninja"]
@@ -40,17 +50,28 @@ class CMakeBuild(build_ext):
         subprocess.run(configure, check=True)
         subprocess.run(["cmake", "--build", str(build_dir), "--target", "myconv", "-j", jobs],
                        check=True)
-        target = Path(self.get_ext_fullpath(ext.name))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(build_dir / LIBRARY, target)
-        subprocess.run(["cmake", f"-DLIBRARY={target}", "-P", str(ROOT / "cmake" / "remove_runpath.cmake")],
-                       check=True)
+        staging = self._staging()
+        shutil.rmtree(staging / "lib", ignore_errors=True)
+        shutil.rmtree(staging / "include", ignore_errors=True)
+        subprocess.run(["cmake", "--install", str(build_dir), "--prefix", str(staging)], check=True)
+
+    def _package_dir(self) -> Path:
+        return Path(self.get_finalized_command("build_py").get_package_dir("myconv"))
+
+    def copy_extensions_to_source(self):
+        # In-place and editable builds: the whole installed package (headers and CMake config
+        # besides the library) goes into the source tree's package; the copy makes no folders.
+        for path in self._staging().rglob("*"):
+            if path.is_file() and not path.name.endswith(".py"):
+                target = self._package_dir() / path.relative_to(self._staging())
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.copy_file(str(path), str(target), level=self.verbose)
 
 
 setup(
     version=(ROOT / "VERSION").read_text().strip(),
     package_dir={"": "python"},
     packages=["myconv"],
-    ext_modules=[Extension("myconv.libmyconv", sources=[])],
+    ext_modules=[Extension("myconv.lib.libmyconv", sources=[])],
     cmdclass={"build_ext": CMakeBuild},
 )

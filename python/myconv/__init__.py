@@ -12,6 +12,12 @@ from pathlib import Path
 import torch
 
 
+#: The installed C++ package inside the Python package: pass it to CMake as CMAKE_PREFIX_PATH
+#: (with torch.utils.cmake_prefix_path) and find_package(myconv) links this very library.
+cmake_prefix_path = str(Path(__file__).resolve().parent)
+LIBRARY_PATH = Path(cmake_prefix_path) / "lib" / "libmyconv.so"
+
+
 def _major_minor(version: str) -> str:
     return ".".join(version.split("+")[0].split(".")[:2])
 
@@ -45,7 +51,7 @@ def _load_library() -> None:
     # loading a second copy would fail on the duplicate TORCH_LIBRARY registration.
     if hasattr(torch.ops.myconv, "conv2d"):
         return
-    library = Path(__file__).with_name("libmyconv.so")
+    library = LIBRARY_PATH
     if not library.exists():
         raise ImportError(
             f"myconv: compiled library {library} is missing; build it with "
@@ -66,4 +72,4 @@ try:
 except PackageNotFoundError:  # imported from a source tree that was never pip-installed
     __version__ = "unknown"
 
-__all__ = ["Conv2d", "conv2d", "cuda_compiled", "from_keras", "output_shape", "__version__"]
+__all__ = ["Conv2d", "cmake_prefix_path", "conv2d", "cuda_compiled", "from_keras", "output_shape", "__version__"]

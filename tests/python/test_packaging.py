@@ -18,13 +18,20 @@ from check_runpath import search_paths, unsafe_entries  # noqa: E402
 
 @pytest.mark.skipif(shutil.which("readelf") is None, reason="needs binutils' readelf")
 def test_package_library_has_a_safe_search_path():
-    library = Path(myconv.__file__).with_name("libmyconv.so")
+    library = myconv.LIBRARY_PATH
     assert library.exists()
     assert unsafe_entries(str(library)) == [], search_paths(str(library))
 
 
+def test_package_carries_the_cmake_package():
+    prefix = Path(myconv.cmake_prefix_path)
+    assert (prefix / "include" / "myconv" / "conv2d.h").exists()
+    assert (prefix / "lib" / "cmake" / "myconv" / "myconvConfig.cmake").exists()
+    assert (prefix / "lib" / "cmake" / "myconv" / "myconvTargets.cmake").exists()
+
+
 def test_library_records_the_torch_it_was_built_against():
-    library = Path(myconv.__file__).with_name("libmyconv.so")
+    library = myconv.LIBRARY_PATH
     version, cuda = myconv._build_info(library)
     assert version == myconv._major_minor(torch.__version__)
     assert cuda == myconv.cuda_compiled()
