@@ -86,3 +86,65 @@ def test_indices_beyond_int32(depthwise):
     assert relative_error(out[:, -3:, -3:, :], ref[:, -3:, -3:, :]) <= 1e-2
     del x, out
     torch.cuda.empty_cache()
+
+
+def _set_legacy(on):
+    torch.backends.cuda.matmul.allow_tf32 = on
+
+
+def _set_matmul_fp32_precision(on):
+    torch.backends.cuda.matmul.fp32_precision = "tf32" if on else "ieee"
+
+
+def _set_matmul_precision(on):
+    torch.set_float32_matmul_precision("high" if on else "highest")
+
+
+@pytest.mark.parametrize("set_tf32", [_set_legacy, _set_matmul_fp32_precision, _set_matmul_precision],
+                         ids=["allow_tf32", "fp32_precision", "set_float32_matmul_precision"])
+@pytest.mark.parametrize("pointwise", [False, True], ids=["im2row", "1x1"])
+def test_every_tf32_api_is_honoured_and_never_throws(set_tf32, pointwise):
+    # Large reductions (K = 3*3*256) so that TF32's 10-bit mantissa shows against exact fp32.
+    x = torch.randn(2, 24, 24, 256, device="cuda")
+    w = torch.randn(1 if pointwise else 3, 1 if pointwise else 3, 256, 64, device="cuda")
+    ref = conv_torch(x.cpu(), w.cpu(), (1, 1), "SAME", (1, 1))
+    try:
+        set_tf32(True)
+        fast = myconv.conv2d(x, w, 1, "SAME")
+        assert relative_error(fast, ref) <= 1e-3
+        set_tf32(False)
+        exact = myconv.conv2d(x, w, 1, "SAME")
+        assert relative_error(exact, ref) <= 1e-5
+        grads = torch.autograd.grad(myconv.conv2d(x.requires_grad_(), w, 1, "SAME").sum(), x)
+        assert torch.isfinite(grads[0]).all()
+    finally:
+        _set_matmul_precision(False)
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+
+
+def test_no_tf32_guard_and_reduced_precision_settings():
+    x = torch.randn(2, 16, 16, 128, device="cuda")
+    w = torch.randn(3, 3, 128, 32, device="cuda")
+    ref = conv_torch(x.cpu(), w.cpu(), (1, 1), "SAME", (1, 1))
+    for half in (torch.float16, torch.bfloat16):
+        previous = (torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
+                    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction)
+        try:
+            torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+            torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+            out = myconv.conv2d(x.to(half), w.to(half), 1, "SAME")
+            assert relative_error(out, ref) <= 1e-2
+        finally:
+            (torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
+             torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction) = previous
+
+
+def test_depthwise_kernels_are_deterministic():
+    x = torch.randn(4, 33, 31, 48, device="cuda", requires_grad=True)
+    w = torch.randn(3, 3, 1, 96, device="cuda", requires_grad=True)
+    runs = []
+    for _ in range(3):
+        out = myconv.conv2d(x, w, 2, "SAME")
+        runs.append((out, *torch.autograd.grad(out.square().sum(), (x, w))))
+    for run in runs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(run, runs[0]))

@@ -5,7 +5,7 @@
 //  - 1x1, stride 1, unpadded: the input itself is the GEMM operand;
 //  - depthwise: a direct kernel, one thread per output element, coalesced over channels.
 // GEMMs always compute in float32 (float64 for double): fp16/bf16 use tensor cores with fp32
-// accumulation, float32 uses TF32 only when torch.backends.cuda.matmul.allow_tf32 is set.
+// accumulation, float32 uses TF32 only when torch's matmul precision allows it (gemm_policy.h).
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>

@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "myconv/conv2d_plan.h"
+#include "myconv/cuda/gemm_policy.h"
 
 namespace myconv {
 namespace cuda {
@@ -71,26 +72,39 @@ template <>
 struct CublasType<c10::BFloat16> { static constexpr cudaDataType_t value = CUDA_R_16BF; };
 
 // Column-major c[m, n] = op_a(a)[m, k] x op_b(b)[k, n] (+ c when accumulate), scalar_t operands,
-// out_t result (scalar_t, or float32 for half types), always accumulated in float32 (float64 for
-// double); float32 uses TF32 only when torch allows it. Row-major NHWC/HWIO matrices are their
-// transposes, so callers swap operands instead of transposing data.
+// out_t result (scalar_t, or float32 for half types), accumulated in float32 (float64 for double).
+// torch's precision settings apply as in ATen's GEMMs (gemm_policy.h): TF32 for float32 only when
+// allowed, and no half-precision reductions for fp16/bf16 when disallowed. Row-major NHWC/HWIO
+// matrices are their transposes, so callers swap operands instead of transposing data.
 template <typename scalar_t, typename out_t>
 void gemm(cublasOperation_t op_a, cublasOperation_t op_b, int64_t m, int64_t n, int64_t k,
           const scalar_t* a, int64_t lda, const scalar_t* b, int64_t ldb, out_t* c, int64_t ldc,
           bool accumulate) {
   using acc_t = at::opmath_type<scalar_t>;
-  constexpr bool is_double = std::is_same_v<scalar_t, double>;
-  cublasComputeType_t compute = is_double ? CUBLAS_COMPUTE_64F : CUBLAS_COMPUTE_32F;
-  if (std::is_same_v<scalar_t, float> && at::globalContext().allowTF32CuBLAS()) {
-    compute = CUBLAS_COMPUTE_32F_FAST_TF32;
+  const GemmPolicy policy = gemm_policy(c10::CppTypeToScalarType<scalar_t>::value);
+  cublasComputeType_t compute = std::is_same_v<scalar_t, double> ? CUBLAS_COMPUTE_64F
+                                : policy.tf32                    ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                                 : CUBLAS_COMPUTE_32F;
+  const cublasHandle_t handle = at::cuda::getCurrentCUDABlasHandle();
+  // The handle is torch's (per thread and stream, with its own workspace, which keeps cuBLAS
+  // deterministic): restore its math mode after the call.
+  cublasMath_t previous_math = CUBLAS_DEFAULT_MATH;
+  if (policy.disallow_reduced_precision_reduction) {
+    TORCH_CUDABLAS_CHECK(cublasGetMathMode(handle, &previous_math));
+    TORCH_CUDABLAS_CHECK(cublasSetMathMode(
+        handle, static_cast<cublasMath_t>(previous_math | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
   }
   const acc_t alpha = 1;
   const acc_t beta = accumulate ? 1 : 0;
-  TORCH_CUDABLAS_CHECK(cublasGemmEx(
-      at::cuda::getCurrentCUDABlasHandle(), op_a, op_b, static_cast<int>(m), static_cast<int>(n),
-      static_cast<int>(k), &alpha, a, CublasType<scalar_t>::value, static_cast<int>(lda), b,
-      CublasType<scalar_t>::value, static_cast<int>(ldb), &beta, c, CublasType<out_t>::value,
-      static_cast<int>(ldc), compute, CUBLAS_GEMM_DEFAULT));
+  const cublasStatus_t status = cublasGemmEx(
+      handle, op_a, op_b, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), &alpha, a,
+      CublasType<scalar_t>::value, static_cast<int>(lda), b, CublasType<scalar_t>::value,
+      static_cast<int>(ldb), &beta, c, CublasType<out_t>::value, static_cast<int>(ldc), compute,
+      CUBLAS_GEMM_DEFAULT);
+  if (policy.disallow_reduced_precision_reduction) {
+    TORCH_CUDABLAS_CHECK(cublasSetMathMode(handle, previous_math));
+  }
+  TORCH_CUDABLAS_CHECK(status);
 }
 
 }  // namespace cuda
