@@ -19,6 +19,7 @@
 
 #include "myconv/cpu/im2row.h"
 #include "myconv/cpu/simd_clones.h"
+#include "myconv/indexing.h"
 
 namespace myconv {
 namespace cpu {
@@ -110,8 +111,9 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
 // the taps that read this pixel of grad_output[.., o] * filter[tap, o]; then summed over j.
 template <bool kUnitMultiplier, typename scalar_t, typename acc_t>
 MYCONV_SIMD_CLONES void depthwise_grad_input_row(const scalar_t* grad_output, const acc_t* w,
-                                                 scalar_t* grad_row, const Conv2dPlan& p,
+                                                 scalar_t* grad_row, const Conv2dIndexer& ix,
                                                  int64_t n, int64_t ih, acc_t* __restrict__ acc) {
+  const Conv2dPlan& p = ix.p;
   const int64_t m = p.group_out_channels;
   for (int64_t iw = 0; iw < p.in_w; ++iw) {
     std::fill(acc, acc + p.out_channels, acc_t(0));
@@ -121,7 +123,7 @@ MYCONV_SIMD_CLONES void depthwise_grad_input_row(const scalar_t* grad_output, co
       for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
         const int64_t ow = geometry::output_index(iw, p.stride_w, p.pad_w.before, kw, p.dilation_w);
         if (ow < 0 || ow >= p.out_w) continue;
-        const scalar_t* __restrict__ gy = grad_output + ((n * p.out_h + oh) * p.out_w + ow) * p.out_channels;
+        const scalar_t* __restrict__ gy = grad_output + ix.output_offset(n, oh, ow, 0);
         const acc_t* __restrict__ f = w + (kh * p.kernel_w + kw) * p.out_channels;
         for (int64_t o = 0; o < p.out_channels; ++o) acc[o] += static_cast<acc_t>(gy[o]) * f[o];
       }
@@ -140,8 +142,9 @@ MYCONV_SIMD_CLONES void depthwise_grad_input_row(const scalar_t* grad_output, co
 // partial[tap, o] += input[n, ih, iw, o / m] * grad_output[n, oh, ow, o] over one output row.
 template <bool kUnitMultiplier, typename scalar_t, typename acc_t>
 MYCONV_SIMD_CLONES void depthwise_grad_filter_row(const scalar_t* image, const scalar_t* gy_row,
-                                                  const Conv2dPlan& p, int64_t oh,
+                                                  const Conv2dIndexer& ix, int64_t oh,
                                                   acc_t* __restrict__ partial) {
+  const Conv2dPlan& p = ix.p;
   for (int64_t ow = 0; ow < p.out_w; ++ow) {
     const scalar_t* __restrict__ gy = gy_row + ow * p.out_channels;
     for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
@@ -153,7 +156,7 @@ MYCONV_SIMD_CLONES void depthwise_grad_filter_row(const scalar_t* image, const s
         const scalar_t* __restrict__ x = image + (ih * p.in_w + iw) * p.in_channels;
         acc_t* __restrict__ dst = partial + (kh * p.kernel_w + kw) * p.out_channels;
         for (int64_t o = 0; o < p.out_channels; ++o) {
-          const int64_t c = kUnitMultiplier ? o : o / p.group_out_channels;
+          const int64_t c = kUnitMultiplier ? o : ix.depthwise_input_channel(o);
           dst[o] += static_cast<acc_t>(x[c]) * static_cast<acc_t>(gy[o]);
         }
       }
@@ -169,6 +172,7 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
   const scalar_t* gy = grad_output.const_data_ptr<scalar_t>();
   const scalar_t* x = input.const_data_ptr<scalar_t>();
   const int64_t taps = p.kernel_h * p.kernel_w;
+  const Conv2dIndexer ix(p);
 
   if (grads.input.defined()) {
     const at::Tensor weights = filter.contiguous().to(acc_options.dtype());
@@ -177,12 +181,13 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
     at::parallel_for(0, p.batch * p.in_h, 1, [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc(p.out_channels);
       for (int64_t row = begin; row < end; ++row) {
-        scalar_t* grad_row = gx + row * p.in_w * p.in_channels;
-        const int64_t n = row / p.in_h, ih = row % p.in_h;
+        int64_t n = 0, ih = 0;
+        ix.in_h.divmod(row, &n, &ih);
+        scalar_t* grad_row = gx + ix.input_offset(n, ih, 0, 0);
         if (unit_multiplier) {
-          depthwise_grad_input_row<true>(gy, w, grad_row, p, n, ih, acc.data());
+          depthwise_grad_input_row<true>(gy, w, grad_row, ix, n, ih, acc.data());
         } else {
-          depthwise_grad_input_row<false>(gy, w, grad_row, p, n, ih, acc.data());
+          depthwise_grad_input_row<false>(gy, w, grad_row, ix, n, ih, acc.data());
         }
       }
     });
@@ -199,12 +204,14 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
       for (int64_t chunk = begin; chunk < end; ++chunk) {
         acc_t* dst = partial + chunk * filter_len;
         for (int64_t row = chunk * chunk_rows; row < std::min(out_rows, (chunk + 1) * chunk_rows); ++row) {
-          const scalar_t* image = x + (row / p.out_h) * p.in_h * p.in_w * p.in_channels;
-          const scalar_t* gy_row = gy + row * p.out_w * p.out_channels;
+          int64_t n = 0, oh = 0;
+          ix.out_h.divmod(row, &n, &oh);
+          const scalar_t* image = x + ix.input_offset(n, 0, 0, 0);
+          const scalar_t* gy_row = gy + ix.output_offset(n, oh, 0, 0);
           if (unit_multiplier) {
-            depthwise_grad_filter_row<true>(image, gy_row, p, row % p.out_h, dst);
+            depthwise_grad_filter_row<true>(image, gy_row, ix, oh, dst);
           } else {
-            depthwise_grad_filter_row<false>(image, gy_row, p, row % p.out_h, dst);
+            depthwise_grad_filter_row<false>(image, gy_row, ix, oh, dst);
           }
         }
       }

@@ -20,6 +20,7 @@
 
 #include "myconv/conv2d_plan.h"
 #include "myconv/cpu/conv2d_backward.h"
+#include "myconv/indexing.h"
 #include "myconv/cpu/im2row.h"
 #include "myconv/cpu/simd_clones.h"
 
@@ -79,7 +80,8 @@ void conv2d_gemm(const at::Tensor& input, const at::Tensor& filter,
 template <int64_t kLen, bool kUnitMultiplier, typename scalar_t, typename acc_t>
 inline void depthwise_channels(const scalar_t* __restrict__ image, const acc_t* __restrict__ w,
                                const acc_t* __restrict__ b, scalar_t* __restrict__ y,
-                               const Conv2dPlan& p, int64_t oh, int64_t ow, int64_t o0) {
+                               const Conv2dIndexer& ix, int64_t oh, int64_t ow, int64_t o0) {
+  const Conv2dPlan& p = ix.p;
   acc_t acc[kLen];
   for (int64_t j = 0; j < kLen; ++j) acc[j] = b[o0 + j];
   for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
@@ -91,7 +93,7 @@ inline void depthwise_channels(const scalar_t* __restrict__ image, const acc_t* 
       const scalar_t* x = image + (ih * p.in_w + iw) * p.in_channels;
       const acc_t* f = w + (kh * p.kernel_w + kw) * p.out_channels + o0;
       for (int64_t j = 0; j < kLen; ++j) {
-        const int64_t c = kUnitMultiplier ? o0 + j : (o0 + j) / p.group_out_channels;
+        const int64_t c = kUnitMultiplier ? o0 + j : ix.depthwise_input_channel(o0 + j);
         acc[j] += static_cast<acc_t>(x[c]) * f[j];
       }
     }
@@ -102,16 +104,17 @@ inline void depthwise_channels(const scalar_t* __restrict__ image, const acc_t* 
 // One output row (n, oh): channels in register-sized blocks, then the remainder one by one.
 template <bool kUnitMultiplier, typename scalar_t, typename acc_t>
 MYCONV_SIMD_CLONES void depthwise_row(const scalar_t* image, const acc_t* w, const acc_t* b,
-                                      scalar_t* out_row, const Conv2dPlan& p, int64_t oh) {
+                                      scalar_t* out_row, const Conv2dIndexer& ix, int64_t oh) {
+  const Conv2dPlan& p = ix.p;
   constexpr int64_t kBlock = 16;
   const int64_t blocked = p.out_channels - p.out_channels % kBlock;
   for (int64_t ow = 0; ow < p.out_w; ++ow) {
     scalar_t* y = out_row + ow * p.out_channels;
     for (int64_t o0 = 0; o0 < blocked; o0 += kBlock) {
-      depthwise_channels<kBlock, kUnitMultiplier>(image, w, b, y, p, oh, ow, o0);
+      depthwise_channels<kBlock, kUnitMultiplier>(image, w, b, y, ix, oh, ow, o0);
     }
     for (int64_t o = blocked; o < p.out_channels; ++o) {
-      depthwise_channels<1, kUnitMultiplier>(image, w, b, y, p, oh, ow, o);
+      depthwise_channels<1, kUnitMultiplier>(image, w, b, y, ix, oh, ow, o);
     }
   }
 }
@@ -129,15 +132,18 @@ void conv2d_depthwise(const at::Tensor& input, const at::Tensor& filter,
   const acc_t* b = bias_acc.const_data_ptr<acc_t>();
   scalar_t* out = output.mutable_data_ptr<scalar_t>();
   const bool unit_multiplier = p.group_out_channels == 1;
+  const Conv2dIndexer ix(p);
 
   at::parallel_for(0, p.batch * p.out_h, 1, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      const scalar_t* image = in + (row / p.out_h) * p.in_h * p.in_w * p.in_channels;
-      scalar_t* out_row = out + row * p.out_w * p.out_channels;
+      int64_t n = 0, oh = 0;
+      ix.out_h.divmod(row, &n, &oh);
+      const scalar_t* image = in + ix.input_offset(n, 0, 0, 0);
+      scalar_t* out_row = out + ix.output_offset(n, oh, 0, 0);
       if (unit_multiplier) {
-        depthwise_row<true>(image, w, b, out_row, p, row % p.out_h);
+        depthwise_row<true>(image, w, b, out_row, ix, oh);
       } else {
-        depthwise_row<false>(image, w, b, out_row, p, row % p.out_h);
+        depthwise_row<false>(image, w, b, out_row, ix, oh);
       }
     }
   });

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "myconv/conv2d_plan.h"
+#include "myconv/indexing.h"
 
 namespace myconv {
 namespace cpu {
@@ -32,19 +33,17 @@ void im2row(const scalar_t* input, const Conv2dPlan& p, int64_t group, int64_t f
   const int64_t row_len = p.kernel_h * p.kernel_w * cg;
   const bool contiguous_taps = cg == p.in_channels && p.dilation_w == 1;
   const int64_t grain = std::max<int64_t>(1, kCopyGrainElements / row_len);
+  const Conv2dIndexer ix(p);
   at::parallel_for(0, num_pixels, grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const int64_t pixel = first_pixel + i;
-      const int64_t ow = pixel % p.out_w;
-      const int64_t oh = (pixel / p.out_w) % p.out_h;
-      const int64_t n = pixel / (p.out_w * p.out_h);
-      const int64_t iw0 = geometry::input_index(ow, p.stride_w, p.pad_w.before, 0, p.dilation_w);
+      const Pixel out = ix.output_pixel(first_pixel + i);
+      const int64_t iw0 = geometry::input_index(out.x, p.stride_w, p.pad_w.before, 0, p.dilation_w);
       // Taps kw in [kw_begin, kw_end) land inside the input width.
       const int64_t kw_begin = std::clamp<int64_t>((-iw0 + p.dilation_w - 1) / p.dilation_w, 0, p.kernel_w);
       const int64_t kw_end = std::clamp<int64_t>((p.in_w - iw0 + p.dilation_w - 1) / p.dilation_w, kw_begin, p.kernel_w);
       acc_t* dst = rows + i * row_len;
       for (int64_t kh = 0; kh < p.kernel_h; ++kh, dst += p.kernel_w * cg) {
-        const int64_t ih = geometry::input_index(oh, p.stride_h, p.pad_h.before, kh, p.dilation_h);
+        const int64_t ih = geometry::input_index(out.y, p.stride_h, p.pad_h.before, kh, p.dilation_h);
         if (ih < 0 || ih >= p.in_h) {
           std::fill(dst, dst + p.kernel_w * cg, acc_t(0));
           continue;
@@ -52,7 +51,7 @@ void im2row(const scalar_t* input, const Conv2dPlan& p, int64_t group, int64_t f
         std::fill(dst, dst + kw_begin * cg, acc_t(0));
         std::fill(dst + kw_end * cg, dst + p.kernel_w * cg, acc_t(0));
         // Element offset of input[n, ih, 0, group * Cg]; pointers are formed only for in-bounds taps.
-        const int64_t row_offset = (n * p.in_h + ih) * p.in_w * p.in_channels + group * cg;
+        const int64_t row_offset = ix.input_offset(out.n, ih, 0, group * cg);
         if (contiguous_taps) {
           copy_widen(input + row_offset + (iw0 + kw_begin) * p.in_channels, dst + kw_begin * cg,
                      (kw_end - kw_begin) * cg);
@@ -78,14 +77,15 @@ void row2im_add(const acc_t* rows, const Conv2dPlan& p, int64_t group, int64_t f
   // Output rows n * OH + oh that the tile touches, and the images they lie in.
   const int64_t first_out_row = first_pixel / p.out_w;
   const int64_t last_out_row = last_pixel / p.out_w;
-  const int64_t first_image = first_out_row / p.out_h;
+  const int64_t first_image = first_out_row / p.out_h;  // per call, not per element
   const int64_t last_image = last_out_row / p.out_h;
   const int64_t grain = std::max<int64_t>(1, kCopyGrainElements / (p.in_w * row_len));
+  const Conv2dIndexer ix(p);
   at::parallel_for(first_image * p.in_h, (last_image + 1) * p.in_h, grain, [&](int64_t begin, int64_t end) {
     for (int64_t in_row = begin; in_row < end; ++in_row) {
-      const int64_t n = in_row / p.in_h;
-      const int64_t ih = in_row % p.in_h;
-      acc_t* grad_row = grad_input + in_row * p.in_w * p.in_channels + group * cg;
+      int64_t n = 0, ih = 0;
+      ix.in_h.divmod(in_row, &n, &ih);
+      acc_t* grad_row = grad_input + ix.input_offset(n, ih, 0, group * cg);
       for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
         const int64_t oh = geometry::output_index(ih, p.stride_h, p.pad_h.before, kh, p.dilation_h);
         if (oh < 0 || oh >= p.out_h) continue;

@@ -1,7 +1,8 @@
 // CUDA backend of myconv::conv2d (gradients in conv2d_backward.cu), mirroring the CPU design:
 //  - general case: an NHWC im2row kernel fills a bounded tile of output pixels into a workspace
 //    from the caching allocator, then cuBLAS multiplies it by the HWIO filter viewed as
-//    [KH*KW*C/groups, O] (one GEMM per group, output written in place with ldc = O);
+//    [KH*KW*C/groups, O] (the groups in one strided-batched GEMM, output written in place with
+//    ldc = O);
 //  - 1x1, stride 1, unpadded: the input itself is the GEMM operand;
 //  - depthwise: a direct kernel, one thread per output element, coalesced over channels.
 // GEMMs always compute in float32 (float64 for double): fp16/bf16 use tensor cores with fp32
@@ -22,25 +23,24 @@ namespace {
 template <typename scalar_t, typename acc_t>
 __global__ void depthwise_kernel(const scalar_t* __restrict__ input,
                                  const scalar_t* __restrict__ filter,
-                                 const scalar_t* __restrict__ bias, Conv2dPlan p,
+                                 const scalar_t* __restrict__ bias, Conv2dIndexer ix,
                                  scalar_t* __restrict__ output) {
+  const Conv2dPlan& p = ix.p;
   const int64_t total = p.batch * p.out_h * p.out_w * p.out_channels;
   for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total;
        idx += int64_t{blockDim.x} * gridDim.x) {
-    const int64_t o = idx % p.out_channels;
-    const int64_t pixel = idx / p.out_channels;
-    const int64_t ow = pixel % p.out_w;
-    const int64_t oh = (pixel / p.out_w) % p.out_h;
-    const int64_t n = pixel / (p.out_w * p.out_h);
-    const int64_t c = o / p.group_out_channels;
+    int64_t pixel = 0, o = 0;
+    ix.out_channels.divmod(idx, &pixel, &o);
+    const Pixel out = ix.output_pixel(pixel);
+    const int64_t c = ix.depthwise_input_channel(o);
     acc_t acc = bias ? static_cast<acc_t>(bias[o]) : acc_t(0);
     for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
-      const int64_t ih = geometry::input_index(oh, p.stride_h, p.pad_h.before, kh, p.dilation_h);
+      const int64_t ih = geometry::input_index(out.y, p.stride_h, p.pad_h.before, kh, p.dilation_h);
       if (ih < 0 || ih >= p.in_h) continue;
       for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
-        const int64_t iw = geometry::input_index(ow, p.stride_w, p.pad_w.before, kw, p.dilation_w);
+        const int64_t iw = geometry::input_index(out.x, p.stride_w, p.pad_w.before, kw, p.dilation_w);
         if (iw < 0 || iw >= p.in_w) continue;
-        acc += static_cast<acc_t>(input[((n * p.in_h + ih) * p.in_w + iw) * p.in_channels + c]) *
+        acc += static_cast<acc_t>(input[ix.input_offset(out.n, ih, iw, c)]) *
                static_cast<acc_t>(filter[(kh * p.kernel_w + kw) * p.out_channels + o]);
       }
     }
@@ -57,11 +57,11 @@ void conv2d_gemm(const at::Tensor& input, const at::Tensor& filter,
   const int64_t row_len = p.kernel_h * p.kernel_w * cg;
   check_gemm_dims(p);
   const bool direct = p.is_unpadded_pointwise();
-  const int64_t tile =
-      direct ? std::min(pixels, kMaxGemmDim)
-             : std::clamp<int64_t>(kWorkspaceBytes / (row_len * int64_t{sizeof(scalar_t)}), 1,
-                                   std::min(pixels, kMaxGemmDim));
-  const at::Tensor workspace = direct ? at::Tensor() : at::empty({tile, row_len}, input.options());
+  const int64_t tile = direct ? std::min(pixels, kMaxGemmDim)
+                              : std::clamp<int64_t>(kWorkspaceBytes / (p.groups * row_len * int64_t{sizeof(scalar_t)}),
+                                                    1, std::min(pixels, kMaxGemmDim));
+  const at::Tensor workspace = direct ? at::Tensor() : at::empty({p.groups, tile, row_len}, input.options());
+  const Conv2dIndexer ix(p);
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   const scalar_t* weights = filter.const_data_ptr<scalar_t>();
   scalar_t* out = output.mutable_data_ptr<scalar_t>();
@@ -71,25 +71,21 @@ void conv2d_gemm(const at::Tensor& input, const at::Tensor& filter,
   for (int64_t first = 0; first < pixels; first += tile) {
     const int64_t count = std::min(tile, pixels - first);
     if (bias) out2d.narrow(0, first, count).copy_(bias->expand({count, p.out_channels}));
-    for (int64_t g = 0; g < p.groups; ++g) {
-      const scalar_t* rows = nullptr;
-      int64_t ldr = row_len;
-      if (direct) {
-        rows = in + first * p.in_channels + g * cg;
-        ldr = p.in_channels;
-      } else {
-        scalar_t* ws = workspace.mutable_data_ptr<scalar_t>();
-        im2row_kernel<scalar_t><<<blocks_for(count * row_len), kThreads, 0, stream>>>(
-            in, p, g, first, count, ws);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-        rows = ws;
-      }
-      // out[count, og] = rows[count, K] x weights[K, og], i.e. column-major
-      // out^T = weights^T x rows^T with no transposes.
-      gemm<scalar_t, scalar_t>(CUBLAS_OP_N, CUBLAS_OP_N, og, count, row_len, weights + g * og,
-                               p.out_channels, rows, ldr, out + first * p.out_channels + g * og,
-                               p.out_channels, bias.has_value());
+    // Per group g: rows_g [count, K] (the input itself for 1x1, channels g * Cg on)
+    Operand<const scalar_t> rows{in + first * p.in_channels, p.in_channels, cg};
+    if (!direct) {
+      scalar_t* ws = workspace.mutable_data_ptr<scalar_t>();
+      im2row_kernel<scalar_t><<<blocks_for(p.groups * count * row_len), kThreads, 0, stream>>>(
+          in, ix, first, FastDivmod(count), ws);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      rows = {ws, row_len, count * row_len};
     }
+    // out_g[count, og] = rows_g[count, K] x weights_g[K, og], i.e. column-major
+    // out_g^T = weights_g^T x rows_g^T with no transposes; the groups are one batched call.
+    gemm<scalar_t, scalar_t>(CUBLAS_OP_N, CUBLAS_OP_N, og, count, row_len,
+                             {weights, p.out_channels, og}, rows,
+                             {out + first * p.out_channels, p.out_channels, og}, p.groups,
+                             bias.has_value());
   }
 }
 
@@ -105,7 +101,8 @@ void conv2d_cuda(const at::Tensor& input, const at::Tensor& filter,
       depthwise_kernel<scalar_t, at::opmath_type<scalar_t>>
           <<<blocks_for(output.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
               x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-              b ? b->const_data_ptr<scalar_t>() : nullptr, plan, output.mutable_data_ptr<scalar_t>());
+              b ? b->const_data_ptr<scalar_t>() : nullptr, Conv2dIndexer(plan),
+              output.mutable_data_ptr<scalar_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     } else {
       conv2d_gemm<scalar_t>(x, w, b, plan, output);

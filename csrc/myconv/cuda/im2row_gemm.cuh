@@ -12,6 +12,7 @@
 
 #include "myconv/conv2d_plan.h"
 #include "myconv/cuda/gemm_policy.h"
+#include "myconv/indexing.h"
 
 namespace myconv {
 namespace cuda {
@@ -25,38 +26,37 @@ inline int64_t blocks_for(int64_t elements) {
   return std::clamp<int64_t>((elements + kThreads - 1) / kThreads, 1, kMaxBlocks);
 }
 
-// cuBLAS takes 32-bit sizes: the filter and the channel count must fit one GEMM.
+// cuBLAS takes 32-bit sizes and batch counts: the filter, the channel count and the groups must
+// fit.
 inline void check_gemm_dims(const Conv2dPlan& p) {
   const int64_t row_len = p.kernel_h * p.kernel_w * p.group_in_channels;
   TORCH_CHECK_VALUE(row_len <= kMaxGemmDim && p.out_channels <= kMaxGemmDim &&
-                        p.in_channels <= kMaxGemmDim,
+                        p.in_channels <= kMaxGemmDim && p.groups <= kMaxGemmDim,
                     "myconv.conv2d (CUDA): filter too large for a 32-bit cuBLAS GEMM: "
                     "KH*KW*C/groups = ", row_len, ", O = ", p.out_channels);
 }
 
-// rows[i, (kh, kw, c)] = input[n, ih, iw, group * Cg + c] for output pixel first_pixel + i,
-// zero where the tap falls into the padding.
+// rows[g, i, (kh, kw, c)] = input[n, ih, iw, g * Cg + c] for every group g and output pixel
+// first_pixel + i (i < count), zero where the tap falls into the padding: one [count, K] matrix
+// per group, count * K apart, for a strided-batched GEMM over the groups.
 template <typename scalar_t>
-__global__ void im2row_kernel(const scalar_t* __restrict__ input, Conv2dPlan p, int64_t group,
-                              int64_t first_pixel, int64_t num_pixels, scalar_t* __restrict__ rows) {
+__global__ void im2row_kernel(const scalar_t* __restrict__ input, Conv2dIndexer ix,
+                              int64_t first_pixel, FastDivmod count, scalar_t* __restrict__ rows) {
+  const Conv2dPlan& p = ix.p;
   const int64_t cg = p.group_in_channels;
-  const int64_t taps = p.kernel_h * p.kernel_w;
-  const int64_t total = num_pixels * taps * cg;
+  const int64_t total = p.groups * count.divisor() * p.kernel_h * p.kernel_w * cg;
   for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total;
        idx += int64_t{blockDim.x} * gridDim.x) {
-    const int64_t c = idx % cg;
-    const int64_t tap = (idx / cg) % taps;
-    const int64_t pixel = first_pixel + idx / (cg * taps);
-    const int64_t ow = pixel % p.out_w;
-    const int64_t oh = (pixel / p.out_w) % p.out_h;
-    const int64_t n = pixel / (p.out_w * p.out_h);
-    const int64_t ih =
-        geometry::input_index(oh, p.stride_h, p.pad_h.before, tap / p.kernel_w, p.dilation_h);
-    const int64_t iw =
-        geometry::input_index(ow, p.stride_w, p.pad_w.before, tap % p.kernel_w, p.dilation_w);
+    int64_t group_pixel_tap = 0, c = 0, group_pixel = 0, tap = 0, g = 0, i = 0, kh = 0, kw = 0;
+    ix.group_in_channels.divmod(idx, &group_pixel_tap, &c);
+    ix.taps.divmod(group_pixel_tap, &group_pixel, &tap);
+    count.divmod(group_pixel, &g, &i);
+    ix.tap(tap, &kh, &kw);
+    const Pixel out = ix.output_pixel(first_pixel + i);
+    const int64_t ih = geometry::input_index(out.y, p.stride_h, p.pad_h.before, kh, p.dilation_h);
+    const int64_t iw = geometry::input_index(out.x, p.stride_w, p.pad_w.before, kw, p.dilation_w);
     const bool inside = ih >= 0 && ih < p.in_h && iw >= 0 && iw < p.in_w;
-    rows[idx] = inside ? input[((n * p.in_h + ih) * p.in_w + iw) * p.in_channels + group * cg + c]
-                       : scalar_t(0);
+    rows[idx] = inside ? input[ix.input_offset(out.n, ih, iw, g * cg + c)] : scalar_t(0);
   }
 }
 
@@ -71,14 +71,24 @@ struct CublasType<c10::Half> { static constexpr cudaDataType_t value = CUDA_R_16
 template <>
 struct CublasType<c10::BFloat16> { static constexpr cudaDataType_t value = CUDA_R_16BF; };
 
-// Column-major c[m, n] = op_a(a)[m, k] x op_b(b)[k, n] (+ c when accumulate), scalar_t operands,
-// out_t result (scalar_t, or float32 for half types), accumulated in float32 (float64 for double).
-// torch's precision settings apply as in ATen's GEMMs (gemm_policy.h): TF32 for float32 only when
-// allowed, and no half-precision reductions for fp16/bf16 when disallowed. Row-major NHWC/HWIO
-// matrices are their transposes, so callers swap operands instead of transposing data.
+// One column-major operand of a strided-batched GEMM: matrix b of the batch starts at
+// data + b * stride, with leading dimension ld.
+template <typename T>
+struct Operand {
+  T* data;
+  int64_t ld;
+  int64_t stride;
+};
+
+// For each b < batch: column-major c_b[m, n] = op_a(a_b)[m, k] x op_b(b_b)[k, n] (+ c_b when
+// accumulate), scalar_t operands, out_t result (scalar_t, or float32 for half types), accumulated
+// in float32 (float64 for double); batch = the groups of a grouped convolution. torch's precision
+// settings apply as in ATen's GEMMs (gemm_policy.h): TF32 for float32 only when allowed, and no
+// half-precision reductions for fp16/bf16 when disallowed. Row-major NHWC/HWIO matrices are their
+// transposes, so callers swap operands instead of transposing data.
 template <typename scalar_t, typename out_t>
 void gemm(cublasOperation_t op_a, cublasOperation_t op_b, int64_t m, int64_t n, int64_t k,
-          const scalar_t* a, int64_t lda, const scalar_t* b, int64_t ldb, out_t* c, int64_t ldc,
+          Operand<const scalar_t> a, Operand<const scalar_t> b, Operand<out_t> c, int64_t batch,
           bool accumulate) {
   using acc_t = at::opmath_type<scalar_t>;
   const GemmPolicy policy = gemm_policy(c10::CppTypeToScalarType<scalar_t>::value);
@@ -96,10 +106,11 @@ void gemm(cublasOperation_t op_a, cublasOperation_t op_b, int64_t m, int64_t n, 
   }
   const acc_t alpha = 1;
   const acc_t beta = accumulate ? 1 : 0;
-  const cublasStatus_t status = cublasGemmEx(
-      handle, op_a, op_b, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), &alpha, a,
-      CublasType<scalar_t>::value, static_cast<int>(lda), b, CublasType<scalar_t>::value,
-      static_cast<int>(ldb), &beta, c, CublasType<out_t>::value, static_cast<int>(ldc), compute,
+  const cublasStatus_t status = cublasGemmStridedBatchedEx(
+      handle, op_a, op_b, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), &alpha,
+      a.data, CublasType<scalar_t>::value, static_cast<int>(a.ld), a.stride, b.data,
+      CublasType<scalar_t>::value, static_cast<int>(b.ld), b.stride, &beta, c.data,
+      CublasType<out_t>::value, static_cast<int>(c.ld), c.stride, static_cast<int>(batch), compute,
       CUBLAS_GEMM_DEFAULT);
   if (policy.disallow_reduced_precision_reduction) {
     TORCH_CUDABLAS_CHECK(cublasSetMathMode(handle, previous_math));
