@@ -105,4 +105,35 @@ struct Conv2dIndexer {
   }
 };
 
+// Calls f(ih, iw, kh, kw) for every tap (kh, kw) of output pixel (oh, ow) that lands inside the
+// input (taps in the padding are skipped): the window of the forward convolution. (The CPU
+// depthwise kernels keep their own loops: through the callback they ran 2x slower.)
+template <typename F>
+MYCONV_HOST_DEVICE void for_each_tap_inside(const Conv2dPlan& p, int64_t oh, int64_t ow, F&& f) {
+  for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+    const int64_t ih = geometry::input_index(oh, p.stride_h, p.pad_h.before, kh, p.dilation_h);
+    if (ih < 0 || ih >= p.in_h) continue;
+    for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+      const int64_t iw = geometry::input_index(ow, p.stride_w, p.pad_w.before, kw, p.dilation_w);
+      if (iw < 0 || iw >= p.in_w) continue;
+      f(ih, iw, kh, kw);
+    }
+  }
+}
+
+// Calls f(oh, ow, kh, kw) for every output pixel (oh, ow) whose tap (kh, kw) reads input pixel
+// (ih, iw): the adjoint window, through which input gradients gather.
+template <typename F>
+MYCONV_HOST_DEVICE void for_each_window_reading(const Conv2dPlan& p, int64_t ih, int64_t iw, F&& f) {
+  for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+    const int64_t oh = geometry::output_index(ih, p.stride_h, p.pad_h.before, kh, p.dilation_h);
+    if (oh < 0 || oh >= p.out_h) continue;
+    for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+      const int64_t ow = geometry::output_index(iw, p.stride_w, p.pad_w.before, kw, p.dilation_w);
+      if (ow < 0 || ow >= p.out_w) continue;
+      f(oh, ow, kh, kw);
+    }
+  }
+}
+
 }  // namespace myconv

@@ -2,6 +2,8 @@
 // a GPU. FastDivmod against / and %, and Conv2dIndexer against plain NHWC arithmetic.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <limits>
 #include <random>
 #include <vector>
@@ -76,6 +78,35 @@ TEST(Conv2dIndexer, PixelsTapsOffsetsAndChannels) {
     for (int64_t o = 0; o < plan.out_channels; ++o) {
       EXPECT_EQ(index.depthwise_input_channel(o), o / plan.group_out_channels);
     }
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// The forward window and its adjoint enumerate the same (output pixel, tap, input pixel) triples:
+// the CUDA kernels gather input gradients through one and read inputs through the other.
+TEST(Windows, ForwardAndAdjointAgree) {
+  for (const auto& plan : {plan_of({1, 9, 8, 1}, {3, 3, 1, 1}, 2, 1), plan_of({1, 11, 7, 1}, {2, 5, 1, 1}, 3, 2),
+                           plan_of({1, 4, 4, 1}, {5, 5, 1, 1}, 1, 1)}) {
+    std::vector<std::array<int64_t, 6>> forward, adjoint;
+    for (int64_t oh = 0; oh < plan.out_h; ++oh)
+      for (int64_t ow = 0; ow < plan.out_w; ++ow)
+        myconv::for_each_tap_inside(plan, oh, ow, [&](int64_t ih, int64_t iw, int64_t kh, int64_t kw) {
+          ASSERT_TRUE(ih >= 0 && ih < plan.in_h && iw >= 0 && iw < plan.in_w);
+          forward.push_back({oh, ow, kh, kw, ih, iw});
+        });
+    for (int64_t ih = 0; ih < plan.in_h; ++ih)
+      for (int64_t iw = 0; iw < plan.in_w; ++iw)
+        myconv::for_each_window_reading(plan, ih, iw, [&](int64_t oh, int64_t ow, int64_t kh, int64_t kw) {
+          ASSERT_TRUE(oh >= 0 && oh < plan.out_h && ow >= 0 && ow < plan.out_w);
+          adjoint.push_back({oh, ow, kh, kw, ih, iw});
+        });
+    std::sort(forward.begin(), forward.end());
+    std::sort(adjoint.begin(), adjoint.end());
+    EXPECT_EQ(forward, adjoint);
+    EXPECT_FALSE(forward.empty());
   }
 }
 

@@ -41,17 +41,11 @@ __global__ void row2im_add_kernel(const acc_t* __restrict__ rows, Conv2dIndexer 
     const Pixel in = ix.input_pixel(first_in_row * p.in_w + pixel);
     const acc_t* group_rows = rows + g * num_pixels * row_len;
     acc_t sum = 0;
-    for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
-      const int64_t oh = geometry::output_index(in.y, p.stride_h, p.pad_h.before, kh, p.dilation_h);
-      if (oh < 0 || oh >= p.out_h) continue;
-      for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
-        const int64_t ow = geometry::output_index(in.x, p.stride_w, p.pad_w.before, kw, p.dilation_w);
-        if (ow < 0 || ow >= p.out_w) continue;
-        const int64_t out_pixel = (in.n * p.out_h + oh) * p.out_w + ow;
-        if (out_pixel < first_pixel || out_pixel > last_pixel) continue;
-        sum += group_rows[(out_pixel - first_pixel) * row_len + (kh * p.kernel_w + kw) * cg + c];
-      }
-    }
+    for_each_window_reading(p, in.y, in.x, [&](int64_t oh, int64_t ow, int64_t kh, int64_t kw) {
+      const int64_t out_pixel = (in.n * p.out_h + oh) * p.out_w + ow;
+      if (out_pixel < first_pixel || out_pixel > last_pixel) return;
+      sum += group_rows[(out_pixel - first_pixel) * row_len + (kh * p.kernel_w + kw) * cg + c];
+    });
     grad_input[ix.input_offset(in.n, in.y, in.x, channel)] += sum;
   }
 }
@@ -150,17 +144,11 @@ __global__ void depthwise_grad_input_kernel(const scalar_t* __restrict__ grad_ou
     ix.in_channels.divmod(idx, &pixel, &c);
     const Pixel in = ix.input_pixel(pixel);
     acc_t sum = 0;
-    for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
-      const int64_t oh = geometry::output_index(in.y, p.stride_h, p.pad_h.before, kh, p.dilation_h);
-      if (oh < 0 || oh >= p.out_h) continue;
-      for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
-        const int64_t ow = geometry::output_index(in.x, p.stride_w, p.pad_w.before, kw, p.dilation_w);
-        if (ow < 0 || ow >= p.out_w) continue;
-        const scalar_t* gy = grad_output + ix.output_offset(in.n, oh, ow, c * m);
-        const scalar_t* f = filter + (kh * p.kernel_w + kw) * p.out_channels + c * m;
-        for (int64_t j = 0; j < m; ++j) sum += static_cast<acc_t>(gy[j]) * static_cast<acc_t>(f[j]);
-      }
-    }
+    for_each_window_reading(p, in.y, in.x, [&](int64_t oh, int64_t ow, int64_t kh, int64_t kw) {
+      const scalar_t* gy = grad_output + ix.output_offset(in.n, oh, ow, c * m);
+      const scalar_t* f = filter + (kh * p.kernel_w + kw) * p.out_channels + c * m;
+      for (int64_t j = 0; j < m; ++j) sum += static_cast<acc_t>(gy[j]) * static_cast<acc_t>(f[j]);
+    });
     grad_input[idx] = static_cast<scalar_t>(sum);
   }
 }

@@ -34,16 +34,10 @@ __global__ void depthwise_kernel(const scalar_t* __restrict__ input,
     const Pixel out = ix.output_pixel(pixel);
     const int64_t c = ix.depthwise_input_channel(o);
     acc_t acc = bias ? static_cast<acc_t>(bias[o]) : acc_t(0);
-    for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
-      const int64_t ih = geometry::input_index(out.y, p.stride_h, p.pad_h.before, kh, p.dilation_h);
-      if (ih < 0 || ih >= p.in_h) continue;
-      for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
-        const int64_t iw = geometry::input_index(out.x, p.stride_w, p.pad_w.before, kw, p.dilation_w);
-        if (iw < 0 || iw >= p.in_w) continue;
-        acc += static_cast<acc_t>(input[ix.input_offset(out.n, ih, iw, c)]) *
-               static_cast<acc_t>(filter[(kh * p.kernel_w + kw) * p.out_channels + o]);
-      }
-    }
+    for_each_tap_inside(p, out.y, out.x, [&](int64_t ih, int64_t iw, int64_t kh, int64_t kw) {
+      acc += static_cast<acc_t>(input[ix.input_offset(out.n, ih, iw, c)]) *
+             static_cast<acc_t>(filter[(kh * p.kernel_w + kw) * p.out_channels + o]);
+    });
     output[idx] = static_cast<scalar_t>(acc);
   }
 }
