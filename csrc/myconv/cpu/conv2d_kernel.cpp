@@ -22,6 +22,7 @@
 #include "myconv/cpu/conv2d_backward.h"
 #include "myconv/indexing.h"
 #include "myconv/cpu/im2row.h"
+#include "myconv/cpu/microkernel/microkernel.h"
 #include "myconv/cpu/simd_clones.h"
 
 namespace myconv {
@@ -153,6 +154,13 @@ void conv2d_cpu(const at::Tensor& input, const at::Tensor& filter,
                 const std::optional<at::Tensor>& bias, const Conv2dPlan& plan,
                 at::Tensor& output) {
   const at::Tensor x = input.contiguous();
+  if (x.scalar_type() == at::kFloat && !plan.is_depthwise()) {
+    const at::Tensor w = filter.contiguous();
+    const std::optional<at::Tensor> b = bias ? std::optional<at::Tensor>(bias->contiguous()) : std::nullopt;
+    conv2d_microkernel(x.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                       b ? b->const_data_ptr<float>() : nullptr, plan, output.mutable_data_ptr<float>());
+    return;
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "myconv_conv2d_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     if (plan.is_depthwise()) {

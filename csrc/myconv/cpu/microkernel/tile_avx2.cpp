@@ -1,0 +1,58 @@
+// The AVX2 + FMA tile kernel: 6 pixels x 16 channels in 12 ymm accumulators; per input channel
+// two filter loads, six broadcasts and twelve FMAs. Compiled with -mavx2 -mfma (this file only)
+// and called only where the CPU has both.
+#include <immintrin.h>
+
+#include "myconv/cpu/microkernel/microkernel.h"
+
+namespace myconv {
+namespace cpu {
+
+void tile_avx2(const TileArgs& a) {
+  const __m256 bias0 = _mm256_loadu_ps(a.bias), bias1 = _mm256_loadu_ps(a.bias + 8);
+  __m256 c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1;
+  __m256 c30 = bias0, c31 = bias1, c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1;
+  const float* b = a.packed;
+  for (int64_t t = 0; t < a.taps; ++t) {
+    const float* const* x = a.pixels + t * kMR;
+    const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3], *x4 = x[4], *x5 = x[5];
+    for (int64_t c = 0; c < a.channels; ++c, b += kNR) {
+      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+      __m256 v = _mm256_broadcast_ss(x0 + c);
+      c00 = _mm256_fmadd_ps(v, b0, c00);
+      c01 = _mm256_fmadd_ps(v, b1, c01);
+      v = _mm256_broadcast_ss(x1 + c);
+      c10 = _mm256_fmadd_ps(v, b0, c10);
+      c11 = _mm256_fmadd_ps(v, b1, c11);
+      v = _mm256_broadcast_ss(x2 + c);
+      c20 = _mm256_fmadd_ps(v, b0, c20);
+      c21 = _mm256_fmadd_ps(v, b1, c21);
+      v = _mm256_broadcast_ss(x3 + c);
+      c30 = _mm256_fmadd_ps(v, b0, c30);
+      c31 = _mm256_fmadd_ps(v, b1, c31);
+      v = _mm256_broadcast_ss(x4 + c);
+      c40 = _mm256_fmadd_ps(v, b0, c40);
+      c41 = _mm256_fmadd_ps(v, b1, c41);
+      v = _mm256_broadcast_ss(x5 + c);
+      c50 = _mm256_fmadd_ps(v, b0, c50);
+      c51 = _mm256_fmadd_ps(v, b1, c51);
+    }
+  }
+  const __m256 acc[kMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  if (a.cols == kNR) {
+    for (int i = 0; i < a.rows; ++i) {
+      _mm256_storeu_ps(a.out + i * a.out_stride, acc[i][0]);
+      _mm256_storeu_ps(a.out + i * a.out_stride + 8, acc[i][1]);
+    }
+    return;
+  }
+  alignas(32) float tail[kNR];  // a partial panel: the valid channels only
+  for (int i = 0; i < a.rows; ++i) {
+    _mm256_store_ps(tail, acc[i][0]);
+    _mm256_store_ps(tail + 8, acc[i][1]);
+    for (int j = 0; j < a.cols; ++j) a.out[i * a.out_stride + j] = tail[j];
+  }
+}
+
+}  // namespace cpu
+}  // namespace myconv
