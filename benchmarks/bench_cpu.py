@@ -3,7 +3,10 @@ permute + F.pad + F.conv2d + permute path, fp32, N = 1 and 8, all measured in on
 
 Usage: python benchmarks/bench_cpu.py [--repeats 7] [--quick] [--train]
 Writes benchmarks/results/cpu.md (forward) or, with --train, cpu-train.md (forward + backward:
-input and filter gradients) and prints the same table.
+input and filter gradients) with a chart beside it (cpu.png / cpu-train.png), and prints the same
+table. It first measures the machine's FMA peak for the instruction set myconv uses (an FMA loop
+on every thread) and reports each shape's share of it. A "## Steps" section already in the
+results file (the history of speed steps) is kept.
 """
 
 import argparse
@@ -13,6 +16,8 @@ import platform
 import torch
 
 import contextlib
+import sys
+from pathlib import Path
 
 from common import (LAYERS, RESULTS, check_agreement, contenders, geomean, gflop, header, median_ms,
                     training_contenders)
@@ -26,6 +31,47 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def progress(done: int, total: int, label: str) -> None:
+    """A one-line counter on stderr: rewritten in place on a terminal, one line each otherwise."""
+    text = f"[{done}/{total}] {label}"
+    if sys.stderr.isatty():
+        print(f"\r{text:<60}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
+def draw_chart(records: list[dict], peak: float, title: str, path: Path) -> None:
+    """Time relative to oneDNN per shape (myconv and the user path), and share of the FMA peak."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['layer']} N={r['n']}" for r in records]
+    x = range(len(records))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(16, 9), sharex=True)
+    width = 0.4
+    top.bar([i - width / 2 for i in x], [r["ms"]["myconv"] / r["ms"]["torch_cl"] for r in records],
+            width, label="myconv / oneDNN")
+    top.bar([i + width / 2 for i in x], [r["ms"]["user"] / r["ms"]["torch_cl"] for r in records],
+            width, label="user path / oneDNN")
+    top.axhline(1.0, color="black", linewidth=0.8)
+    top.set_ylabel("time relative to oneDNN (lower is faster)")
+    top.set_title(title)
+    top.legend()
+    bottom.bar([i - width / 2 for i in x], [100 * r["gflops"]["myconv"] / peak for r in records], width,
+               label="myconv")
+    bottom.bar([i + width / 2 for i in x], [100 * r["gflops"]["torch_cl"] / peak for r in records], width,
+               label="oneDNN")
+    bottom.set_ylabel(f"% of FMA peak ({peak:.0f} GFLOP/s)")
+    bottom.set_xticks(list(x))
+    bottom.set_xticklabels(labels, rotation=75, fontsize=7)
+    bottom.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -45,8 +91,12 @@ def main() -> None:
     passes = 3 if args.train else 1
 
     flags = "".join(f" --{name}" for name in ("quick", "train") if getattr(args, name))
+    isa = torch.ops.myconv.cpu_isa()
+    peak = torch.ops.myconv.cpu_fma_peak_gflops()
     lines = header(f"myconv CPU benchmark (fp32{', forward + backward' if args.train else ''})", [
         f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch threads: {torch.get_num_threads()}",
+        f"myconv CPU instruction set: {isa}; FMA peak measured now on {torch.get_num_threads()} threads: "
+        f"{peak:.0f} GFLOP/s",
         f"median of {repeats} samples per figure, each sample >= {args.min_time * 1e3:.0f} ms of calls",
         "torch_cl: F.conv2d on channels_last NCHW views (oneDNN); asymmetric SAME inputs pre-padded outside the timing",
         "user: permute + F.pad (TF SAME) + F.conv2d + permute + .contiguous()",
@@ -54,32 +104,39 @@ def main() -> None:
            "grad_output (torch.autograd.grad)"] if args.train else []),
         f"command: python benchmarks/bench_cpu.py{flags}",
     ])
-    lines += ["| layer | N | myconv ms | torch_cl ms | user ms | myconv GFLOP/s | myconv/torch_cl | myconv/user |",
-              "|---|---|---|---|---|---|---|---|"]
-    ratios_ref, ratios_user = [], []
+    lines += ["| layer | N | myconv ms | torch_cl ms | user ms | myconv GFLOP/s | % of FMA peak | "
+              "myconv/torch_cl | myconv/user |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    ratios_ref, ratios_user, records = [], [], []
+    total = len(LAYERS) * len(batches)
     with contextlib.nullcontext() if args.train else torch.inference_mode():
         for layer in LAYERS:
             for n in batches:
+                progress(len(records), total, f"{layer.name} N={n}")
                 fns = make_contenders(layer, n, "cpu", torch.float32)
                 check_agreement(fns, 1e-5)
                 ms = {name: median_ms(fn, lambda: None, repeats, args.min_time) for name, fn in fns.items()}
+                gflops = {name: passes * gflop(layer, n) / t * 1e3 for name, t in ms.items()}
                 r_ref, r_user = ms["myconv"] / ms["torch_cl"], ms["myconv"] / ms["user"]
                 ratios_ref.append(r_ref)
                 ratios_user.append(r_user)
-                row = (f"| {layer.name} | {n} | {ms['myconv']:.3f} | {ms['torch_cl']:.3f} | {ms['user']:.3f} | "
-                       f"{passes * gflop(layer, n) / ms['myconv'] * 1e3:.1f} | {r_ref:.2f} | {r_user:.2f} |")
-                lines.append(row)
-                print(row, flush=True)
-    faster = sum(r < 1 for r in ratios_user)
-    lines += ["", "## Summary", "",
-              f"- geomean time ratio myconv / torch_cl: **{geomean(ratios_ref):.2f}** (target <= 1.5)",
-              f"- geomean time ratio myconv / user path: **{geomean(ratios_user):.2f}**",
-              f"- faster than the user path on **{faster} of {len(ratios_user)}** shapes (target: at least half)", ""]
-    text = "\n".join(lines)
+                records.append({"layer": layer.name, "n": n, "ms": ms, "gflops": gflops})
+                lines.append(f"| {layer.name} | {n} | {ms['myconv']:.3f} | {ms['torch_cl']:.3f} | {ms['user']:.3f} | "
+                             f"{gflops['myconv']:.1f} | {100 * gflops['myconv'] / peak:.0f}% | {r_ref:.2f} | {r_user:.2f} |")
+        progress(total, total, "done")
     RESULTS.mkdir(exist_ok=True)
-    with open(output, "w") as f:
-        f.write(text)
-    print("\n".join(lines[-5:]))
+    chart = Path(output).with_suffix(".png")
+    draw_chart(records, peak, lines[0].lstrip("# "), chart)
+    faster = sum(r < 1 for r in ratios_user)
+    summary = ["## Summary", "",
+               f"- geomean time ratio myconv / torch_cl: **{geomean(ratios_ref):.2f}** (target <= 1.5)",
+               f"- geomean time ratio myconv / user path: **{geomean(ratios_user):.2f}**",
+               f"- faster than the user path on **{faster} of {len(ratios_user)}** shapes (target: at least half)", ""]
+    lines += ["", f"![time ratios and share of FMA peak per shape]({chart.name})", "", *summary]
+    previous = Path(output).read_text() if Path(output).exists() else ""
+    steps = previous[previous.index("## Steps"):] if "## Steps" in previous else ""
+    Path(output).write_text("\n".join(lines) + ("\n" + steps if steps else ""))
+    print("\n".join(summary))
 
 
 if __name__ == "__main__":

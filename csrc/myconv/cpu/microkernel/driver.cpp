@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -132,9 +133,36 @@ void conv2d_microkernel(const float* input, const float* filter, const float* bi
   });
 }
 
-// Which tile kernel this process uses (tests and benchmarks report it).
+namespace {
+
+// GFLOP/s of the FMA loop of the selected instruction set on every intra-op thread at once:
+// the peak the benchmark reports each shape's share of.
+double fma_peak_gflops() {
+  const auto chains = selected_isa() == Isa::kAvx2 ? &fma_chains_avx2 : &fma_chains_scalar;
+  constexpr int64_t kRounds = int64_t{1} << 22;
+  const int threads = at::get_num_threads();
+  std::vector<double> flops(threads, 0.0);
+  std::vector<float> sinks(threads, 0.0f);
+  double best = 0.0;
+  for (int repeat = 0; repeat < 3; ++repeat) {
+    const auto start = std::chrono::steady_clock::now();
+    at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) flops[t] = chains(kRounds, &sinks[t]);
+    });
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double total = 0.0;
+    for (const double f : flops) total += f;
+    best = std::max(best, total / seconds / 1e9);
+  }
+  return best;
+}
+
+}  // namespace
+
+// The tile kernel this process uses and the machine's FMA peak for it (tests and benchmarks).
 TORCH_LIBRARY_FRAGMENT(myconv, m) {
   m.def("cpu_isa() -> str", [] { return std::string(isa_name(selected_isa())); });
+  m.def("cpu_fma_peak_gflops() -> float", &fma_peak_gflops);
 }
 
 }  // namespace cpu

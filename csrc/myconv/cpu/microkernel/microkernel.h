@@ -37,6 +37,11 @@ enum class Isa { kScalar, kAvx2 };
 void tile_scalar(const TileArgs& args);
 void tile_avx2(const TileArgs& args);  // needs AVX2 + FMA
 
+// FLOPs done by `rounds` rounds of 12 independent FMA chains of the instruction set's widest
+// vector: the loop the benchmark times to measure the machine's FMA peak for the ISA in use.
+double fma_chains_scalar(int64_t rounds, float* sink);
+double fma_chains_avx2(int64_t rounds, float* sink);
+
 // The tile kernel in use, chosen once (at the first float32 convolution): the best the CPU
 // supports, or MYCONV_CPU_ISA=scalar|avx2 when set (an unknown or unsupported name is an error
 // naming the variable, not a silent fallback). No AVX-512 kernel yet: AVX-512 CPUs use AVX2.

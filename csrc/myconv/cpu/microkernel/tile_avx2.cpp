@@ -54,5 +54,18 @@ void tile_avx2(const TileArgs& a) {
   }
 }
 
+double fma_chains_avx2(int64_t rounds, float* sink) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
+  const __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(0.001f);
+  for (int64_t r = 0; r < rounds; ++r) {
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+  }
+  __m256 total = acc[0];
+  for (int i = 1; i < 12; ++i) total = _mm256_add_ps(total, acc[i]);
+  *sink = _mm256_cvtss_f32(total);  // keeps the chains alive
+  return 12.0 * 8 * 2 * static_cast<double>(rounds);
+}
+
 }  // namespace cpu
 }  // namespace myconv

@@ -23,5 +23,17 @@ void tile_scalar(const TileArgs& a) {
     for (int j = 0; j < a.cols; ++j) a.out[i * a.out_stride + j] = acc[i][j];
 }
 
+double fma_chains_scalar(int64_t rounds, float* sink) {
+  float acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = static_cast<float>(i);
+  for (int64_t r = 0; r < rounds; ++r) {
+    for (int i = 0; i < 12; ++i) acc[i] = acc[i] * 0.999f + 0.001f;
+  }
+  float total = 0;
+  for (int i = 0; i < 12; ++i) total += acc[i];
+  *sink = total;
+  return 12.0 * 2 * static_cast<double>(rounds);
+}
+
 }  // namespace cpu
 }  // namespace myconv
