@@ -119,15 +119,16 @@ class Conv2d(torch.nn.Module):
                 + ("this layer has a bias (use_bias=True): pass bias" if bias is None
                    else "this layer has no bias (use_bias=False), got a bias")
             )
+        if self.bias is not None:  # checked before anything is copied: no half-loaded layer
+            bias = _as_tensor(bias, "bias")
+            if tuple(bias.shape) != tuple(self.bias.shape):
+                raise ValueError(
+                    f"myconv.Conv2d.load_keras_weights: bias must have shape "
+                    f"{tuple(self.bias.shape)}, got {tuple(bias.shape)}"
+                )
         with torch.no_grad():
             self.weight.copy_(kernel)
             if self.bias is not None:
-                bias = _as_tensor(bias, "bias")
-                if tuple(bias.shape) != tuple(self.bias.shape):
-                    raise ValueError(
-                        f"myconv.Conv2d.load_keras_weights: bias must have shape "
-                        f"{tuple(self.bias.shape)}, got {tuple(bias.shape)}"
-                    )
                 self.bias.copy_(bias)
         return self
 

@@ -111,7 +111,8 @@ def test_load_keras_weights_checks_shapes():
     with pytest.raises(ValueError, match=r"kernel must have shape \(3, 3, 4, 6\) \(HWIO\), got \(3, 3, 6, 4\)"):
         layer.load_keras_weights(np.ones((3, 3, 6, 4)), np.zeros(6))
     with pytest.raises(ValueError, match=r"bias must have shape \(6,\), got \(5,\)"):
-        layer.load_keras_weights(kernel, np.zeros(5))
+        layer.load_keras_weights(2 * kernel, np.zeros(5))
+    assert torch.equal(layer.weight, torch.ones(3, 3, 4, 6)), "a rejected load must change nothing"
     with pytest.raises(ValueError, match="this layer has a bias"):
         layer.load_keras_weights(kernel)
     with pytest.raises(ValueError, match="this layer has no bias"):
