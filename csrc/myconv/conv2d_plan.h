@@ -69,6 +69,11 @@ struct Conv2dPlan : Conv2dShape<int64_t> {
   int64_t stride_h, stride_w, dilation_h, dilation_w;
   geometry::Padding pad_h, pad_w;
 
+  // N * OH * OW: the rows of every GEMM and the pixels kernels tile.
+  MYCONV_HOST_DEVICE int64_t output_pixels() const { return batch * out_h * out_w; }
+  // KH * KW * Cg: the length of one window, i.e. of an im2row row and of a GEMM's reduction.
+  MYCONV_HOST_DEVICE int64_t window_size() const { return kernel_h * kernel_w * group_in_channels; }
+
   // One input channel per group: backends use a direct kernel instead of width-1 GEMMs.
   bool is_depthwise() const { return group_in_channels == 1 && groups > 1; }
   // 1x1, stride 1, no padding: the NHWC input already is the GEMM operand.

@@ -33,8 +33,8 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
                           const at::Tensor& filter, const Conv2dPlan& p, Conv2dGrads& grads) {
   const auto acc_options = input.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
   constexpr bool widen = !std::is_same_v<scalar_t, acc_t>;
-  const int64_t pixels = p.batch * p.out_h * p.out_w;
-  const int64_t row_len = p.kernel_h * p.kernel_w * p.group_in_channels;
+  const int64_t pixels = p.output_pixels();
+  const int64_t row_len = p.window_size();
   const int64_t cg = p.group_in_channels;
   const int64_t og = p.group_out_channels;
   const bool direct = p.is_unpadded_pointwise();

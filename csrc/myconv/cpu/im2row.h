@@ -30,7 +30,7 @@ template <typename scalar_t, typename acc_t>
 void im2row(const scalar_t* input, const Conv2dPlan& p, int64_t group, int64_t first_pixel,
             int64_t num_pixels, acc_t* rows) {
   const int64_t cg = p.group_in_channels;
-  const int64_t row_len = p.kernel_h * p.kernel_w * cg;
+  const int64_t row_len = p.window_size();
   const bool contiguous_taps = cg == p.in_channels && p.dilation_w == 1;
   const int64_t grain = std::max<int64_t>(1, kCopyGrainElements / row_len);
   const Conv2dIndexer ix(p);
@@ -72,7 +72,7 @@ template <typename acc_t>
 void row2im_add(const acc_t* rows, const Conv2dPlan& p, int64_t group, int64_t first_pixel,
                 int64_t num_pixels, acc_t* grad_input) {
   const int64_t cg = p.group_in_channels;
-  const int64_t row_len = p.kernel_h * p.kernel_w * cg;
+  const int64_t row_len = p.window_size();
   const int64_t last_pixel = first_pixel + num_pixels - 1;
   // Output rows n * OH + oh that the tile touches, and the images they lie in.
   const int64_t first_out_row = first_pixel / p.out_w;

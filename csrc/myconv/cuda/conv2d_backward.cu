@@ -30,7 +30,7 @@ __global__ void row2im_add_kernel(const acc_t* __restrict__ rows, Conv2dIndexer 
                                   int64_t in_rows, acc_t* __restrict__ grad_input) {
   const Conv2dPlan& p = ix.p;
   const int64_t cg = p.group_in_channels;
-  const int64_t row_len = p.kernel_h * p.kernel_w * cg;
+  const int64_t row_len = p.window_size();
   const int64_t last_pixel = first_pixel + num_pixels - 1;
   const int64_t total = in_rows * p.in_w * p.in_channels;
   for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total;
@@ -56,10 +56,10 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool widen = !std::is_same_v<scalar_t, acc_t>;
   const auto acc_options = input.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
-  const int64_t pixels = p.batch * p.out_h * p.out_w;
+  const int64_t pixels = p.output_pixels();
   const int64_t cg = p.group_in_channels;
   const int64_t og = p.group_out_channels;
-  const int64_t row_len = p.kernel_h * p.kernel_w * cg;
+  const int64_t row_len = p.window_size();
   check_gemm_dims(p);
   const bool direct = p.is_unpadded_pointwise();
   const bool want_input = grads.input.defined();
@@ -166,7 +166,7 @@ __global__ void depthwise_grad_filter_kernel(const scalar_t* __restrict__ input,
   __shared__ acc_t partial[kPixelLanes][kChannelsPerBlock];
   const Conv2dPlan& p = ix.p;
   const int64_t o = int64_t{blockIdx.x} * kChannelsPerBlock + threadIdx.x;
-  const int64_t pixels = p.batch * p.out_h * p.out_w;
+  const int64_t pixels = p.output_pixels();
   for (int64_t tap = blockIdx.y; tap < p.kernel_h * p.kernel_w; tap += gridDim.y) {
     int64_t kh = 0, kw = 0;
     ix.tap(tap, &kh, &kw);

@@ -26,7 +26,7 @@ __global__ void depthwise_kernel(const scalar_t* __restrict__ input,
                                  const scalar_t* __restrict__ bias, Conv2dIndexer ix,
                                  scalar_t* __restrict__ output) {
   const Conv2dPlan& p = ix.p;
-  const int64_t total = p.batch * p.out_h * p.out_w * p.out_channels;
+  const int64_t total = p.output_pixels() * p.out_channels;
   for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total;
        idx += int64_t{blockDim.x} * gridDim.x) {
     int64_t pixel = 0, o = 0;
@@ -45,10 +45,10 @@ __global__ void depthwise_kernel(const scalar_t* __restrict__ input,
 template <typename scalar_t>
 void conv2d_gemm(const at::Tensor& input, const at::Tensor& filter,
                  const std::optional<at::Tensor>& bias, const Conv2dPlan& p, at::Tensor& output) {
-  const int64_t pixels = p.batch * p.out_h * p.out_w;
+  const int64_t pixels = p.output_pixels();
   const int64_t cg = p.group_in_channels;
   const int64_t og = p.group_out_channels;
-  const int64_t row_len = p.kernel_h * p.kernel_w * cg;
+  const int64_t row_len = p.window_size();
   check_gemm_dims(p);
   const bool direct = p.is_unpadded_pointwise();
   const int64_t tile = direct ? std::min(pixels, kMaxGemmDim)

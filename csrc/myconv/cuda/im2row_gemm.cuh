@@ -29,7 +29,7 @@ inline int64_t blocks_for(int64_t elements) {
 // cuBLAS takes 32-bit sizes and batch counts: the filter, the channel count and the groups must
 // fit.
 inline void check_gemm_dims(const Conv2dPlan& p) {
-  const int64_t row_len = p.kernel_h * p.kernel_w * p.group_in_channels;
+  const int64_t row_len = p.window_size();
   TORCH_CHECK_VALUE(row_len <= kMaxGemmDim && p.out_channels <= kMaxGemmDim &&
                         p.in_channels <= kMaxGemmDim && p.groups <= kMaxGemmDim,
                     "myconv.conv2d (CUDA): filter too large for a 32-bit cuBLAS GEMM: "
@@ -44,7 +44,7 @@ __global__ void im2row_kernel(const scalar_t* __restrict__ input, Conv2dIndexer 
                               int64_t first_pixel, FastDivmod count, scalar_t* __restrict__ rows) {
   const Conv2dPlan& p = ix.p;
   const int64_t cg = p.group_in_channels;
-  const int64_t total = p.groups * count.divisor() * p.kernel_h * p.kernel_w * cg;
+  const int64_t total = p.groups * count.divisor() * p.window_size();
   for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total;
        idx += int64_t{blockDim.x} * gridDim.x) {
     int64_t group_pixel_tap = 0, c = 0, group_pixel = 0, tap = 0, g = 0, i = 0, kh = 0, kw = 0;

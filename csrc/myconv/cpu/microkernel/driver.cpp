@@ -63,7 +63,7 @@ void conv2d_microkernel(const float* input, const float* filter, const float* bi
   const int64_t cg = p.group_in_channels;
   const int64_t og = p.group_out_channels;
   const int64_t panels = (og + kNR - 1) / kNR;
-  const int64_t depth = taps * cg;  // the reduction length
+  const int64_t depth = p.window_size();  // the reduction length
 
   // packed[g, j, (t, c), r] = filter[t, c, g * og + j * kNR + r], zero past og; bias likewise.
   std::vector<float> packed(p.groups * panels * depth * kNR, 0.0f);
@@ -82,7 +82,7 @@ void conv2d_microkernel(const float* input, const float* filter, const float* bi
 
   const std::vector<float> zeros(cg, 0.0f);
   const Conv2dIndexer ix(p);
-  const int64_t pixels = p.batch * p.out_h * p.out_w;
+  const int64_t pixels = p.output_pixels();
   // Tiles spread evenly over the blocks, so that every work item costs the same.
   const int64_t all_tiles = (pixels + kMR - 1) / kMR;
   const int64_t blocks = (all_tiles + kMaxTilesPerBlock - 1) / kMaxTilesPerBlock;
