@@ -28,6 +28,10 @@ CASES = [
     (1, 7, 8, 2, 3, 3, 3, (2, 2), [0, 3, 3, 0], (2, 1)),  # explicit, asymmetric, dilated
     (1, 1, 1, 3, 3, 3, 4, (1, 1), "SAME", (1, 1)),        # 1x1 input, all padding
     (1, 3, 3, 2, 3, 3, 3, (4, 4), "SAME", (1, 1)),        # stride larger than input
+    # CPU microkernel segments (one per filter row): rows cut by both edges, rows wholly in the
+    # padding, channel panels and pixel tiles left partial
+    (1, 4, 3, 5, 3, 7, 20, (1, 1), "SAME", (1, 1)),       # filter wider than the input
+    (2, 5, 6, 3, 2, 2, 17, (1, 2), [1, 0, 4, 2], (1, 1)), # left padding past the filter width
 ]
 # groups and depthwise: (N, H, W, C, KH, KW, Cg, O, stride, padding, dilation)
 GROUPED = [

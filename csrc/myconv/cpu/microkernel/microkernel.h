@@ -16,12 +16,13 @@ constexpr int kMR = 6;   // output pixels per tile
 constexpr int kNR = 16;  // output channels per tile: two AVX2 vectors
 
 struct TileArgs {
-  // pixels[t * kMR + i]: the input channels of group g under tap t of the tile's pixel i (row i
-  // past `rows` and taps in the padding point at a row of zeros).
+  // pixels[s * kMR + i]: segment s of the tile's pixel i, `depth` input values contiguous in the
+  // input that meet `depth` consecutive rows of the packed filter (row i past `rows` and
+  // segments in the padding point at zeros).
   const float* const* pixels;
-  int64_t taps;
-  int64_t channels;     // input channels per group (Cg)
-  const float* packed;  // filter panel [taps * Cg][kNR], zero past `cols`
+  int64_t segments;
+  int64_t depth;
+  const float* packed;  // filter panel [segments * depth][kNR], zero past `cols`
   const float* bias;    // kNR values, zero past `cols`
   float* out;           // output of pixel 0, channel 0 of the tile
   int64_t out_stride;   // elements between consecutive pixels' outputs
@@ -51,7 +52,8 @@ TileKernel tile_kernel(Isa isa);
 
 // out = conv(input, filter) + bias for float32 NHWC input / HWIO filter with the selected tile
 // kernel: packs the filter into kNR-wide panels once per call, then tiles output pixels x panels
-// over threads. Extra memory: the packed filter, independent of N.
+// over threads. Extra memory: the packed filter, and per thread the pointers of one block of
+// tiles and copies of its edge segments; independent of N.
 void conv2d_microkernel(const float* input, const float* filter, const float* bias,
                         const Conv2dPlan& plan, float* output);
 

@@ -1,4 +1,4 @@
-// The AVX2 + FMA tile kernel: 6 pixels x 16 channels in 12 ymm accumulators; per input channel
+// The AVX2 + FMA tile kernel: 6 pixels x 16 channels in 12 ymm accumulators; per reduction step
 // two filter loads, six broadcasts and twelve FMAs. Compiled with -mavx2 -mfma (this file only)
 // and called only where the CPU has both.
 #include <immintrin.h>
@@ -13,10 +13,10 @@ void tile_avx2(const TileArgs& a) {
   __m256 c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1;
   __m256 c30 = bias0, c31 = bias1, c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1;
   const float* b = a.packed;
-  for (int64_t t = 0; t < a.taps; ++t) {
-    const float* const* x = a.pixels + t * kMR;
+  for (int64_t s = 0; s < a.segments; ++s) {
+    const float* const* x = a.pixels + s * kMR;
     const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3], *x4 = x[4], *x5 = x[5];
-    for (int64_t c = 0; c < a.channels; ++c, b += kNR) {
+    for (int64_t c = 0; c < a.depth; ++c, b += kNR) {
       const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
       __m256 v = _mm256_broadcast_ss(x0 + c);
       c00 = _mm256_fmadd_ps(v, b0, c00);

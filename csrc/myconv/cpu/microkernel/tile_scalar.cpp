@@ -10,9 +10,9 @@ void tile_scalar(const TileArgs& a) {
   for (int i = 0; i < kMR; ++i)
     for (int j = 0; j < kNR; ++j) acc[i][j] = a.bias[j];
   const float* b = a.packed;
-  for (int64_t t = 0; t < a.taps; ++t) {
-    const float* const* x = a.pixels + t * kMR;
-    for (int64_t c = 0; c < a.channels; ++c, b += kNR) {
+  for (int64_t s = 0; s < a.segments; ++s) {
+    const float* const* x = a.pixels + s * kMR;
+    for (int64_t c = 0; c < a.depth; ++c, b += kNR) {
       for (int i = 0; i < kMR; ++i) {
         const float v = x[i][c];
         for (int j = 0; j < kNR; ++j) acc[i][j] += v * b[j];
