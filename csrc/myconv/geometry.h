@@ -70,6 +70,21 @@ MYCONV_HOST_DEVICE constexpr int64_t input_index(int64_t out, int64_t s, int64_t
   return out * s - pad_before + tap * d;
 }
 
+// The taps [begin, end) of a window whose tap 0 reads input coordinate `first` (input_index of
+// tap 0) that land inside [0, in): with a fixed dilation the inside taps are one contiguous range
+// (empty when begin == end).
+struct TapRange {
+  int64_t begin, end;
+};
+MYCONV_HOST_DEVICE constexpr TapRange taps_inside(int64_t first, int64_t d, int64_t kernel, int64_t in) {
+  // ceil((0 - first) / d) and ceil((in - first) / d) where positive; truncation elsewhere only
+  // gives values the clamps replace
+  const int64_t below = (-first + d - 1) / d;
+  const int64_t begin = below < 0 ? 0 : (below > kernel ? kernel : below);
+  const int64_t above = (in - first + d - 1) / d;
+  return {begin, above < begin ? begin : (above > kernel ? kernel : above)};
+}
+
 // The inverse of input_index: the output coordinate whose tap `tap` reads input coordinate `in`,
 // or -1 when that tap of no output lands there (between strides). The caller checks the result
 // against the output size. Gradients with respect to the input gather through this.

@@ -84,6 +84,20 @@ TEST(Geometry, InputIndexOfATap) {
   EXPECT_EQ(g::input_index(4, 2, 2, 2, 3), 12);
 }
 
+TEST(Geometry, TapsInsideAreExactlyTheInBoundsTaps) {
+  for (int64_t d = 1; d <= 3; ++d)
+    for (int64_t kernel = 1; kernel <= 5; ++kernel)
+      for (int64_t in = 1; in <= 6; ++in)
+        for (int64_t first = -12; first <= 8; ++first) {
+          const g::TapRange taps = g::taps_inside(first, d, kernel, in);
+          ASSERT_LE(taps.begin, taps.end);
+          for (int64_t tap = 0; tap < kernel; ++tap) {
+            const int64_t at = first + tap * d;
+            EXPECT_EQ(tap >= taps.begin && tap < taps.end, at >= 0 && at < in) << d << kernel << in << first << tap;
+          }
+        }
+}
+
 TEST(Geometry, OutputIndexInvertsInputIndex) {
   // Every (output, tap) pair maps to an input coordinate and back; coordinates between strides
   // are read by no output through that tap.

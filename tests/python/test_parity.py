@@ -42,6 +42,12 @@ GROUPED = [
     (1, 10, 9, 4, 3, 3, 1, 12, (1, 2), "SAME", (2, 1)),   # depthwise multiplier 3, dilated
     (1, 9, 9, 4, 5, 5, 1, 4, (1, 1), "VALID", (1, 1)),
     (1, 8, 8, 6, 1, 1, 2, 6, (1, 1), "SAME", (1, 1)),     # grouped pointwise: direct GEMM
+    # CPU depthwise strips of 8 pixels (filter width 3/5, stride 1/2): inside and edge strips,
+    # a partial last strip, a partial channel vector
+    (2, 6, 30, 13, 3, 3, 1, 13, (1, 1), "SAME", (1, 1)),
+    (1, 5, 37, 9, 3, 3, 1, 9, (1, 2), "VALID", (1, 1)),
+    (1, 6, 29, 16, 5, 5, 1, 16, (1, 1), [1, 2, 0, 3], (1, 1)),
+    (1, 7, 41, 20, 5, 5, 1, 20, (2, 2), "SAME", (1, 1)),
 ]
 
 
@@ -70,11 +76,12 @@ def test_matches_references(case, with_bias, device):
 
 
 @pytest.mark.parametrize("case", GROUPED, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
-def test_grouped_and_depthwise(case, device):
+@pytest.mark.parametrize("with_bias", [False, True], ids=["nobias", "bias"])
+def test_grouped_and_depthwise(case, with_bias, device):
     n, h, w_, c, kh, kw, cg, o, stride, padding, dilation = case
     x = torch.randn(n, h, w_, c, device=device)
     w = torch.randn(kh, kw, cg, o, device=device)
-    _run_and_compare(x, w, stride, padding, dilation, torch.randn(o, device=device))
+    _run_and_compare(x, w, stride, padding, dilation, torch.randn(o, device=device) if with_bias else None)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])

@@ -38,9 +38,7 @@ void im2row(const scalar_t* input, const Conv2dPlan& p, int64_t group, int64_t f
     for (int64_t i = begin; i < end; ++i) {
       const Pixel out = ix.output_pixel(first_pixel + i);
       const int64_t iw0 = geometry::input_index(out.x, p.stride_w, p.pad_w.before, 0, p.dilation_w);
-      // Taps kw in [kw_begin, kw_end) land inside the input width.
-      const int64_t kw_begin = std::clamp<int64_t>((-iw0 + p.dilation_w - 1) / p.dilation_w, 0, p.kernel_w);
-      const int64_t kw_end = std::clamp<int64_t>((p.in_w - iw0 + p.dilation_w - 1) / p.dilation_w, kw_begin, p.kernel_w);
+      const auto [kw_begin, kw_end] = geometry::taps_inside(iw0, p.dilation_w, p.kernel_w, p.in_w);
       acc_t* dst = rows + i * row_len;
       for (int64_t kh = 0; kh < p.kernel_h; ++kh, dst += p.kernel_w * cg) {
         const int64_t ih = geometry::input_index(out.y, p.stride_h, p.pad_h.before, kh, p.dilation_h);

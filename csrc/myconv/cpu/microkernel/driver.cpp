@@ -224,6 +224,26 @@ void conv2d_microkernel(const float* input, const float* filter, const float* bi
   });
 }
 
+bool has_depthwise_microkernel(const Conv2dPlan& p) {
+  return p.is_depthwise() && p.group_out_channels == 1 && selected_isa() == Isa::kAvx2;
+}
+
+void conv2d_depthwise_microkernel(const float* input, const float* filter, const float* bias,
+                                  const Conv2dPlan& p, float* output) {
+  TORCH_INTERNAL_ASSERT(has_depthwise_microkernel(p));
+  const Conv2dIndexer ix(p);
+  at::parallel_for(0, p.batch * p.out_h, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      int64_t n = 0, oh = 0;
+      ix.out_h.divmod(row, &n, &oh);
+      depthwise_row_avx2({input + ix.input_offset(n, 0, 0, 0), filter, bias, output + ix.output_offset(n, oh, 0, 0),
+                          p.in_channels, p.in_h, p.in_w, p.out_w, p.kernel_h, p.kernel_w, p.stride_w,
+                          p.dilation_h, p.dilation_w, p.pad_w.before,
+                          geometry::input_index(oh, p.stride_h, p.pad_h.before, 0, p.dilation_h)});
+    }
+  });
+}
+
 namespace {
 
 // GFLOP/s of the FMA loop of the selected instruction set on every intra-op thread at once:

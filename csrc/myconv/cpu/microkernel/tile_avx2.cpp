@@ -3,7 +3,7 @@
 // and called only where the CPU has both.
 #include <immintrin.h>
 
-#include "myconv/cpu/microkernel/microkernel.h"
+#include "myconv/cpu/microkernel/kernels.h"
 
 namespace myconv {
 namespace cpu {

@@ -1,6 +1,6 @@
 // The plain C++ tile kernel: the reference every other instruction set must match, and the path
 // on CPUs without AVX2.
-#include "myconv/cpu/microkernel/microkernel.h"
+#include "myconv/cpu/microkernel/kernels.h"
 
 namespace myconv {
 namespace cpu {

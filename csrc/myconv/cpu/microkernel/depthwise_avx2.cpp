@@ -1,0 +1,179 @@
+// The AVX2 + FMA depthwise kernel, 8 channels a vector. For the common filters (width 3 or 5,
+// stride 1 or 2, no width dilation) a row goes in strips of 8 output pixels: the filter row stays
+// in registers and each input vector is loaded once and feeds every output of the strip that
+// reads it (3 FMAs a load for 3x3 stride 1); strips at the row's ends read zeros for columns in
+// the padding. Other filters go 4 pixels at once where their windows lie inside the input width
+// (each filter vector feeding 4 FMAs) and one pixel at a time, over its inside taps, elsewhere.
+// Compiled with -mavx2 -mfma (this file only) and called only where the CPU has both.
+#include <immintrin.h>
+
+#include "myconv/cpu/microkernel/kernels.h"
+#include "myconv/geometry.h"
+
+namespace myconv {
+namespace cpu {
+namespace {
+
+constexpr int64_t kLanes = 8;
+constexpr int kBlockPixels = 4;
+constexpr int kStripPixels = 8;
+
+// (Not std::clamp: a standard-library template instantiated in this file could be the copy the
+// linker keeps for every other file, with AVX2 instructions in it.)
+inline int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+template <bool kTail>
+inline __m256 load(const float* at, __m256i mask) {
+  return kTail ? _mm256_maskload_ps(at, mask) : _mm256_loadu_ps(at);
+}
+
+template <bool kTail>
+inline void store(float* at, __m256i mask, __m256 value) {
+  if (kTail) {
+    _mm256_maskstore_ps(at, mask, value);
+  } else {
+    _mm256_storeu_ps(at, value);
+  }
+}
+
+// Channel vectors [c_begin, c_end) (8 channels each, the lanes of `mask` when kTail) of the
+// strip of output pixels [ow, ow + 8): filter width and stride known at compile time, so that
+// the loops over columns and taps unroll completely and each input column's FMAs are resolved
+// while compiling. kEdge: some columns lie in the padding (read as zeros) and only the first
+// `count` pixels exist.
+template <int kKernelW, int kStride, bool kTail, bool kEdge>
+void strip_x_lanes(const DepthwiseRowArgs& a, geometry::TapRange rows, int64_t ow, int count, int64_t c_begin,
+                   int64_t c_end, __m256i mask) {
+  constexpr int kColumns = (kStripPixels - 1) * kStride + kKernelW;  // input columns the strip reads
+  const int64_t first_col = geometry::input_index(ow, int64_t{kStride}, a.pad_left, 0, 1);
+  const int64_t row_step = a.dilation_h * a.in_w * a.channels;
+  const float* image_rows = a.image + (a.first_row + rows.begin * a.dilation_h) * a.in_w * a.channels;
+  const float* filter_rows = a.filter + rows.begin * kKernelW * a.channels;
+  float* out = a.out + ow * a.channels;
+  for (int64_t c = c_begin; c < c_end; c += kLanes) {
+    __m256 acc[kStripPixels];
+    const __m256 bias = a.bias ? load<kTail>(a.bias + c, mask) : _mm256_setzero_ps();
+#pragma GCC unroll 8
+    for (int i = 0; i < kStripPixels; ++i) acc[i] = bias;
+    const float* x_row = image_rows + c;
+    const float* w_row = filter_rows + c;
+    for (int64_t kh = rows.begin; kh < rows.end; ++kh, x_row += row_step, w_row += kKernelW * a.channels) {
+      __m256 w[kKernelW];
+#pragma GCC unroll 8
+      for (int kw = 0; kw < kKernelW; ++kw) w[kw] = load<kTail>(w_row + kw * a.channels, mask);
+#pragma GCC unroll 64
+      for (int col = 0; col < kColumns; ++col) {
+        const int64_t iw = first_col + col;
+        const __m256 x = !kEdge || (iw >= 0 && iw < a.in_w) ? load<kTail>(x_row + iw * a.channels, mask)
+                                                             : _mm256_setzero_ps();
+#pragma GCC unroll 8
+        for (int kw = 0; kw < kKernelW; ++kw) {
+          // output pixel i reads this column through tap kw when col == i * stride + kw
+          const int i = (col - kw) / kStride;
+          if (col >= kw && (col - kw) % kStride == 0 && i < kStripPixels) acc[i] = _mm256_fmadd_ps(x, w[kw], acc[i]);
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < kStripPixels; ++i) {
+      if (!kEdge || i < count) store<kTail>(out + i * a.channels + c, mask, acc[i]);
+    }
+  }
+}
+
+// Every channel of one strip.
+template <int kKernelW, int kStride, bool kEdge>
+void strip(const DepthwiseRowArgs& a, geometry::TapRange rows, int64_t ow, int count, __m256i tail_mask) {
+  const int64_t full = a.channels - a.channels % kLanes;
+  strip_x_lanes<kKernelW, kStride, false, kEdge>(a, rows, ow, count, 0, full, tail_mask);
+  if (full < a.channels) strip_x_lanes<kKernelW, kStride, true, kEdge>(a, rows, ow, count, full, a.channels, tail_mask);
+}
+
+using StripKernel = void (*)(const DepthwiseRowArgs&, geometry::TapRange, int64_t, int, __m256i);
+
+struct StripKernels {
+  StripKernel inside, edge;
+};
+
+// The strip kernels compiled for this filter width and stride, or nullptrs.
+StripKernels strip_kernels(const DepthwiseRowArgs& a) {
+  if (a.dilation_w != 1) return {nullptr, nullptr};
+  if (a.kernel_w == 3 && a.stride_w == 1) return {&strip<3, 1, false>, &strip<3, 1, true>};
+  if (a.kernel_w == 3 && a.stride_w == 2) return {&strip<3, 2, false>, &strip<3, 2, true>};
+  if (a.kernel_w == 5 && a.stride_w == 1) return {&strip<5, 1, false>, &strip<5, 1, true>};
+  if (a.kernel_w == 5 && a.stride_w == 2) return {&strip<5, 2, false>, &strip<5, 2, true>};
+  return {nullptr, nullptr};
+}
+
+// Channels [c, c + 8) of output pixels [ow, ow + kPixels), whose windows share the inside taps
+// `rows` x `cols`: any filter width, stride and dilation.
+template <int kPixels, bool kTail>
+inline void pixels_x_lanes(const DepthwiseRowArgs& a, geometry::TapRange rows, geometry::TapRange cols,
+                           int64_t ow, int64_t c, __m256i mask) {
+  __m256 acc[kPixels];
+  const __m256 bias = a.bias ? load<kTail>(a.bias + c, mask) : _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int i = 0; i < kPixels; ++i) acc[i] = bias;
+  const int64_t pixel_step = a.stride_w * a.channels;
+  const int64_t first_col = geometry::input_index(ow, a.stride_w, a.pad_left, 0, a.dilation_w);
+  for (int64_t kh = rows.begin; kh < rows.end; ++kh) {
+    const float* x_row = a.image + ((a.first_row + kh * a.dilation_h) * a.in_w + first_col) * a.channels + c;
+    const float* w_row = a.filter + kh * a.kernel_w * a.channels + c;
+    for (int64_t kw = cols.begin; kw < cols.end; ++kw) {
+      const __m256 w = load<kTail>(w_row + kw * a.channels, mask);
+      const float* x = x_row + kw * a.dilation_w * a.channels;
+#pragma GCC unroll 4
+      for (int i = 0; i < kPixels; ++i) acc[i] = _mm256_fmadd_ps(load<kTail>(x + i * pixel_step, mask), w, acc[i]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < kPixels; ++i) store<kTail>(a.out + (ow + i) * a.channels + c, mask, acc[i]);
+}
+
+// Every channel of output pixels [ow, ow + kPixels).
+template <int kPixels>
+void pixels(const DepthwiseRowArgs& a, geometry::TapRange rows, geometry::TapRange cols, int64_t ow,
+            __m256i tail_mask) {
+  const int64_t full = a.channels - a.channels % kLanes;
+  for (int64_t c = 0; c < full; c += kLanes) pixels_x_lanes<kPixels, false>(a, rows, cols, ow, c, tail_mask);
+  if (full < a.channels) pixels_x_lanes<kPixels, true>(a, rows, cols, ow, full, tail_mask);
+}
+
+}  // namespace
+
+void depthwise_row_avx2(const DepthwiseRowArgs& a) {
+  const geometry::TapRange rows = geometry::taps_inside(a.first_row, a.dilation_h, a.kernel_h, a.in_h);
+  const int64_t tail = a.channels % kLanes;
+  const __m256i tail_mask = _mm256_setr_epi32(0 < tail ? -1 : 0, 1 < tail ? -1 : 0, 2 < tail ? -1 : 0,
+                                              3 < tail ? -1 : 0, 4 < tail ? -1 : 0, 5 < tail ? -1 : 0,
+                                              6 < tail ? -1 : 0, 7 < tail ? -1 : 0);
+  // Interior pixels [inner_begin, inner_end): the first with its tap 0 inside, up to the last
+  // with its last tap inside.
+  const int64_t last_tap = (a.kernel_w - 1) * a.dilation_w;
+  const int64_t inner_begin = clamp((a.pad_left + a.stride_w - 1) / a.stride_w, 0, a.out_w);
+  const int64_t last_start = a.in_w - 1 - last_tap + a.pad_left;  // largest ow * stride_w allowed
+  const int64_t inner_end = last_start < 0 ? inner_begin
+                                           : clamp(last_start / a.stride_w + 1, inner_begin, a.out_w);
+
+  if (const StripKernels strips = strip_kernels(a); strips.inside != nullptr) {
+    for (int64_t ow = 0; ow < a.out_w; ow += kStripPixels) {
+      const bool inside = ow >= inner_begin && ow + kStripPixels <= inner_end;
+      const int count = static_cast<int>(clamp(a.out_w - ow, 0, kStripPixels));
+      (inside ? strips.inside : strips.edge)(a, rows, ow, count, tail_mask);
+    }
+    return;
+  }
+  const auto cols_of = [&](int64_t ow) {
+    return geometry::taps_inside(geometry::input_index(ow, a.stride_w, a.pad_left, 0, a.dilation_w),
+                                 a.dilation_w, a.kernel_w, a.in_w);
+  };
+  const geometry::TapRange all_cols{0, a.kernel_w};
+  int64_t ow = 0;
+  for (; ow < inner_begin; ++ow) pixels<1>(a, rows, cols_of(ow), ow, tail_mask);
+  for (; ow + kBlockPixels <= inner_end; ow += kBlockPixels) pixels<kBlockPixels>(a, rows, all_cols, ow, tail_mask);
+  for (; ow < inner_end; ++ow) pixels<1>(a, rows, all_cols, ow, tail_mask);
+  for (; ow < a.out_w; ++ow) pixels<1>(a, rows, cols_of(ow), ow, tail_mask);
+}
+
+}  // namespace cpu
+}  // namespace myconv

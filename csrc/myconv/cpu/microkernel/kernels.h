@@ -1,0 +1,55 @@
+// The compute kernels of the CPU microkernel family, one file per instruction set compiled with
+// its own flags (tile_avx2.cpp, depthwise_avx2.cpp with -mavx2 -mfma). This header and those files
+// use plain sizes and pointers and include no ATen header: an inline ATen function compiled with
+// AVX2 flags could be the copy the linker keeps for every caller, even on CPUs without AVX2.
+#pragma once
+
+#include <cstdint>
+
+namespace myconv {
+namespace cpu {
+
+constexpr int kMR = 6;   // output pixels per tile
+constexpr int kNR = 16;  // output channels per tile: two AVX2 vectors
+
+struct TileArgs {
+  // pixels[s * kMR + i]: segment s of the tile's pixel i, `depth` input values contiguous in the
+  // input that meet `depth` consecutive rows of the packed filter (row i past `rows` and
+  // segments in the padding point at zeros).
+  const float* const* pixels;
+  int64_t segments;
+  int64_t depth;
+  const float* packed;  // filter panel [segments * depth][kNR], zero past `cols`
+  const float* bias;    // kNR values, zero past `cols`
+  float* out;           // output of pixel 0, channel 0 of the tile
+  int64_t out_stride;   // elements between consecutive pixels' outputs
+  int rows;             // valid pixels, <= kMR
+  int cols;             // valid channels, <= kNR
+};
+
+using TileKernel = void (*)(const TileArgs& args);
+
+void tile_scalar(const TileArgs& args);
+void tile_avx2(const TileArgs& args);  // needs AVX2 + FMA
+
+// FLOPs done by `rounds` rounds of 12 independent FMA chains of the instruction set's widest
+// vector: the loop the benchmark times to measure the machine's FMA peak for the ISA in use.
+double fma_chains_scalar(int64_t rounds, float* sink);
+double fma_chains_avx2(int64_t rounds, float* sink);
+
+// One output row (n, oh) of a float32 depthwise convolution with one output channel per input
+// channel: out[ow, c] = bias[c] + sum over taps inside the input of image[ih, iw, c] * filter[kh, kw, c].
+struct DepthwiseRowArgs {
+  const float* image;   // input[n]: [in_h, in_w, channels]
+  const float* filter;  // [kernel_h, kernel_w, channels]
+  const float* bias;    // channels values, or nullptr
+  float* out;           // output[n, oh]: [out_w, channels]
+  int64_t channels, in_h, in_w, out_w, kernel_h, kernel_w;
+  int64_t stride_w, dilation_h, dilation_w, pad_left;
+  int64_t first_row;  // the input row under tap kh = 0 (in the padding when negative)
+};
+
+void depthwise_row_avx2(const DepthwiseRowArgs& args);  // needs AVX2 + FMA
+
+}  // namespace cpu
+}  // namespace myconv
