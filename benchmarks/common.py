@@ -149,6 +149,19 @@ def geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
+def allocated_bytes(fn: Callable[[], torch.Tensor]) -> int:
+    """Bytes one call allocates through ATen's CPU allocator besides its output: myconv's extra
+    memory (packed filter, workspaces), each allocated once per call, so this is also its peak.
+    The profiler sees the calling thread's allocations; myconv allocates nothing in worker threads."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out = fn()
+    allocated = sum(max(e.self_cpu_memory_usage, 0) for e in prof.events())
+    return allocated - out.numel() * out.element_size()
+
+
 def check_agreement(fns: dict[str, Callable[[], object]], tolerance: float) -> None:
     """Refuse to time contenders that disagree: a benchmark of a wrong answer is worthless.
     Compares myconv with the user path: the output, or each gradient of a training step."""

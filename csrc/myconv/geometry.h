@@ -70,19 +70,31 @@ MYCONV_HOST_DEVICE constexpr int64_t input_index(int64_t out, int64_t s, int64_t
   return out * s - pad_before + tap * d;
 }
 
-// The taps [begin, end) of a window whose tap 0 reads input coordinate `first` (input_index of
-// tap 0) that land inside [0, in): with a fixed dilation the inside taps are one contiguous range
-// (empty when begin == end).
-struct TapRange {
+// A range [begin, end) of taps or of output coordinates (empty when begin == end).
+struct IndexRange {
   int64_t begin, end;
 };
-MYCONV_HOST_DEVICE constexpr TapRange taps_inside(int64_t first, int64_t d, int64_t kernel, int64_t in) {
+
+// The taps of a window whose tap 0 reads input coordinate `first` (input_index of tap 0) that
+// land inside [0, in): with a fixed dilation the inside taps are one contiguous range.
+MYCONV_HOST_DEVICE constexpr IndexRange taps_inside(int64_t first, int64_t d, int64_t kernel, int64_t in) {
   // ceil((0 - first) / d) and ceil((in - first) / d) where positive; truncation elsewhere only
   // gives values the clamps replace
   const int64_t below = (-first + d - 1) / d;
   const int64_t begin = below < 0 ? 0 : (below > kernel ? kernel : below);
   const int64_t above = (in - first + d - 1) / d;
   return {begin, above < begin ? begin : (above > kernel ? kernel : above)};
+}
+
+// The outputs among [0, out) whose whole window (dilated extent `eff`) lies inside [0, in): the
+// interior, where no tap falls into the padding.
+MYCONV_HOST_DEVICE constexpr IndexRange outputs_inside(int64_t in, int64_t eff, int64_t s, int64_t pad_before,
+                                                      int64_t out) {
+  const int64_t first = (pad_before + s - 1) / s;  // tap 0 inside from here on
+  const int64_t begin = first > out ? out : first;
+  const int64_t last_start = in - eff + pad_before;  // the largest out * s whose last tap is inside
+  const int64_t end = last_start < 0 ? begin : last_start / s + 1;
+  return {begin, end < begin ? begin : (end > out ? out : end)};
 }
 
 // The inverse of input_index: the output coordinate whose tap `tap` reads input coordinate `in`,

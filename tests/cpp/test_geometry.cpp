@@ -89,13 +89,30 @@ TEST(Geometry, TapsInsideAreExactlyTheInBoundsTaps) {
     for (int64_t kernel = 1; kernel <= 5; ++kernel)
       for (int64_t in = 1; in <= 6; ++in)
         for (int64_t first = -12; first <= 8; ++first) {
-          const g::TapRange taps = g::taps_inside(first, d, kernel, in);
+          const g::IndexRange taps = g::taps_inside(first, d, kernel, in);
           ASSERT_LE(taps.begin, taps.end);
           for (int64_t tap = 0; tap < kernel; ++tap) {
             const int64_t at = first + tap * d;
             EXPECT_EQ(tap >= taps.begin && tap < taps.end, at >= 0 && at < in) << d << kernel << in << first << tap;
           }
         }
+}
+
+TEST(Geometry, OutputsInsideHaveEveryTapInside) {
+  for (int64_t s = 1; s <= 3; ++s)
+    for (int64_t eff = 1; eff <= 7; ++eff)
+      for (int64_t in = 1; in <= 9; ++in)
+        for (int64_t pad = 0; pad <= 4; ++pad)
+          for (int64_t out = 0; out <= 12; ++out) {
+            const g::IndexRange inside = g::outputs_inside(in, eff, s, pad, out);
+            ASSERT_LE(inside.begin, inside.end);
+            ASSERT_LE(inside.end, out);
+            for (int64_t o = 0; o < out; ++o) {
+              const int64_t first = g::input_index(o, s, pad, 0, 1);
+              const bool whole = first >= 0 && first + eff - 1 < in;
+              EXPECT_EQ(o >= inside.begin && o < inside.end, whole) << s << eff << in << pad << out << o;
+            }
+          }
 }
 
 TEST(Geometry, OutputIndexInvertsInputIndex) {

@@ -1,10 +1,13 @@
 // CPU backend of myconv::conv2d (the gradients are in conv2d_backward.cpp).
-//  - general case: im2row of a bounded tile of output pixels (in NHWC each filter tap is a
-//    contiguous run of C/groups input channels) times the HWIO filter viewed as
-//    [KH*KW*C/groups, O] through ATen's GEMM, bias fused via addmm;
-//  - 1x1, stride 1, unpadded: the input itself is the GEMM operand, no im2row;
-//  - depthwise (one input channel per group): a direct loop vectorised over output channels,
-//    since per-group GEMMs of width C/groups = 1 would be all overhead.
+//  - float32: the microkernels (microkernel/): an indirect-GEMM register tile for dense and
+//    grouped convolutions, a direct AVX2 kernel for depthwise with one output channel per input
+//    channel;
+//  - other types, channel multipliers > 1 and MYCONV_CPU_ISA=scalar depthwise: im2row of a bounded
+//    tile of output pixels (in NHWC each filter tap is a contiguous run of C/groups input
+//    channels) times the HWIO filter viewed as [KH*KW*C/groups, O] through ATen's GEMM, bias
+//    fused via addmm (1x1, stride 1, unpadded: the input itself is the GEMM operand); depthwise
+//    as a direct loop vectorised over output channels, since per-group GEMMs of width
+//    C/groups = 1 would be all overhead.
 // Half types are widened to float in the workspace, so every sum accumulates in float32.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>

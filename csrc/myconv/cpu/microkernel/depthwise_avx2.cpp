@@ -42,7 +42,7 @@ inline void store(float* at, __m256i mask, __m256 value) {
 // while compiling. kEdge: some columns lie in the padding (read as zeros) and only the first
 // `count` pixels exist.
 template <int kKernelW, int kStride, bool kTail, bool kEdge>
-void strip_x_lanes(const DepthwiseRowArgs& a, geometry::TapRange rows, int64_t ow, int count, int64_t c_begin,
+void strip_x_lanes(const DepthwiseRowArgs& a, geometry::IndexRange rows, int64_t ow, int count, int64_t c_begin,
                    int64_t c_end, __m256i mask) {
   constexpr int kColumns = (kStripPixels - 1) * kStride + kKernelW;  // input columns the strip reads
   const int64_t first_col = geometry::input_index(ow, int64_t{kStride}, a.pad_left, 0, 1);
@@ -83,13 +83,13 @@ void strip_x_lanes(const DepthwiseRowArgs& a, geometry::TapRange rows, int64_t o
 
 // Every channel of one strip.
 template <int kKernelW, int kStride, bool kEdge>
-void strip(const DepthwiseRowArgs& a, geometry::TapRange rows, int64_t ow, int count, __m256i tail_mask) {
+void strip(const DepthwiseRowArgs& a, geometry::IndexRange rows, int64_t ow, int count, __m256i tail_mask) {
   const int64_t full = a.channels - a.channels % kLanes;
   strip_x_lanes<kKernelW, kStride, false, kEdge>(a, rows, ow, count, 0, full, tail_mask);
   if (full < a.channels) strip_x_lanes<kKernelW, kStride, true, kEdge>(a, rows, ow, count, full, a.channels, tail_mask);
 }
 
-using StripKernel = void (*)(const DepthwiseRowArgs&, geometry::TapRange, int64_t, int, __m256i);
+using StripKernel = void (*)(const DepthwiseRowArgs&, geometry::IndexRange, int64_t, int, __m256i);
 
 struct StripKernels {
   StripKernel inside, edge;
@@ -108,7 +108,7 @@ StripKernels strip_kernels(const DepthwiseRowArgs& a) {
 // Channels [c, c + 8) of output pixels [ow, ow + kPixels), whose windows share the inside taps
 // `rows` x `cols`: any filter width, stride and dilation.
 template <int kPixels, bool kTail>
-inline void pixels_x_lanes(const DepthwiseRowArgs& a, geometry::TapRange rows, geometry::TapRange cols,
+inline void pixels_x_lanes(const DepthwiseRowArgs& a, geometry::IndexRange rows, geometry::IndexRange cols,
                            int64_t ow, int64_t c, __m256i mask) {
   __m256 acc[kPixels];
   const __m256 bias = a.bias ? load<kTail>(a.bias + c, mask) : _mm256_setzero_ps();
@@ -132,7 +132,7 @@ inline void pixels_x_lanes(const DepthwiseRowArgs& a, geometry::TapRange rows, g
 
 // Every channel of output pixels [ow, ow + kPixels).
 template <int kPixels>
-void pixels(const DepthwiseRowArgs& a, geometry::TapRange rows, geometry::TapRange cols, int64_t ow,
+void pixels(const DepthwiseRowArgs& a, geometry::IndexRange rows, geometry::IndexRange cols, int64_t ow,
             __m256i tail_mask) {
   const int64_t full = a.channels - a.channels % kLanes;
   for (int64_t c = 0; c < full; c += kLanes) pixels_x_lanes<kPixels, false>(a, rows, cols, ow, c, tail_mask);
@@ -142,18 +142,14 @@ void pixels(const DepthwiseRowArgs& a, geometry::TapRange rows, geometry::TapRan
 }  // namespace
 
 void depthwise_row_avx2(const DepthwiseRowArgs& a) {
-  const geometry::TapRange rows = geometry::taps_inside(a.first_row, a.dilation_h, a.kernel_h, a.in_h);
+  const geometry::IndexRange rows = geometry::taps_inside(a.first_row, a.dilation_h, a.kernel_h, a.in_h);
   const int64_t tail = a.channels % kLanes;
   const __m256i tail_mask = _mm256_setr_epi32(0 < tail ? -1 : 0, 1 < tail ? -1 : 0, 2 < tail ? -1 : 0,
                                               3 < tail ? -1 : 0, 4 < tail ? -1 : 0, 5 < tail ? -1 : 0,
                                               6 < tail ? -1 : 0, 7 < tail ? -1 : 0);
-  // Interior pixels [inner_begin, inner_end): the first with its tap 0 inside, up to the last
-  // with its last tap inside.
-  const int64_t last_tap = (a.kernel_w - 1) * a.dilation_w;
-  const int64_t inner_begin = clamp((a.pad_left + a.stride_w - 1) / a.stride_w, 0, a.out_w);
-  const int64_t last_start = a.in_w - 1 - last_tap + a.pad_left;  // largest ow * stride_w allowed
-  const int64_t inner_end = last_start < 0 ? inner_begin
-                                           : clamp(last_start / a.stride_w + 1, inner_begin, a.out_w);
+  const geometry::IndexRange inner =
+      geometry::outputs_inside(a.in_w, (a.kernel_w - 1) * a.dilation_w + 1, a.stride_w, a.pad_left, a.out_w);
+  const int64_t inner_begin = inner.begin, inner_end = inner.end;
 
   if (const StripKernels strips = strip_kernels(a); strips.inside != nullptr) {
     for (int64_t ow = 0; ow < a.out_w; ow += kStripPixels) {
@@ -167,7 +163,7 @@ void depthwise_row_avx2(const DepthwiseRowArgs& a) {
     return geometry::taps_inside(geometry::input_index(ow, a.stride_w, a.pad_left, 0, a.dilation_w),
                                  a.dilation_w, a.kernel_w, a.in_w);
   };
-  const geometry::TapRange all_cols{0, a.kernel_w};
+  const geometry::IndexRange all_cols{0, a.kernel_w};
   int64_t ow = 0;
   for (; ow < inner_begin; ++ow) pixels<1>(a, rows, cols_of(ow), ow, tail_mask);
   for (; ow + kBlockPixels <= inner_end; ow += kBlockPixels) pixels<kBlockPixels>(a, rows, all_cols, ow, tail_mask);

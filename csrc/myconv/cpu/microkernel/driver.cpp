@@ -1,6 +1,7 @@
 // The microkernel driver shared by every instruction set: instruction-set selection (once, at
 // load time), filter packing, and the tiling of output pixels x channel panels over threads.
 #include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
@@ -75,22 +76,37 @@ struct Segments {
 };
 
 // The segment pointers of a block of tiles for one group: [tile][segment][pixel]. Segments in
-// the padding point at `zeros`; a filter row that is only partly inside the input (at the left
-// or right edge) is copied into `edges`, with zeros where it leaves the input.
+// the padding point at `zeros`; a filter row only partly inside the input (at the left or right
+// edge) is copied into the edge buffer, with zeros where it leaves the input. Storage comes from
+// the caller (one slice per thread, sized by pointer_count() and edge_capacity()).
 class BlockPointers {
  public:
   BlockPointers(const Conv2dPlan& p, const Segments& seg, const float* input, const float* zeros,
-                int64_t tiles_per_block)
-      : p_(p), ix_(p), seg_(seg), input_(input), zeros_(zeros),
-        pointers_(tiles_per_block * kMR * seg.count) {}
+                int64_t tiles_per_block, const float** pointers, float* edges)
+      : p_(p), ix_(p), seg_(seg), input_(input), zeros_(zeros), pointers_(pointers), edges_(edges),
+        edge_capacity_(edge_capacity(p, seg, tiles_per_block)) {}
 
-  const float* const* tile(int64_t t) const { return pointers_.data() + t * seg_.count * kMR; }
+  static int64_t pointer_count(const Segments& seg, int64_t tiles_per_block) {
+    return tiles_per_block * kMR * seg.count;
+  }
+  // Floats of edge copies a block of tiles_per_block tiles can need: the block's pixels span at
+  // most pixels / OW + 2 output rows, each with OW minus its interior pixels at the edges.
+  static int64_t edge_capacity(const Conv2dPlan& p, const Segments& seg, int64_t tiles_per_block) {
+    if (!seg.whole_rows || p.out_w == 0) return 0;
+    const geometry::IndexRange inner =
+        geometry::outputs_inside(p.in_w, p.kernel_w, p.stride_w, p.pad_w.before, p.out_w);
+    const int64_t pixels = tiles_per_block * kMR;
+    const int64_t edge_pixels = std::min(pixels, (pixels / p.out_w + 2) * (p.out_w - (inner.end - inner.begin)));
+    return edge_pixels * p.kernel_h * seg.length;
+  }
+
+  const float* const* tile(int64_t t) const { return pointers_ + t * seg_.count * kMR; }
 
   void build(int64_t first_pixel, int64_t tiles, int64_t group) {
-    edge_rows_.clear();
+    edges_used_ = 0;
     const int64_t pixels = p_.output_pixels();
     for (int64_t t = 0; t < tiles; ++t) {
-      const float** slots = pointers_.data() + t * seg_.count * kMR;
+      const float** slots = pointers_ + t * seg_.count * kMR;
       for (int i = 0; i < kMR; ++i) {
         const int64_t pixel = first_pixel + t * kMR + i;
         for (int64_t s = 0; s < seg_.count; ++s) slots[s * kMR + i] = zeros_;
@@ -105,46 +121,33 @@ class BlockPointers {
         }
       }
     }
-    copy_edge_rows();
   }
 
  private:
-  struct EdgeRow {
-    const float** slot;
-    int64_t n, ih, iw0;
-  };
-
   void add_filter_rows(const Pixel& out, const float** slots) {
     const int64_t iw0 = geometry::input_index(out.x, p_.stride_w, p_.pad_w.before, int64_t{0}, int64_t{1});
     const bool inside_width = iw0 >= 0 && iw0 + p_.kernel_w <= p_.in_w;
     for (int64_t kh = 0; kh < p_.kernel_h; ++kh) {
       const int64_t ih = geometry::input_index(out.y, p_.stride_h, p_.pad_h.before, kh, p_.dilation_h);
       if (ih < 0 || ih >= p_.in_h) continue;
-      if (inside_width) {
-        slots[kh * kMR] = input_ + ix_.input_offset(out.n, ih, iw0, 0);
-      } else {
-        edge_rows_.push_back({slots + kh * kMR, out.n, ih, iw0});
-      }
+      slots[kh * kMR] = inside_width ? input_ + ix_.input_offset(out.n, ih, iw0, 0) : copy_edge_row(out.n, ih, iw0);
     }
   }
 
-  // After the block's pointers are built, so that `edges_` is sized once.
-  void copy_edge_rows() {
-    edges_.resize(edge_rows_.size() * seg_.length);
-    float* dst = edges_.data();
-    for (const EdgeRow& row : edge_rows_) {
-      for (int64_t kw = 0; kw < p_.kernel_w; ++kw) {
-        const int64_t iw = row.iw0 + kw;
-        float* tap = dst + kw * p_.in_channels;
-        if (iw < 0 || iw >= p_.in_w) {
-          std::fill_n(tap, p_.in_channels, 0.0f);
-        } else {
-          std::copy_n(input_ + ix_.input_offset(row.n, row.ih, iw, 0), p_.in_channels, tap);
-        }
+  const float* copy_edge_row(int64_t n, int64_t ih, int64_t iw0) {
+    TORCH_INTERNAL_ASSERT(edges_used_ + seg_.length <= edge_capacity_, "edge rows exceed their bound");
+    float* row = edges_ + edges_used_;
+    edges_used_ += seg_.length;
+    for (int64_t kw = 0; kw < p_.kernel_w; ++kw) {
+      const int64_t iw = iw0 + kw;
+      float* tap = row + kw * p_.in_channels;
+      if (iw < 0 || iw >= p_.in_w) {
+        std::fill_n(tap, p_.in_channels, 0.0f);
+      } else {
+        std::copy_n(input_ + ix_.input_offset(n, ih, iw, 0), p_.in_channels, tap);
       }
-      *row.slot = dst;
-      dst += seg_.length;
     }
+    return row;
   }
 
   const Conv2dPlan& p_;
@@ -152,9 +155,10 @@ class BlockPointers {
   const Segments& seg_;
   const float* input_;
   const float* zeros_;
-  std::vector<const float*> pointers_;
-  std::vector<EdgeRow> edge_rows_;
-  std::vector<float> edges_;
+  const float** pointers_;
+  float* edges_;
+  const int64_t edge_capacity_;
+  int64_t edges_used_ = 0;
 };
 
 }  // namespace
@@ -170,9 +174,11 @@ void conv2d_microkernel(const float* input, const float* filter, const float* bi
   // packed[g, j, k, r] = filter[k, g * og + j * kNR + r] (k over taps x Cg), zero past og.
   // From ATen's CPU allocator: 64-byte aligned, so that every panel row is one cache line (a
   // malloc'ed buffer is not, and loads across lines measured up to 2x slower on some calls).
-  const at::Tensor packed_buffer = at::zeros({p.groups * panels * (depth + 1) * kNR}, at::kFloat);
+  // After the panels: the packed bias, then the zero segment the padding points at.
+  const at::Tensor packed_buffer = at::zeros({p.groups * panels * (depth + 1) * kNR + seg.length}, at::kFloat);
   float* const packed = packed_buffer.mutable_data_ptr<float>();
   float* const bias_packed = packed + p.groups * panels * depth * kNR;
+  const float* const zeros = bias_packed + p.groups * panels * kNR;
   at::parallel_for(0, p.groups * panels, 1, [&](int64_t begin, int64_t end) {
     for (int64_t gj = begin; gj < end; ++gj) {
       const int64_t first_channel = (gj / panels) * og + (gj % panels) * kNR;
@@ -185,17 +191,28 @@ void conv2d_microkernel(const float* input, const float* filter, const float* bi
     }
   });
 
-  const std::vector<float> zeros(seg.length, 0.0f);
   const int64_t pixels = p.output_pixels();
   // Tiles spread evenly over the blocks, so that every work item costs the same.
   const int64_t all_tiles = (pixels + kMR - 1) / kMR;
   const int64_t blocks = (all_tiles + kMaxTilesPerBlock - 1) / kMaxTilesPerBlock;
   const int64_t tiles_per_block = (all_tiles + blocks - 1) / blocks;
+  // Each thread's block pointers and edge copies, allocated here once (and so seen by memory
+  // profiling, which does not follow worker threads).
+  const int64_t threads = at::get_num_threads();
+  const int64_t pointer_count = BlockPointers::pointer_count(seg, tiles_per_block);
+  const int64_t edge_floats = BlockPointers::edge_capacity(p, seg, tiles_per_block);
+  static_assert(sizeof(const float*) == sizeof(int64_t));
+  const at::Tensor pointer_buffer = at::empty({threads * pointer_count}, at::kLong);
+  const at::Tensor edge_buffer = at::empty({threads * edge_floats}, at::kFloat);
   // Work items: (block of pixel tiles, group, panel), panels fastest. A thread takes a contiguous
   // range of items; consecutive items of one (block, group) share its pointers and input rows.
   const int64_t items_per_block = p.groups * panels;
   at::parallel_for(0, blocks * items_per_block, 1, [&](int64_t begin, int64_t end) {
-    BlockPointers pointers(p, seg, input, zeros.data(), tiles_per_block);
+    const int thread = at::get_thread_num();
+    TORCH_INTERNAL_ASSERT(thread < threads);
+    BlockPointers pointers(p, seg, input, zeros, tiles_per_block,
+                           reinterpret_cast<const float**>(pointer_buffer.data_ptr<int64_t>()) + thread * pointer_count,
+                           edge_buffer.data_ptr<float>() + thread * edge_floats);
     for (int64_t item = begin; item < end;) {
       const int64_t block = item / items_per_block;
       const int64_t g = item % items_per_block / panels;
