@@ -90,6 +90,8 @@ def main() -> None:
     # GFLOP/s counts the forward's FLOPs once, or three times (forward, two gradients) with --train.
     passes = 3 if args.train else 1
 
+    if args.train:  # a training step changes the weights, so every call packs its filter
+        os.environ["MYCONV_CPU_FILTER_CACHE_MB"] = "0"
     flags = "".join(f" --{name}" for name in ("quick", "train") if getattr(args, name))
     isa = torch.ops.myconv.cpu_isa()
     peak = torch.ops.myconv.cpu_fma_peak_gflops()
@@ -102,8 +104,12 @@ def main() -> None:
         "user: permute + F.pad (TF SAME) + F.conv2d + permute + .contiguous()",
         *(["every contender computes the output, then the input and filter gradients for a fixed "
            "grad_output (torch.autograd.grad)"] if args.train else []),
-        *([] if args.train else ["myconv MiB: memory one call allocates besides its output (packed "
-                                 "filter, workspaces), from the profiler's CPU memory events"]),
+        "myconv packed filters: " + ("packed on every call (MYCONV_CPU_FILTER_CACHE_MB=0: training changes the "
+                                     "weights each step)" if args.train else
+                                     "kept across calls (the weights are unchanged between calls, as in inference); "
+                                     "their total is given below the table"),
+        *([] if args.train else ["myconv MiB: memory one call allocates besides its output (workspaces, and "
+                                 "the packed filter when not kept), from the profiler's CPU memory events"]),
         f"command: python benchmarks/bench_cpu.py{flags}",
     ])
     memory_column = not args.train
@@ -111,24 +117,28 @@ def main() -> None:
               "myconv/torch_cl | myconv/user |" + (" myconv MiB |" if memory_column else ""),
               "|---|---|---|---|---|---|---|---|---|" + ("---|" if memory_column else "")]
     ratios_ref, ratios_user, records = [], [], []
+    kept = (0, "")  # the most packed-filter bytes myconv held, and while timing which shape
     total = len(LAYERS) * len(batches)
-    with contextlib.nullcontext() if args.train else torch.inference_mode():
-        for layer in LAYERS:
-            for n in batches:
-                progress(len(records), total, f"{layer.name} N={n}")
-                fns = make_contenders(layer, n, "cpu", torch.float32)
+    for layer in LAYERS:
+        for n in batches:
+            progress(len(records), total, f"{layer.name} N={n}")
+            # Built outside inference mode, as a model's parameters are: myconv keeps packed
+            # forms of such filters across calls (the cache is off for --train, see above).
+            fns = make_contenders(layer, n, "cpu", torch.float32)
+            with contextlib.nullcontext() if args.train else torch.inference_mode():
                 check_agreement(fns, 1e-5)
                 ms = {name: median_ms(fn, lambda: None, repeats, args.min_time) for name, fn in fns.items()}
-                gflops = {name: passes * gflop(layer, n) / t * 1e3 for name, t in ms.items()}
-                r_ref, r_user = ms["myconv"] / ms["torch_cl"], ms["myconv"] / ms["user"]
-                ratios_ref.append(r_ref)
-                ratios_user.append(r_user)
-                records.append({"layer": layer.name, "n": n, "ms": ms, "gflops": gflops})
-                memory = f" {allocated_bytes(fns['myconv']) / 2**20:.2f} |" if memory_column else ""
-                lines.append(f"| {layer.name} | {n} | {ms['myconv']:.3f} | {ms['torch_cl']:.3f} | {ms['user']:.3f} | "
-                             f"{gflops['myconv']:.1f} | {100 * gflops['myconv'] / peak:.0f}% | {r_ref:.2f} | {r_user:.2f} |"
-                             + memory)
-        progress(total, total, "done")
+            gflops = {name: passes * gflop(layer, n) / t * 1e3 for name, t in ms.items()}
+            r_ref, r_user = ms["myconv"] / ms["torch_cl"], ms["myconv"] / ms["user"]
+            ratios_ref.append(r_ref)
+            ratios_user.append(r_user)
+            records.append({"layer": layer.name, "n": n, "ms": ms, "gflops": gflops})
+            memory = f" {allocated_bytes(fns['myconv']) / 2**20:.2f} |" if memory_column else ""
+            kept = max(kept, (torch.ops.myconv.cpu_filter_cache_bytes(), f"{layer.name} N={n}"))
+            lines.append(f"| {layer.name} | {n} | {ms['myconv']:.3f} | {ms['torch_cl']:.3f} | {ms['user']:.3f} | "
+                         f"{gflops['myconv']:.1f} | {100 * gflops['myconv'] / peak:.0f}% | {r_ref:.2f} | {r_user:.2f} |"
+                         + memory)
+    progress(total, total, "done")
     RESULTS.mkdir(exist_ok=True)
     chart = Path(output).with_suffix(".png")
     draw_chart(records, peak, lines[0].lstrip("# "), chart)
@@ -144,6 +154,9 @@ def main() -> None:
         worst = max(zip(ratios_ref, records), key=lambda pair: pair[0])
         summary.append(f"- shapes above 1.25x torch_cl: **{sum(r > 1.25 for r in ratios_ref)}** (target: none); "
                        f"worst {worst[1]['layer']} N={worst[1]['n']} at {worst[0]:.2f}")
+    if not args.train:
+        summary.append(f"- packed filters kept across calls: at most {kept[0] / 2**20:.1f} MiB ({kept[1]}; "
+                       "bound: MYCONV_CPU_FILTER_CACHE_MB, default 256)")
     summary.append("")
     lines += ["", f"![time ratios and share of FMA peak per shape]({chart.name})", "", *summary]
     previous = Path(output).read_text() if Path(output).exists() else ""

@@ -158,11 +158,10 @@ void conv2d_cpu(const at::Tensor& input, const at::Tensor& filter,
                 at::Tensor& output) {
   const at::Tensor x = input.contiguous();
   if (x.scalar_type() == at::kFloat && (!plan.is_depthwise() || has_depthwise_microkernel(plan))) {
-    const at::Tensor w = filter.contiguous();
     const std::optional<at::Tensor> b = bias ? std::optional<at::Tensor>(bias->contiguous()) : std::nullopt;
     const auto microkernel = plan.is_depthwise() ? &conv2d_depthwise_microkernel : &conv2d_microkernel;
-    microkernel(x.const_data_ptr<float>(), w.const_data_ptr<float>(), b ? b->const_data_ptr<float>() : nullptr,
-                plan, output.mutable_data_ptr<float>());
+    microkernel(x.const_data_ptr<float>(), filter, b ? b->const_data_ptr<float>() : nullptr, plan,
+                output.mutable_data_ptr<float>());
     return;
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "myconv_conv2d_cpu", [&] {

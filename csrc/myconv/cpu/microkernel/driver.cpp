@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "myconv/cpu/microkernel/filter_cache.h"
 #include "myconv/cpu/microkernel/microkernel.h"
 #include "myconv/indexing.h"
 
@@ -163,7 +164,7 @@ class BlockPointers {
 
 }  // namespace
 
-void conv2d_microkernel(const float* input, const float* filter, const float* bias,
+void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, const float* bias,
                         const Conv2dPlan& p, float* output) {
   const TileKernel kernel = tile_kernel(selected_isa());
   const Segments seg(p);
@@ -174,22 +175,35 @@ void conv2d_microkernel(const float* input, const float* filter, const float* bi
   // packed[g, j, k, r] = filter[k, g * og + j * kNR + r] (k over taps x Cg), zero past og.
   // From ATen's CPU allocator: 64-byte aligned, so that every panel row is one cache line (a
   // malloc'ed buffer is not, and loads across lines measured up to 2x slower on some calls).
-  // After the panels: the packed bias, then the zero segment the padding points at.
-  const at::Tensor packed_buffer = at::zeros({p.groups * panels * (depth + 1) * kNR + seg.length}, at::kFloat);
-  float* const packed = packed_buffer.mutable_data_ptr<float>();
-  float* const bias_packed = packed + p.groups * panels * depth * kNR;
+  const at::Tensor packed_buffer = packed_filter(filter_tensor, p.groups, [&] {
+    const at::Tensor contiguous = filter_tensor.contiguous();
+    const float* filter = contiguous.const_data_ptr<float>();
+    at::Tensor buffer = at::zeros({p.groups * panels * depth * kNR}, at::kFloat);
+    float* const packed = buffer.mutable_data_ptr<float>();
+    at::parallel_for(0, p.groups * panels, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t gj = begin; gj < end; ++gj) {
+        const int64_t first_channel = (gj / panels) * og + (gj % panels) * kNR;
+        const int64_t width = std::min<int64_t>(kNR, (gj / panels + 1) * og - first_channel);
+        float* dst = packed + gj * depth * kNR;
+        for (int64_t k = 0; k < depth; ++k, dst += kNR) {
+          std::copy_n(filter + k * p.out_channels + first_channel, width, dst);
+        }
+      }
+    });
+    return buffer;
+  });
+  const float* const packed = packed_buffer.const_data_ptr<float>();
+  // The bias in panels (zero past og), then the zero segment the padding points at.
+  const at::Tensor small_buffer = at::zeros({p.groups * panels * kNR + seg.length}, at::kFloat);
+  float* const bias_packed = small_buffer.mutable_data_ptr<float>();
   const float* const zeros = bias_packed + p.groups * panels * kNR;
-  at::parallel_for(0, p.groups * panels, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t gj = begin; gj < end; ++gj) {
+  if (bias) {
+    for (int64_t gj = 0; gj < p.groups * panels; ++gj) {
       const int64_t first_channel = (gj / panels) * og + (gj % panels) * kNR;
       const int64_t width = std::min<int64_t>(kNR, (gj / panels + 1) * og - first_channel);
-      float* dst = packed + gj * depth * kNR;
-      for (int64_t k = 0; k < depth; ++k, dst += kNR) {
-        std::copy_n(filter + k * p.out_channels + first_channel, width, dst);
-      }
-      if (bias) std::copy_n(bias + first_channel, width, bias_packed + gj * kNR);
+      std::copy_n(bias + first_channel, width, bias_packed + gj * kNR);
     }
-  });
+  }
 
   const int64_t pixels = p.output_pixels();
   // Tiles spread evenly over the blocks, so that every work item costs the same.
@@ -245,9 +259,11 @@ bool has_depthwise_microkernel(const Conv2dPlan& p) {
   return p.is_depthwise() && p.group_out_channels == 1 && selected_isa() == Isa::kAvx2;
 }
 
-void conv2d_depthwise_microkernel(const float* input, const float* filter, const float* bias,
+void conv2d_depthwise_microkernel(const float* input, const at::Tensor& filter_tensor, const float* bias,
                                   const Conv2dPlan& p, float* output) {
   TORCH_INTERNAL_ASSERT(has_depthwise_microkernel(p));
+  const at::Tensor contiguous = filter_tensor.contiguous();
+  const float* filter = contiguous.const_data_ptr<float>();
   const Conv2dIndexer ix(p);
   at::parallel_for(0, p.batch * p.out_h, 1, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {

@@ -25,10 +25,10 @@ const char* isa_name(Isa isa);
 TileKernel tile_kernel(Isa isa);
 
 // out = conv(input, filter) + bias for float32 NHWC input / HWIO filter with the selected tile
-// kernel: packs the filter into kNR-wide panels once per call, then tiles output pixels x panels
-// over threads. Extra memory: the packed filter, and per thread the pointers of one block of
-// tiles and copies of its edge segments; independent of N.
-void conv2d_microkernel(const float* input, const float* filter, const float* bias,
+// kernel: packs the filter into kNR-wide panels (or finds them packed), then tiles output pixels x panels
+// over threads. Extra memory: the packed filter (kept across calls, see filter_cache.h), and per
+// thread the pointers of one block of tiles and copies of its edge segments; independent of N.
+void conv2d_microkernel(const float* input, const at::Tensor& filter, const float* bias,
                         const Conv2dPlan& plan, float* output);
 
 // Whether conv2d_depthwise_microkernel takes this call: float32 depthwise with one output channel
@@ -36,7 +36,7 @@ void conv2d_microkernel(const float* input, const float* filter, const float* bi
 // run the generic loops of conv2d_kernel.cpp, which are also the scalar path.
 bool has_depthwise_microkernel(const Conv2dPlan& plan);
 // Output rows over threads; no extra memory.
-void conv2d_depthwise_microkernel(const float* input, const float* filter, const float* bias,
+void conv2d_depthwise_microkernel(const float* input, const at::Tensor& filter, const float* bias,
                                   const Conv2dPlan& plan, float* output);
 
 }  // namespace cpu
