@@ -99,7 +99,8 @@ def main() -> None:
         f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch threads: {torch.get_num_threads()}",
         f"myconv CPU instruction set: {isa}; FMA peak measured now on {torch.get_num_threads()} threads: "
         f"{peak:.0f} GFLOP/s",
-        f"median of {repeats} samples per figure, each sample >= {args.min_time * 1e3:.0f} ms of calls",
+        f"median of {repeats} samples per figure, each sample >= {args.min_time * 1e3:.0f} ms of calls; "
+        "the contenders' samples interleaved",
         "torch_cl: F.conv2d on channels_last NCHW views (oneDNN); asymmetric SAME inputs pre-padded outside the timing",
         "user: permute + F.pad (TF SAME) + F.conv2d + permute + .contiguous()",
         *(["every contender computes the output, then the input and filter gradients for a fixed "
@@ -127,7 +128,7 @@ def main() -> None:
             fns = make_contenders(layer, n, "cpu", torch.float32)
             with contextlib.nullcontext() if args.train else torch.inference_mode():
                 check_agreement(fns, 1e-5)
-                ms = {name: median_ms(fn, lambda: None, repeats, args.min_time) for name, fn in fns.items()}
+                ms = median_ms(fns, lambda: None, repeats, args.min_time)
             gflops = {name: passes * gflop(layer, n) / t * 1e3 for name, t in ms.items()}
             r_ref, r_user = ms["myconv"] / ms["torch_cl"], ms["myconv"] / ms["user"]
             ratios_ref.append(r_ref)

@@ -40,7 +40,8 @@ def main() -> None:
     lines = header(f"myconv GPU benchmark on {card}{' (forward + backward)' if args.train else ''}", [
         f"card: {card}, {props.total_memory / 2**30:.0f} GiB, sm_{props.major}{props.minor}; "
         f"CUDA {torch.version.cuda}; cuDNN {torch.backends.cudnn.version()}",
-        f"N = {args.batch}; median of {args.repeats} samples, each >= {args.min_time * 1e3:.0f} ms of calls",
+        f"N = {args.batch}; median of {args.repeats} samples, each >= {args.min_time * 1e3:.0f} ms of calls, "
+        "the contenders' samples interleaved",
         "torch_cl: F.conv2d on channels_last tensors (cuDNN, benchmark mode on); "
         "user: permute + F.pad + F.conv2d + permute + .contiguous()",
         f"command: python benchmarks/bench_gpu.py --batch {args.batch}{' --train' if args.train else ''}",
@@ -58,8 +59,7 @@ def main() -> None:
             for layer in LAYERS:
                 fns = make_contenders(layer, args.batch, "cuda", dtype)
                 check_agreement(fns, tolerance)
-                ms = {name: median_ms(fn, torch.cuda.synchronize, args.repeats, args.min_time)
-                      for name, fn in fns.items()}
+                ms = median_ms(fns, torch.cuda.synchronize, args.repeats, args.min_time)
                 r_ref, r_user = ms["myconv"] / ms["torch_cl"], ms["myconv"] / ms["user"]
                 ratios["all"].append(r_ref)
                 ratios["user"].append(r_user)

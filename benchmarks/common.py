@@ -129,20 +129,28 @@ def gflop(layer: Layer, n: int) -> float:
     return 2.0 * n * oh * ow * o * kh * kw * cg / 1e9
 
 
-def median_ms(fn: Callable[[], torch.Tensor], sync: Callable[[], None], repeats: int, min_time_s: float) -> float:
-    """Median over `repeats` timed calls after warm-up; each sample runs enough calls to last min_time_s."""
-    fn(); fn(); sync()
-    start = time.perf_counter()
-    fn(); sync()
-    calls = max(1, math.ceil(min_time_s / max(time.perf_counter() - start, 1e-9)))
-    samples = []
-    for _ in range(repeats):
+def median_ms(fns: dict[str, Callable[[], object]], sync: Callable[[], None], repeats: int,
+              min_time_s: float) -> dict[str, float]:
+    """Median ms per call of each contender over `repeats` samples after warm-up; each sample runs
+    enough calls to last min_time_s. The samples are interleaved (round r times every contender
+    once, starting from a different one each round), so that a slow spell of a shared machine
+    hits every contender alike instead of one contender's whole run."""
+    calls = {}
+    for name, fn in fns.items():
+        fn(); fn(); sync()
         start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        sync()
-        samples.append((time.perf_counter() - start) * 1e3 / calls)
-    return statistics.median(samples)
+        fn(); sync()
+        calls[name] = max(1, math.ceil(min_time_s / max(time.perf_counter() - start, 1e-9)))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            start = time.perf_counter()
+            for _ in range(calls[name]):
+                fns[name]()
+            sync()
+            samples[name].append((time.perf_counter() - start) * 1e3 / calls[name])
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def geomean(values: list[float]) -> float:
