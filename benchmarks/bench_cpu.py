@@ -74,7 +74,16 @@ def draw_chart(records: list[dict], peak: float, title: str, path: Path) -> None
     plt.close(fig)
 
 
+# glibc hands large freed blocks back to the OS, so a call's output (up to 26 MB here) is
+# page-faulted in anew on some calls and not on others, for whichever contender happens to hit it:
+# it measured up to 2x on one figure. The benchmark runs with glibc keeping freed memory (blocks
+# up to 32 MB from the heap, no trimming), the same for every contender.
+MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
+
+
 def main() -> None:
+    if any(os.environ.get(name) != value for name, value in MALLOC_SETTINGS.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_SETTINGS})
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--min-time", type=float, default=0.05, help="seconds per sample")
@@ -100,7 +109,8 @@ def main() -> None:
         f"myconv CPU instruction set: {isa}; FMA peak measured now on {torch.get_num_threads()} threads: "
         f"{peak:.0f} GFLOP/s",
         f"median of {repeats} samples per figure, each sample >= {args.min_time * 1e3:.0f} ms of calls; "
-        "the contenders' samples interleaved",
+        "the contenders' samples interleaved; glibc keeps freed memory ("
+        + ", ".join(f"{name}={value}" for name, value in MALLOC_SETTINGS.items()) + ")",
         "torch_cl: F.conv2d on channels_last NCHW views (oneDNN); asymmetric SAME inputs pre-padded outside the timing",
         "user: permute + F.pad (TF SAME) + F.conv2d + permute + .contiguous()",
         *(["every contender computes the output, then the input and filter gradients for a fixed "
