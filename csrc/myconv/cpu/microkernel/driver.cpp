@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "myconv/cpu/microkernel/filter_cache.h"
@@ -172,6 +173,12 @@ void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, con
   const int64_t panels = (og + kNR - 1) / kNR;
   const int64_t depth = p.window_size();  // the reduction length, seg.count * seg.length
 
+  // Panel gj = g * panels + j holds output channels [first, first + width) (width < kNR in a
+  // group's last panel).
+  const auto panel_channels = [&](int64_t gj) {
+    const int64_t first = (gj / panels) * og + (gj % panels) * kNR;
+    return std::pair<int64_t, int64_t>{first, std::min<int64_t>(kNR, (gj / panels + 1) * og - first)};
+  };
   // packed[g, j, k, r] = filter[k, g * og + j * kNR + r] (k over taps x Cg), zero past og.
   // From ATen's CPU allocator: 64-byte aligned, so that every panel row is one cache line (a
   // malloc'ed buffer is not, and loads across lines measured up to 2x slower on some calls).
@@ -182,8 +189,7 @@ void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, con
     float* const packed = buffer.mutable_data_ptr<float>();
     at::parallel_for(0, p.groups * panels, 1, [&](int64_t begin, int64_t end) {
       for (int64_t gj = begin; gj < end; ++gj) {
-        const int64_t first_channel = (gj / panels) * og + (gj % panels) * kNR;
-        const int64_t width = std::min<int64_t>(kNR, (gj / panels + 1) * og - first_channel);
+        const auto [first_channel, width] = panel_channels(gj);
         float* dst = packed + gj * depth * kNR;
         for (int64_t k = 0; k < depth; ++k, dst += kNR) {
           std::copy_n(filter + k * p.out_channels + first_channel, width, dst);
@@ -199,8 +205,7 @@ void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, con
   const float* const zeros = bias_packed + p.groups * panels * kNR;
   if (bias) {
     for (int64_t gj = 0; gj < p.groups * panels; ++gj) {
-      const int64_t first_channel = (gj / panels) * og + (gj % panels) * kNR;
-      const int64_t width = std::min<int64_t>(kNR, (gj / panels + 1) * og - first_channel);
+      const auto [first_channel, width] = panel_channels(gj);
       std::copy_n(bias + first_channel, width, bias_packed + gj * kNR);
     }
   }
