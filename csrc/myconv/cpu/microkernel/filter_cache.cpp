@@ -59,6 +59,9 @@ class FilterCache {
     const int64_t bytes = static_cast<int64_t>(packed.nbytes());
     std::lock_guard<std::mutex> lock(mutex_);
     if (bytes > capacity_bytes()) return;
+    for (const Entry& e : entries_) {  // another thread packed the same filter meanwhile
+      if (same_tensor(e, filter, groups) && e.version == filter._version()) return;
+    }
     entries_.push_front({filter.storage().getWeakStorageImpl(), filter.const_data_ptr(), filter.storage_offset(),
                          filter.sizes().vec(), groups, filter._version(), packed});
     bytes_ += bytes;
