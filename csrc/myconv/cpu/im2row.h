@@ -23,22 +23,38 @@ void copy_widen(const scalar_t* __restrict__ src, acc_t* __restrict__ dst, int64
   for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<acc_t>(src[i]);
 }
 
+// One filter row of a window: the KW x Cg values under the window whose tap 0 reads column iw0
+// of `row` (input[n, ih, 0, group * Cg]), widened to acc_t, zeros for taps outside the width.
+// With one group and no width dilation the inside taps are one contiguous NHWC run, copied at
+// once. Pointers are formed only for inside taps.
+template <typename scalar_t, typename acc_t>
+void copy_filter_row(const scalar_t* row, const Conv2dPlan& p, int64_t iw0, acc_t* dst) {
+  const int64_t cg = p.group_in_channels;
+  const auto [kw_begin, kw_end] = geometry::taps_inside(iw0, p.dilation_w, p.kernel_w, p.in_w);
+  std::fill(dst, dst + kw_begin * cg, acc_t(0));
+  std::fill(dst + kw_end * cg, dst + p.kernel_w * cg, acc_t(0));
+  if (cg == p.in_channels && p.dilation_w == 1) {
+    copy_widen(row + (iw0 + kw_begin) * p.in_channels, dst + kw_begin * cg, (kw_end - kw_begin) * cg);
+    return;
+  }
+  for (int64_t kw = kw_begin; kw < kw_end; ++kw) {
+    copy_widen(row + (iw0 + kw * p.dilation_w) * p.in_channels, dst + kw * cg, cg);
+  }
+}
+
 // Writes rows [num_pixels, KH*KW*Cg] for output pixels [first_pixel, first_pixel + num_pixels)
-// of one group, widening to acc_t; taps that fall into the padding are zeros. With one group and
-// no width dilation the in-bounds taps of a filter row are one contiguous NHWC run, copied at once.
+// of one group, widening to acc_t; taps that fall into the padding are zeros.
 template <typename scalar_t, typename acc_t>
 void im2row(const scalar_t* input, const Conv2dPlan& p, int64_t group, int64_t first_pixel,
             int64_t num_pixels, acc_t* rows) {
   const int64_t cg = p.group_in_channels;
   const int64_t row_len = p.window_size();
-  const bool contiguous_taps = cg == p.in_channels && p.dilation_w == 1;
   const int64_t grain = std::max<int64_t>(1, kCopyGrainElements / row_len);
   const Conv2dIndexer ix(p);
   at::parallel_for(0, num_pixels, grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const Pixel out = ix.output_pixel(first_pixel + i);
       const int64_t iw0 = geometry::input_index(out.x, p.stride_w, p.pad_w.before, 0, p.dilation_w);
-      const auto [kw_begin, kw_end] = geometry::taps_inside(iw0, p.dilation_w, p.kernel_w, p.in_w);
       acc_t* dst = rows + i * row_len;
       for (int64_t kh = 0; kh < p.kernel_h; ++kh, dst += p.kernel_w * cg) {
         const int64_t ih = geometry::input_index(out.y, p.stride_h, p.pad_h.before, kh, p.dilation_h);
@@ -46,18 +62,7 @@ void im2row(const scalar_t* input, const Conv2dPlan& p, int64_t group, int64_t f
           std::fill(dst, dst + p.kernel_w * cg, acc_t(0));
           continue;
         }
-        std::fill(dst, dst + kw_begin * cg, acc_t(0));
-        std::fill(dst + kw_end * cg, dst + p.kernel_w * cg, acc_t(0));
-        // Element offset of input[n, ih, 0, group * Cg]; pointers are formed only for in-bounds taps.
-        const int64_t row_offset = ix.input_offset(out.n, ih, 0, group * cg);
-        if (contiguous_taps) {
-          copy_widen(input + row_offset + (iw0 + kw_begin) * p.in_channels, dst + kw_begin * cg,
-                     (kw_end - kw_begin) * cg);
-          continue;
-        }
-        for (int64_t kw = kw_begin; kw < kw_end; ++kw) {
-          copy_widen(input + row_offset + (iw0 + kw * p.dilation_w) * p.in_channels, dst + kw * cg, cg);
-        }
+        copy_filter_row(input + ix.input_offset(out.n, ih, 0, group * cg), p, iw0, dst);
       }
     }
   });

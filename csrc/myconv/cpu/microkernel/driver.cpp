@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "myconv/cpu/im2row.h"
 #include "myconv/cpu/microkernel/filter_cache.h"
 #include "myconv/cpu/microkernel/microkernel.h"
 #include "myconv/indexing.h"
@@ -140,15 +141,7 @@ class BlockPointers {
     TORCH_INTERNAL_ASSERT(edges_used_ + seg_.length <= edge_capacity_, "edge rows exceed their bound");
     float* row = edges_ + edges_used_;
     edges_used_ += seg_.length;
-    for (int64_t kw = 0; kw < p_.kernel_w; ++kw) {
-      const int64_t iw = iw0 + kw;
-      float* tap = row + kw * p_.in_channels;
-      if (iw < 0 || iw >= p_.in_w) {
-        std::fill_n(tap, p_.in_channels, 0.0f);
-      } else {
-        std::copy_n(input_ + ix_.input_offset(n, ih, iw, 0), p_.in_channels, tap);
-      }
-    }
+    copy_filter_row(input_ + ix_.input_offset(n, ih, 0, 0), p_, iw0, row);
     return row;
   }
 
