@@ -40,6 +40,9 @@ class CMakeBuild(build_ext):
             "cmake", "-S", str(ROOT), "-B", str(build_dir),
             f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
             "-DMYCONV_PYTHON_PACKAGE=ON",
+            # The package is the library alone: installing it must not need GoogleTest
+            # (`make test-cpp` configures the same tree with the tests on).
+            "-DMYCONV_BUILD_TESTS=OFF",
         ]
         if shutil.which("ninja") and not (build_dir / "CMakeCache.txt").exists():
             configure += ["-G", "Ninja"]
