@@ -154,6 +154,8 @@ def median_ms(fns: dict[str, Callable[[], object]], sync: Callable[[], None], re
 
 
 def geomean(values: list[float]) -> float:
+    if not values:
+        return float("nan")
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
@@ -170,14 +172,19 @@ def allocated_bytes(fn: Callable[[], torch.Tensor]) -> int:
     return allocated - out.numel() * out.element_size()
 
 
-def check_agreement(fns: dict[str, Callable[[], object]], tolerance: float) -> None:
-    """Refuse to time contenders that disagree: a benchmark of a wrong answer is worthless.
-    Compares myconv with the user path: the output, or each gradient of a training step."""
+def disagreement(fns: dict[str, Callable[[], object]]) -> float:
+    """Largest relative error of myconv against the user path: over the output, or over each
+    gradient of a training step."""
     mine, ref = fns["myconv"](), fns["user"]()
-    for a, b in zip(*((t,) if isinstance(t, torch.Tensor) else t for t in (mine, ref))):
-        err = ((a.double() - b.double()).norm() / b.double().norm()).item()
-        if not err <= tolerance:
-            raise SystemExit(f"myconv disagrees with torch.conv2d (relative error {err:.3g})")
+    return max(((a.double() - b.double()).norm() / b.double().norm()).item()
+               for a, b in zip(*((t,) if isinstance(t, torch.Tensor) else t for t in (mine, ref))))
+
+
+def check_agreement(fns: dict[str, Callable[[], object]], tolerance: float) -> None:
+    """Refuse to time contenders that disagree: a benchmark of a wrong answer is worthless."""
+    err = disagreement(fns)
+    if not err <= tolerance:
+        raise SystemExit(f"myconv disagrees with torch.conv2d (relative error {err:.3g})")
 
 
 def header(title: str, extra: list[str]) -> list[str]:
