@@ -159,8 +159,10 @@ constexpr int kPixelLanes = 32;
 // grad_filter[tap, o] = sum over output pixels of input[n, ih, iw, o / m] * grad_output[.., o]:
 // block (taps, 32 channels); threadIdx.x picks the channel (coalesced), threadIdx.y strides over
 // pixels; the 32 partial sums of each channel are added in a fixed order through shared memory.
+// 1024 threads a block leave at most 64 registers a thread: without the bound ptxas used up to 72
+// and the launch failed on an H200 ("too many resources requested for launch").
 template <typename scalar_t, typename acc_t>
-__global__ void depthwise_grad_filter_kernel(const scalar_t* __restrict__ input,
+__global__ void __launch_bounds__(kChannelsPerBlock * kPixelLanes) depthwise_grad_filter_kernel(const scalar_t* __restrict__ input,
                                              const scalar_t* __restrict__ grad_output,
                                              Conv2dIndexer ix, scalar_t* __restrict__ grad_filter) {
   __shared__ acc_t partial[kPixelLanes][kChannelsPerBlock];
