@@ -41,7 +41,7 @@ test-examples: build
 	cmake -S . -B $(PACKAGE_BUILD) -DCMAKE_PREFIX_PATH="$(TORCH_CMAKE)" -DMYCONV_BUILD_TESTS=OFF
 	cmake --build $(PACKAGE_BUILD) -j $(JOBS)
 	cmake --install $(PACKAGE_BUILD) --prefix $(PREFIX_DIR)
-	$(PY) scripts/check_runpath.py --allow "$(TORCH_LIB)" $(PREFIX_DIR)/lib/libmyconv.so
+	$(PY) scripts/check_library.py --allow "$(TORCH_LIB)" $(PREFIX_DIR)/lib/libmyconv.so
 	cmake -S examples/cpp -B build/examples -DCMAKE_PREFIX_PATH="$(CURDIR)/$(PREFIX_DIR);$(TORCH_CMAKE)"
 	cmake --build build/examples -j $(JOBS)
 	build/examples/direct_conv
@@ -58,7 +58,7 @@ test-wheel: build
 	$(PY) -m pip wheel -q --no-build-isolation --no-deps . -w $(WHEEL_DIR)
 	$(PY) -m pip install -q --no-deps --target $(WHEEL_SITE) $(WHEEL_DIR)/myconv-*.whl
 	ln -s "$(TORCH_DIR)" $(WHEEL_SITE)/torch
-	$(PY) scripts/check_runpath.py $(WHEEL_SITE)/myconv/lib/libmyconv.so
+	$(PY) scripts/check_library.py $(WHEEL_SITE)/myconv/lib/libmyconv.so
 	cd /tmp && PYTHONPATH="$(CURDIR)/$(WHEEL_SITE)" "$(CURDIR)/$(PY)" "$(CURDIR)/scripts/wheel_smoke.py" "$(CURDIR)/$(WHEEL_SITE)"
 	cmake -S examples/cpp -B build/examples-wheel \
 	  -DCMAKE_PREFIX_PATH="$$(cd /tmp && PYTHONPATH="$(CURDIR)/$(WHEEL_SITE)" "$(CURDIR)/$(PY)" -c 'import myconv; print(myconv.cmake_prefix_path)');$(TORCH_CMAKE)"

@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--min-time", type=float, default=0.02, help="seconds per sample")
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES),
+                        help="precisions to run (a subset writes its own results file)")
     parser.add_argument("--train", action="store_true",
                         help="time forward + backward (input and filter gradients) instead of forward")
     args = parser.parse_args()
@@ -36,6 +38,7 @@ def main() -> None:
     passes = 3 if args.train else 1  # FLOPs of forward, input gradient and filter gradient
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu.py needs a CUDA device")
+    subset = "" if args.modes == list(MODES) else "-" + "-".join(args.modes)
     card = torch.cuda.get_device_name(0)
     props = torch.cuda.get_device_properties(0)
     lines = header(f"myconv GPU benchmark on {card}{' (forward + backward)' if args.train else ''}", [
@@ -46,15 +49,16 @@ def main() -> None:
         "torch_cl: F.conv2d on channels_last tensors (cuDNN, benchmark mode on); "
         "user: permute + F.pad + F.conv2d + permute + .contiguous()",
         f"command: python benchmarks/bench_gpu.py --batch {args.batch} --repeats {args.repeats} "
-        f"--min-time {args.min_time}{' --train' if args.train else ''}",
+        f"--min-time {args.min_time}{' --train' if args.train else ''}{' --modes ' + ' '.join(args.modes) if subset else ''}",
     ])
     slug = re.sub(r"[^A-Za-z0-9]+", "-", card).strip("-")
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"gpu-{slug}{'-train' if args.train else ''}.md"
+    path = RESULTS / f"gpu-{slug}{'-train' if args.train else ''}{subset}.md"
     torch.backends.cudnn.benchmark = True
     summary, disagreements = [], 0
     with contextlib.nullcontext() if args.train else torch.inference_mode():
-        for mode, (dtype, tf32, tolerance) in MODES.items():
+        for mode in args.modes:
+            dtype, tf32, tolerance = MODES[mode]
             torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.backends.cudnn.allow_tf32 = tf32
             lines += ["", f"## {mode}", "",

@@ -10,7 +10,9 @@
 # Environment: PYTHON (default python3); MYCONV_GPU_CHECK_SECONDS, the whole run's budget (default
 # 480); MYCONV_GTEST_SOURCE, a googletest source tree to build when the machine has no GoogleTest;
 # TORCH_CUDA_ARCH_LIST (default: the card's own); MYCONV_CUDA (default 1: fail rather than build
-# CPU-only). Exit status 0 only when every phase ran and passed.
+# CPU-only); CXX, a compiler that links libstdc++ shared (the build checks it: on this workplace's
+# H200 image CMake picked /opt/gcc/bin/g++, which linked it statically, and Python crashed on C++
+# error messages that format a number). Exit status 0 only when every phase ran and passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -18,8 +20,9 @@ LOGS=${OUT:-build/gpu-check}
 SELF="$PWD/scripts/gpu_check.sh"
 
 case "${1:-}" in
-  _build)  # the package, in place, as `import myconv` from python/ finds it
-    MYCONV_CUDA=${MYCONV_CUDA:-1} MAX_JOBS=$(nproc) exec "$PY" setup.py -q build_ext --inplace ;;
+  _build)  # the package, in place, as `import myconv` from python/ finds it; then its library checks
+    MYCONV_CUDA=${MYCONV_CUDA:-1} MAX_JOBS=$(nproc) "$PY" setup.py -q build_ext --inplace || exit
+    exec "$PY" scripts/check_library.py python/myconv/lib/libmyconv.so ;;
   _ctest)  # GoogleTest in the tree setup.py configured (the library is already built there)
     set -e
     gtest=()
@@ -71,7 +74,7 @@ trap collect EXIT
   "$PY" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda,
             "cuDNN", torch.backends.cudnn.version(), "device", torch.cuda.get_device_name(0),
             "capability", torch.cuda.get_device_capability(0))'
-  nvcc --version | tail -2; cmake --version | head -1; nproc
+  nvcc --version | tail -2; cmake --version | head -1; echo "CXX=${CXX:-unset}"; nproc
 } >>"$LOGS/check.log" 2>&1
 if [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
   TORCH_CUDA_ARCH_LIST=$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability(0))') \

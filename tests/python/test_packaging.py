@@ -1,6 +1,7 @@
 """What ships: the package's library searches no directory of the build machine and not the
-current directory (the installed CMake package is checked by `make test-examples`), and it
-refuses, with a clear ImportError, a torch other than the one it was built against."""
+current directory (the installed CMake package is checked by `make test-examples`), shares
+torch's libstdc++, and refuses, with a clear ImportError, a torch other than the one it was built
+against."""
 
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import torch
 import myconv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from check_runpath import search_paths, unsafe_entries  # noqa: E402
+from check_library import needed, search_paths, shares_libstdcxx, unsafe_entries  # noqa: E402
 
 
 @pytest.mark.skipif(shutil.which("readelf") is None, reason="needs binutils' readelf")
@@ -21,6 +22,26 @@ def test_package_library_has_a_safe_search_path():
     library = myconv.LIBRARY_PATH
     assert library.exists()
     assert unsafe_entries(str(library)) == [], search_paths(str(library))
+
+
+@pytest.mark.skipif(shutil.which("readelf") is None, reason="needs binutils' readelf")
+def test_package_library_shares_torchs_libstdcxx():
+    library = str(myconv.LIBRARY_PATH)
+    assert shares_libstdcxx(library), needed(library)
+
+
+@pytest.mark.skipif(shutil.which("readelf") is None or shutil.which("g++") is None,
+                    reason="needs binutils' readelf and g++")
+def test_library_check_catches_a_static_libstdcxx(tmp_path):
+    source = tmp_path / "formats.cpp"
+    source.write_text('#include <sstream>\nstd::string formats(long v) { std::ostringstream s; s << v; return s.str(); }\n')
+    for name, flags in (("shared", []), ("static", ["-static-libstdc++"])):
+        built = subprocess.run(["g++", "-shared", "-fPIC", *flags, str(source), "-o", str(tmp_path / f"lib{name}.so")],
+                               capture_output=True, text=True)
+        if built.returncode != 0:
+            pytest.skip(f"g++ cannot build the {name} case here: {built.stderr.strip()[-200:]}")
+    assert shares_libstdcxx(str(tmp_path / "libshared.so"))
+    assert not shares_libstdcxx(str(tmp_path / "libstatic.so"))
 
 
 def test_package_carries_the_cmake_package():
