@@ -141,9 +141,9 @@ def main() -> None:
             progress(len(records), total, f"{layer.name} N={n}")
             # Built outside inference mode, as a model's parameters are: myconv keeps packed
             # forms of such filters across calls (the cache is off for --train, see above).
-            fns = make_contenders(layer, n, "cpu", torch.float32)
+            fns, reference64 = make_contenders(layer, n, "cpu", torch.float32)
             with contextlib.nullcontext() if args.train else torch.inference_mode():
-                check_agreement(fns, 1e-5)
+                check_agreement(fns, reference64, 1e-5)
                 ms = median_ms(fns, lambda: None, repeats, args.min_time)
             gflops = {name: passes * gflop(layer, n) / t * 1e3 for name, t in ms.items()}
             r_ref, r_user = ms["myconv"] / ms["torch_cl"], ms["myconv"] / ms["user"]
@@ -173,7 +173,7 @@ def main() -> None:
                        f"worst {worst[1]['layer']} N={worst[1]['n']} at {worst[0]:.2f}")
     if not args.train:
         with torch.inference_mode():
-            tiny = median_ms(contenders(TINY, 1, "cpu", torch.float32), lambda: None, repeats, args.min_time)
+            tiny = median_ms(contenders(TINY, 1, "cpu", torch.float32)[0], lambda: None, repeats, args.min_time)
         summary.append(f"- per call, {TINY.name} N=1: myconv {tiny['myconv'] * 1e3:.1f} us, torch_cl "
                        f"{tiny['torch_cl'] * 1e3:.1f} us, ratio **{tiny['myconv'] / tiny['torch_cl']:.2f}** "
                        "(target <= 1.2)")

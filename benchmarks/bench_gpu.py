@@ -13,10 +13,10 @@ import subprocess
 
 import torch
 
-from common import (LAYERS, RESULTS, contenders, disagreement, geomean, gflop, header, median_ms,
-                    training_contenders)
+from common import (LAYERS, RESULTS, accurate_enough, contenders, float64_errors, geomean, gflop, header,
+                    median_ms, training_contenders)
 
-MODES = {  # name: (dtype, allow_tf32, agreement tolerance)
+MODES = {  # name: (dtype, allow_tf32, tolerance against float64)
     "fp32": (torch.float32, False, 1e-5),
     "tf32": (torch.float32, True, 1e-2),
     "fp16": (torch.float16, False, 1e-2),
@@ -55,7 +55,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"gpu-{slug}{'-train' if args.train else ''}{subset}.md"
     torch.backends.cudnn.benchmark = True
-    summary, disagreements = [], 0
+    summary, inaccurate = [], 0
     with contextlib.nullcontext() if args.train else torch.inference_mode():
         for mode in args.modes:
             dtype, tf32, tolerance = MODES[mode]
@@ -66,13 +66,14 @@ def main() -> None:
                       "|---|---|---|---|---|---|---|"]
             ratios = {"resnet50": [], "all": [], "user": []}
             for layer in LAYERS:
-                fns = make_contenders(layer, args.batch, "cuda", dtype)
+                fns, reference64 = make_contenders(layer, args.batch, "cuda", dtype)
                 # A wrong answer is not timed, but the run goes on: GPU time is scarce, and the
                 # other rows are still true.
-                err = disagreement(fns)
-                if not err <= tolerance:
-                    disagreements += 1
-                    row = f"| {layer.name} | DISAGREES with the user path: relative error {err:.3g} > {tolerance:g} | | | | | |"
+                errors = float64_errors(fns, reference64)
+                if not accurate_enough(errors, tolerance):
+                    inaccurate += 1
+                    row = (f"| {layer.name} | NOT TIMED: off float64 by {errors['myconv']:.3g} (tolerance {tolerance:g}; "
+                           f"cuDNN at this precision: {errors['user']:.3g}) | | | | | |")
                 else:
                     ms = median_ms(fns, torch.cuda.synchronize, args.repeats, args.min_time)
                     r_ref, r_user = ms["myconv"] / ms["torch_cl"], ms["myconv"] / ms["user"]
@@ -88,13 +89,13 @@ def main() -> None:
             summary.append(f"| {mode} | {geomean(ratios['resnet50']):.2f} | {geomean(ratios['all']):.2f} | "
                            f"{geomean(ratios['user']):.2f} |")
             path.write_text("\n".join(lines + ["", f"(written after {mode}; the run goes on)", ""]))
-    lines += ["", "## Summary (geomean time ratios over the rows that agree; target for fp16/bf16 on ResNet-50: <= 1.5)",
+    lines += ["", "## Summary (geomean time ratios over the timed rows; target for fp16/bf16 on ResNet-50: <= 1.5)",
               "", "| mode | myconv/cuDNN ResNet-50 | myconv/cuDNN all | myconv/user all |", "|---|---|---|---|",
-              *summary, "", f"Rows that disagree (not timed): {disagreements}", ""]
+              *summary, "", f"Rows off float64 (not timed): {inaccurate}", ""]
     path.write_text("\n".join(lines))
     print("\n".join(lines[-(len(summary) + 6):]))
-    if disagreements:
-        raise SystemExit(f"{disagreements} rows disagree with the user path")
+    if inaccurate:
+        raise SystemExit(f"{inaccurate} rows are off float64 beyond the tolerance")
 
 
 def driver_version() -> str:
