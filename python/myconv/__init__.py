@@ -70,6 +70,7 @@ from myconv.keras import from_keras  # noqa: E402
 try:
     __version__ = _package_version("myconv")
 except PackageNotFoundError:  # imported from a source tree that was never pip-installed
-    __version__ = "unknown"
+    _source_version = Path(__file__).resolve().parents[2] / "VERSION"
+    __version__ = _source_version.read_text().strip() if _source_version.exists() else "unknown"
 
 __all__ = ["Conv2d", "cmake_prefix_path", "conv2d", "cuda_compiled", "from_keras", "output_shape", "__version__"]

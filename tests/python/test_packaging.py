@@ -81,3 +81,8 @@ def test_import_under_another_torch_fails_cleanly(tmp_path):
     assert result.returncode != 0
     assert "ImportError: myconv was built against torch" in result.stderr
     assert "but torch 2.3" in result.stderr and "undefined symbol" not in result.stderr
+
+
+def test_version_is_the_projects_also_from_a_source_tree():
+    # Installed: the package metadata; imported from python/ of a checkout: the VERSION file.
+    assert myconv.__version__ == (Path(__file__).resolve().parents[2] / "VERSION").read_text().strip()
