@@ -4,7 +4,7 @@
   with --allow (the torch an installed C++ package was built against);
 - a private copy of the C++ runtime: the library must load the shared libstdc++ that torch uses.
   A toolchain that links libstdc++ statically gives it its own locale facets, and formatting a
-  number in an error message then crashed Python (seen with an H200 machine's /opt/gcc).
+  number in an error message then crashed Python (seen on an H200 machine's image).
 
 Usage: python scripts/check_library.py [--allow DIR ...] LIBRARY [LIBRARY ...]   (needs readelf)
 """
@@ -54,7 +54,8 @@ def main() -> int:
               + (f" -- unsafe entries {bad}" if bad else ""))
         if not shares_libstdcxx(library):
             print(f"{library}: libstdc++ is linked into it statically (NEEDED: {needed(library)}); "
-                  "build with a compiler that links libstdc++ shared, e.g. CXX=/usr/bin/g++")
+                  "it must load the shared libstdc++ that torch uses: look for a libstdc++.a that "
+                  "the link line's -L paths reach before libstdc++.so")
             bad = True
         failed |= bool(bad)
     return 1 if failed else 0

@@ -10,9 +10,9 @@
 # Environment: PYTHON (default python3); MYCONV_GPU_CHECK_SECONDS, the whole run's budget (default
 # 480); MYCONV_GTEST_SOURCE, a googletest source tree to build when the machine has no GoogleTest;
 # TORCH_CUDA_ARCH_LIST (default: the card's own); MYCONV_CUDA (default 1: fail rather than build
-# CPU-only); CXX, a compiler that links libstdc++ shared (the build checks it: on this workplace's
-# H200 image CMake picked /opt/gcc/bin/g++, which linked it statically, and Python crashed on C++
-# error messages that format a number). Exit status 0 only when every phase ran and passed.
+# CPU-only). The build ends with scripts/check_library.py: on this workplace's H200 image the link
+# once took a static libstdc++, and Python crashed on every C++ error message that formats a
+# number. Exit status 0 only when every phase ran and passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
