@@ -268,7 +268,7 @@ void conv2d_depthwise_microkernel(const float* input, const at::Tensor& filter_t
       int64_t n = 0, oh = 0;
       ix.out_h.divmod(row, &n, &oh);
       depthwise_row_avx2({input + ix.input_offset(n, 0, 0, 0), filter, bias, output + ix.output_offset(n, oh, 0, 0),
-                          p.in_channels, p.in_h, p.in_w, p.out_w, p.kernel_h, p.kernel_w, p.stride_w,
+                          p.in_channels, p.in_h, p.in_w, p.out_w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,
                           p.dilation_h, p.dilation_w, p.pad_w.before,
                           geometry::input_index(oh, p.stride_h, p.pad_h.before, 0, p.dilation_h)});
     }

@@ -45,7 +45,7 @@ struct DepthwiseRowArgs {
   const float* bias;    // channels values, or nullptr
   float* out;           // output[n, oh]: [out_w, channels]
   int64_t channels, in_h, in_w, out_w, kernel_h, kernel_w;
-  int64_t stride_w, dilation_h, dilation_w, pad_left;
+  int64_t stride_h, stride_w, dilation_h, dilation_w, pad_left;
   int64_t first_row;  // the input row under tap kh = 0 (in the padding when negative)
 };
 
