@@ -50,6 +50,18 @@ Isa choose_isa() {
   TORCH_CHECK(false, "MYCONV_CPU_ISA must be one of scalar, avx2 (or unset), got \"", forced, "\"");
 }
 
+// The input that output pixels [first, first + count) read, over-approximated by whole input rows
+// (every column and channel): [begin, end) in floats from the input's start.
+std::pair<int64_t, int64_t> input_rows_read(const Conv2dPlan& p, const Conv2dIndexer& ix, int64_t first,
+                                            int64_t count) {
+  const Pixel a = ix.output_pixel(first), b = ix.output_pixel(first + count - 1);
+  const int64_t top = std::clamp<int64_t>(geometry::input_index(a.y, p.stride_h, p.pad_h.before, 0, p.dilation_h), 0,
+                                          p.in_h);
+  const int64_t bottom = std::clamp<int64_t>(
+      geometry::input_index(b.y, p.stride_h, p.pad_h.before, p.kernel_h - 1, p.dilation_h) + 1, 0, p.in_h);
+  return {ix.input_offset(a.n, top, 0, 0), ix.input_offset(b.n, bottom, 0, 0)};
+}
+
 }  // namespace
 
 Isa selected_isa() {
@@ -219,6 +231,7 @@ void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, con
   // Work items: (block of pixel tiles, group, panel), panels fastest. A thread takes a contiguous
   // range of items; consecutive items of one (block, group) share its pointers and input rows.
   const int64_t items_per_block = p.groups * panels;
+  const Conv2dIndexer ix(p);
   at::parallel_for(0, blocks * items_per_block, 1, [&](int64_t begin, int64_t end) {
     const int thread = at::get_thread_num();
     TORCH_INTERNAL_ASSERT(thread < threads);
@@ -232,9 +245,25 @@ void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, con
       const int64_t first = block * tiles_per_block * kMR;
       const int64_t tiles = std::min(tiles_per_block, (pixels - first + kMR - 1) / kMR);
       pointers.build(first, tiles, g);
+      // Passes over the second and later panels read the block's input from cache; meanwhile the
+      // next block's input comes from memory, prefetched in address order, a slice a tile. (The
+      // first pass waits on memory otherwise once the input outgrows the caches: res2 1x1
+      // 256->64 at N = 8 went from 5.3 to 4.3 ms.)
+      const int64_t next_first = first + tiles_per_block * kMR;
+      const auto [next_begin, next_end] =
+          panels > 1 && next_first < pixels
+              ? input_rows_read(p, ix, next_first, std::min(tiles_per_block * kMR, pixels - next_first))
+              : std::pair<int64_t, int64_t>{0, 0};
+      const int64_t slices = p.groups * (panels - 1) * tiles;
       for (int64_t gj = item % items_per_block; gj < run_end - block * items_per_block; ++gj) {
         const int64_t j = gj % panels;
         for (int64_t tile = 0; tile < tiles; ++tile) {
+          if (j > 0 && next_end > next_begin) {
+            const int64_t slice = (gj / panels * (panels - 1) + j - 1) * tiles + tile;
+            const int64_t span = next_end - next_begin;
+            prefetch_range_to_l2(input + next_begin + span * slice / slices,
+                                 input + next_begin + span * (slice + 1) / slices);
+          }
           const int64_t tile_first = first + tile * kMR;
           const TileArgs args{pointers.tile(tile),
                               seg.count,

@@ -9,6 +9,24 @@
 namespace myconv {
 namespace cpu {
 
+// Prefetches the cache line at `at` into L2. Inline asm because GCC deletes a loop whose only
+// statements are _mm_prefetch / __builtin_prefetch calls, which silently dropped every one.
+// (static: each file keeps its own copy, so none compiled with AVX2 flags serves the others.)
+static inline void prefetch_to_l2(const void* at) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(at)));
+#else
+  (void)at;
+#endif
+}
+
+// Prefetches [begin, end) into L2, a cache line at a time in address order.
+static inline void prefetch_range_to_l2(const void* begin, const void* end) {
+  for (const char* at = static_cast<const char*>(begin); at < static_cast<const char*>(end); at += 64) {
+    prefetch_to_l2(at);
+  }
+}
+
 constexpr int kMR = 6;   // output pixels per tile
 constexpr int kNR = 16;  // output channels per tile: two AVX2 vectors
 
