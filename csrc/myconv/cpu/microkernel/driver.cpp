@@ -254,15 +254,15 @@ void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, con
           panels > 1 && next_first < pixels
               ? input_rows_read(p, ix, next_first, std::min(tiles_per_block * kMR, pixels - next_first))
               : std::pair<int64_t, int64_t>{0, 0};
+      // Floats a tile prefetches (no division per tile: a tile of a short reduction costs less).
       const int64_t slices = p.groups * (panels - 1) * tiles;
+      const int64_t slice_floats = slices > 0 ? (next_end - next_begin + slices - 1) / slices : 0;
       for (int64_t gj = item % items_per_block; gj < run_end - block * items_per_block; ++gj) {
         const int64_t j = gj % panels;
         for (int64_t tile = 0; tile < tiles; ++tile) {
           if (j > 0 && next_end > next_begin) {
-            const int64_t slice = (gj / panels * (panels - 1) + j - 1) * tiles + tile;
-            const int64_t span = next_end - next_begin;
-            prefetch_range_to_l2(input + next_begin + span * slice / slices,
-                                 input + next_begin + span * (slice + 1) / slices);
+            const int64_t slice_begin = next_begin + ((gj / panels * (panels - 1) + j - 1) * tiles + tile) * slice_floats;
+            prefetch_range_to_l2(input + slice_begin, input + std::min(next_end, slice_begin + slice_floats));
           }
           const int64_t tile_first = first + tile * kMR;
           const TileArgs args{pointers.tile(tile),
