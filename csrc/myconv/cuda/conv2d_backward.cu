@@ -162,9 +162,9 @@ constexpr int kPixelLanes = 32;
 // 1024 threads a block leave at most 64 registers a thread: without the bound ptxas used up to 72
 // and the launch failed on an H200 ("too many resources requested for launch").
 template <typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kChannelsPerBlock * kPixelLanes) depthwise_grad_filter_kernel(const scalar_t* __restrict__ input,
-                                             const scalar_t* __restrict__ grad_output,
-                                             Conv2dIndexer ix, scalar_t* __restrict__ grad_filter) {
+__global__ void __launch_bounds__(kChannelsPerBlock * kPixelLanes)
+    depthwise_grad_filter_kernel(const scalar_t* __restrict__ input, const scalar_t* __restrict__ grad_output,
+                                 Conv2dIndexer ix, scalar_t* __restrict__ grad_filter) {
   __shared__ acc_t partial[kPixelLanes][kChannelsPerBlock];
   const Conv2dPlan& p = ix.p;
   const int64_t o = int64_t{blockIdx.x} * kChannelsPerBlock + threadIdx.x;

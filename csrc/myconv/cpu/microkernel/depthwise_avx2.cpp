@@ -35,7 +35,8 @@ inline void prefetch_next_rows(const DepthwiseRowArgs& a, int64_t col_begin, int
   for (int64_t kh = 0; kh < a.kernel_h; ++kh) {
     const int64_t row = a.first_row + a.stride_h + kh * a.dilation_h;
     if (row <= last_row || row < 0 || row >= a.in_h) continue;
-    prefetch_range_to_l2(a.image + (row * a.in_w + col_begin) * a.channels, a.image + (row * a.in_w + col_end) * a.channels);
+    const float* row_start = a.image + row * a.in_w * a.channels;
+    prefetch_range_to_l2(row_start + col_begin * a.channels, row_start + col_end * a.channels);
   }
 }
 

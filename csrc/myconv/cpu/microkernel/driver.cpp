@@ -261,7 +261,8 @@ void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, con
         const int64_t j = gj % panels;
         for (int64_t tile = 0; tile < tiles; ++tile) {
           if (j > 0 && next_end > next_begin) {
-            const int64_t slice_begin = next_begin + ((gj / panels * (panels - 1) + j - 1) * tiles + tile) * slice_floats;
+            const int64_t slice = (gj / panels * (panels - 1) + j - 1) * tiles + tile;
+            const int64_t slice_begin = next_begin + slice * slice_floats;
             prefetch_range_to_l2(input + slice_begin, input + std::min(next_end, slice_begin + slice_floats));
           }
           const int64_t tile_first = first + tile * kMR;
