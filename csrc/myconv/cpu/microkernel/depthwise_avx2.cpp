@@ -31,7 +31,7 @@ inline int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (
 inline void prefetch_next_rows(const DepthwiseRowArgs& a, int64_t col_begin, int64_t col_end) {
   col_begin = clamp(col_begin, 0, a.in_w);
   col_end = clamp(col_end, 0, a.in_w);
-  const int64_t last_row = a.first_row + (a.kernel_h - 1) * a.dilation_h;
+  const int64_t last_row = a.first_row + geometry::effective_kernel(a.kernel_h, a.dilation_h) - 1;
   for (int64_t kh = 0; kh < a.kernel_h; ++kh) {
     const int64_t row = a.first_row + a.stride_h + kh * a.dilation_h;
     if (row <= last_row || row < 0 || row >= a.in_h) continue;
@@ -45,8 +45,9 @@ inline void prefetch_next_rows(const DepthwiseRowArgs& a, int64_t col_begin, int
 inline void prefetch_block(const DepthwiseRowArgs& a, int64_t ow, int64_t pixels) {
   const int64_t first_col = geometry::input_index(ow, a.stride_w, a.pad_left, 0, a.dilation_w);
   const bool last = ow + pixels >= a.out_w;
-  prefetch_next_rows(a, first_col, first_col + (last ? (pixels - 1) * a.stride_w + (a.kernel_w - 1) * a.dilation_w + 1
-                                                     : pixels * a.stride_w));
+  const int64_t width = last ? (pixels - 1) * a.stride_w + geometry::effective_kernel(a.kernel_w, a.dilation_w)
+                             : pixels * a.stride_w;
+  prefetch_next_rows(a, first_col, first_col + width);
 }
 
 template <bool kTail>
