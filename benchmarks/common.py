@@ -73,6 +73,17 @@ def user_forward(layer: Layer, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor
     return out.permute(0, 2, 3, 1).contiguous()
 
 
+def reference_operands(layer: Layer, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """torch.conv2d's operands on channels_last tensors: the input (asymmetric SAME padded once,
+    outside the timed region, in the reference's favour), the OIHW filter and the padding."""
+    top, bottom, left, right = tf_same_pads(layer)
+    x_nchw = x.detach().permute(0, 3, 1, 2)  # an NHWC tensor viewed as NCHW is channels_last already
+    w_oihw = w.detach().permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
+    if (top, left) == (bottom, right):
+        return x_nchw, w_oihw, (top, left)
+    return F.pad(x_nchw, (left, right, top, bottom)).contiguous(memory_format=torch.channels_last), w_oihw, (0, 0)
+
+
 Contenders = tuple[dict[str, Callable[[], object]], Callable[[], object]]
 
 
@@ -82,14 +93,7 @@ def contenders(layer: Layer, n: int, device: str, dtype: torch.dtype) -> Contend
     x = torch.randn(n, *layer.hwc, device=device, dtype=dtype)
     w = torch.randn(*layer.hwio, device=device, dtype=dtype)
     groups = layer.hwc[2] // layer.hwio[2]
-    top, bottom, left, right = tf_same_pads(layer)
-    w_oihw = w.permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
-    x_nchw = x.permute(0, 3, 1, 2)  # an NHWC tensor viewed as NCHW is channels_last already
-    if (top, left) == (bottom, right):
-        ref_input, ref_padding = x_nchw, (top, left)
-    else:  # asymmetric SAME: pad once outside the timed region, in the reference's favour
-        ref_input = F.pad(x_nchw, (left, right, top, bottom)).contiguous(memory_format=torch.channels_last)
-        ref_padding = (0, 0)
+    ref_input, w_oihw, ref_padding = reference_operands(layer, x, w)
     fns = {
         "myconv": lambda: myconv.conv2d(x, w, layer.stride, "SAME"),
         "torch_cl": lambda: F.conv2d(ref_input, w_oihw, stride=layer.stride, padding=ref_padding, groups=groups),
@@ -104,16 +108,11 @@ def training_contenders(layer: Layer, n: int, device: str, dtype: torch.dtype) -
     x = torch.randn(n, *layer.hwc, device=device, dtype=dtype, requires_grad=True)
     w = torch.randn(*layer.hwio, device=device, dtype=dtype, requires_grad=True)
     groups = layer.hwc[2] // layer.hwio[2]
-    top, bottom, left, right = tf_same_pads(layer)
     grad_out = torch.randn(myconv.output_shape(x.shape, w.shape, layer.stride), device=device, dtype=dtype)
     grad_out_nchw = grad_out.permute(0, 3, 1, 2)  # channels_last, as oneDNN's output is
-    w_oihw = w.detach().permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last).requires_grad_()
-    symmetric = (top, left) == (bottom, right)
-    x_nchw = x.detach().permute(0, 3, 1, 2)
-    # Asymmetric SAME: the reference gets its input pre-padded outside the timed region.
-    ref_input = (x_nchw if symmetric else F.pad(x_nchw, (left, right, top, bottom))
-                 ).contiguous(memory_format=torch.channels_last).requires_grad_()
-    ref_padding = (top, left) if symmetric else (0, 0)
+    ref_input, w_oihw, ref_padding = reference_operands(layer, x, w)
+    ref_input.requires_grad_()
+    w_oihw.requires_grad_()
 
     def reference():
         out = F.conv2d(ref_input, w_oihw, stride=layer.stride, padding=ref_padding, groups=groups)
