@@ -14,22 +14,28 @@ import myconv  # noqa: F401  (registers the ops)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _cpu_has_avx2() -> bool:
+def _cpu_flags() -> set[str]:
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return False
-    return " avx2 " in flags.replace("\n", " ") and " fma " in flags.replace("\n", " ")
+        return set()
+    return next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
+
+
+# What each compiled path needs from the CPU, worst to best (driver.cpp's cpu_has).
+_ISA_FLAGS = {"scalar": set(), "avx2": {"avx2", "fma"}, "avx512": {"avx2", "fma", "avx512f"}}
 
 
 def test_selected_isa_is_the_best_compiled_one():
-    assert torch.ops.myconv.cpu_isa() == ("avx2" if _cpu_has_avx2() else "scalar")
+    runnable = [isa for isa, needs in _ISA_FLAGS.items() if needs <= _cpu_flags()]
+    assert torch.ops.myconv.cpu_isa() == runnable[-1]
 
 
-@pytest.mark.parametrize("isa", ["scalar", "avx2"])
+@pytest.mark.parametrize("isa", list(_ISA_FLAGS))
 def test_every_compiled_path_passes_the_cpu_suites(isa):
-    if isa == "avx2" and not _cpu_has_avx2():
-        pytest.skip("this CPU has no AVX2 + FMA: the avx2 tile kernel cannot run here")
+    missing = _ISA_FLAGS[isa] - _cpu_flags()
+    if missing:
+        pytest.skip(f"this CPU lacks {', '.join(sorted(missing))}: the {isa} kernels cannot run here")
     env = dict(os.environ, MYCONV_CPU_ISA=isa)
     check = "import torch, myconv; print(torch.ops.myconv.cpu_isa())"
     assert subprocess.run([sys.executable, "-c", check], env=env, capture_output=True,
@@ -47,7 +53,7 @@ def test_unknown_isa_is_a_clear_error():
     code = "import torch, myconv; myconv.conv2d(torch.randn(1, 4, 4, 2), torch.randn(3, 3, 2, 2))"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode != 0
-    assert 'MYCONV_CPU_ISA must be one of scalar, avx2 (or unset), got "avx9000"' in result.stderr
+    assert 'MYCONV_CPU_ISA must be one of scalar, avx2, avx512 (or unset), got "avx9000"' in result.stderr
 
 
 # The packed-filter cache (csrc/myconv/cpu/microkernel/filter_cache.h): entries belong to one
@@ -72,7 +78,7 @@ def test_filter_cache_keeps_a_filter_once_and_repacks_after_in_place_updates():
     before = torch.ops.myconv.cpu_filter_cache_bytes()
     _assert_close(_conv(x, w), _reference(x, w))
     held = torch.ops.myconv.cpu_filter_cache_bytes() - before
-    assert held >= w.numel() * 4  # packed: 2 panels of 16 channels
+    assert held >= w.numel() * 4  # packed: 24 channels in panels of 16 or 32
     _assert_close(_conv(x, w), _reference(x, w))
     assert torch.ops.myconv.cpu_filter_cache_bytes() - before == held  # a hit, not a second entry
     with torch.no_grad():

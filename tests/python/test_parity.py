@@ -32,6 +32,9 @@ CASES = [
     # padding, channel panels and pixel tiles left partial
     (1, 4, 3, 5, 3, 7, 20, (1, 1), "SAME", (1, 1)),       # filter wider than the input
     (2, 5, 6, 3, 2, 2, 17, (1, 2), [1, 0, 4, 2], (1, 1)), # left padding past the filter width
+    # 32-channel panels (AVX-512): a full panel then a 1-channel one, a full one then 16 channels
+    (1, 5, 7, 6, 3, 3, 33, (1, 1), "SAME", (1, 1)),
+    (2, 4, 5, 8, 1, 1, 48, (1, 1), "VALID", (1, 1)),
 ]
 # groups and depthwise: (N, H, W, C, KH, KW, Cg, O, stride, padding, dilation)
 GROUPED = [
@@ -42,6 +45,7 @@ GROUPED = [
     (1, 10, 9, 4, 3, 3, 1, 12, (1, 2), "SAME", (2, 1)),   # depthwise multiplier 3, dilated
     (1, 9, 9, 4, 5, 5, 1, 4, (1, 1), "VALID", (1, 1)),
     (1, 8, 8, 6, 1, 1, 2, 6, (1, 1), "SAME", (1, 1)),     # grouped pointwise: direct GEMM
+    (1, 6, 7, 6, 3, 3, 3, 40, (1, 1), "SAME", (1, 1)),    # 2 groups of 20 outputs: partial panels
     # CPU depthwise strips of 8 pixels (filter width 3/5, stride 1/2): inside and edge strips,
     # a partial last strip, a partial channel vector
     (2, 6, 30, 13, 3, 3, 1, 13, (1, 1), "SAME", (1, 1)),

@@ -22,32 +22,43 @@ namespace myconv {
 namespace cpu {
 namespace {
 
-// At most this many tiles share one pass over a filter panel (which stays in L2 across them).
-constexpr int64_t kMaxTilesPerBlock = 16;
+// At most this many output pixels (whole tiles) share one pass over a filter panel (which stays
+// in L2 across them).
+constexpr int64_t kMaxPixelsPerBlock = 96;
 
 bool cpu_has(Isa isa) {
   switch (isa) {
     case Isa::kScalar:
       return true;
-    case Isa::kAvx2:
 #if defined(__x86_64__) && defined(__GNUC__)
+    case Isa::kAvx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::kAvx512:  // (libgcc also checks that the OS saves the zmm and mask registers)
+      return __builtin_cpu_supports("avx512f") && cpu_has(Isa::kAvx2);
 #else
+    case Isa::kAvx2:
+    case Isa::kAvx512:
       return false;
 #endif
   }
   return false;
 }
 
+constexpr Isa kEveryIsa[] = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512};  // worst to best
+
 Isa choose_isa() {
   const char* forced = std::getenv("MYCONV_CPU_ISA");
-  if (forced == nullptr || *forced == '\0') return cpu_has(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar;
-  for (const Isa isa : {Isa::kScalar, Isa::kAvx2}) {
+  if (forced == nullptr || *forced == '\0') {
+    Isa best = Isa::kScalar;
+    for (const Isa isa : kEveryIsa) best = cpu_has(isa) ? isa : best;
+    return best;
+  }
+  for (const Isa isa : kEveryIsa) {
     if (std::string(forced) != isa_name(isa)) continue;
     TORCH_CHECK(cpu_has(isa), "MYCONV_CPU_ISA=", forced, " but this CPU lacks that instruction set");
     return isa;
   }
-  TORCH_CHECK(false, "MYCONV_CPU_ISA must be one of scalar, avx2 (or unset), got \"", forced, "\"");
+  TORCH_CHECK(false, "MYCONV_CPU_ISA must be one of scalar, avx2, avx512 (or unset), got \"", forced, "\"");
 }
 
 // The input that output pixels [first, first + count) read, over-approximated by whole input rows
@@ -69,9 +80,29 @@ Isa selected_isa() {
   return isa;
 }
 
-const char* isa_name(Isa isa) { return isa == Isa::kAvx2 ? "avx2" : "scalar"; }
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512:
+      return "avx512";
+    case Isa::kScalar:
+      break;
+  }
+  return "scalar";
+}
 
-TileKernel tile_kernel(Isa isa) { return isa == Isa::kAvx2 ? &tile_avx2 : &tile_scalar; }
+TileKernel tile_kernel(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx2:
+      return {&tile_avx2, kAvx2Tile};
+    case Isa::kAvx512:
+      return {&tile_avx512, kAvx512Tile};
+    case Isa::kScalar:
+      break;
+  }
+  return {&tile_scalar, kScalarTile};
+}
 
 namespace {
 
@@ -93,45 +124,42 @@ struct Segments {
 // The segment pointers of a block of tiles for one group: [tile][segment][pixel]. Segments in
 // the padding point at `zeros`; a filter row only partly inside the input (at the left or right
 // edge) is copied into the edge buffer, with zeros where it leaves the input. Storage comes from
-// the caller (one slice per thread, sized by pointer_count() and edge_capacity()).
+// the caller (one slice per thread, sized by pointer_count() and edge_capacity()); `mr` pixels a tile.
 class BlockPointers {
  public:
-  BlockPointers(const Conv2dPlan& p, const Segments& seg, const float* input, const float* zeros,
-                int64_t tiles_per_block, const float** pointers, float* edges)
-      : p_(p), ix_(p), seg_(seg), input_(input), zeros_(zeros), pointers_(pointers), edges_(edges),
-        edge_capacity_(edge_capacity(p, seg, tiles_per_block)) {}
+  BlockPointers(const Conv2dPlan& p, const Segments& seg, int mr, const float* input, const float* zeros,
+                int64_t block_pixels, const float** pointers, float* edges)
+      : p_(p), ix_(p), seg_(seg), mr_(mr), input_(input), zeros_(zeros), pointers_(pointers), edges_(edges),
+        edge_capacity_(edge_capacity(p, seg, block_pixels)) {}
 
-  static int64_t pointer_count(const Segments& seg, int64_t tiles_per_block) {
-    return tiles_per_block * kMR * seg.count;
-  }
-  // Floats of edge copies a block of tiles_per_block tiles can need: the block's pixels span at
-  // most pixels / OW + 2 output rows, each with OW minus its interior pixels at the edges.
-  static int64_t edge_capacity(const Conv2dPlan& p, const Segments& seg, int64_t tiles_per_block) {
+  static int64_t pointer_count(const Segments& seg, int64_t block_pixels) { return block_pixels * seg.count; }
+  // Floats of edge copies a block of `pixels` output pixels can need: they span at most
+  // pixels / OW + 2 output rows, each with OW minus its interior pixels at the edges.
+  static int64_t edge_capacity(const Conv2dPlan& p, const Segments& seg, int64_t pixels) {
     if (!seg.whole_rows || p.out_w == 0) return 0;
     const geometry::IndexRange inner =
         geometry::outputs_inside(p.in_w, p.kernel_w, p.stride_w, p.pad_w.before, p.out_w);
-    const int64_t pixels = tiles_per_block * kMR;
     const int64_t edge_pixels = std::min(pixels, (pixels / p.out_w + 2) * (p.out_w - (inner.end - inner.begin)));
     return edge_pixels * p.kernel_h * seg.length;
   }
 
-  const float* const* tile(int64_t t) const { return pointers_ + t * seg_.count * kMR; }
+  const float* const* tile(int64_t t) const { return pointers_ + t * seg_.count * mr_; }
 
   void build(int64_t first_pixel, int64_t tiles, int64_t group) {
     edges_used_ = 0;
     const int64_t pixels = p_.output_pixels();
     for (int64_t t = 0; t < tiles; ++t) {
-      const float** slots = pointers_ + t * seg_.count * kMR;
-      for (int i = 0; i < kMR; ++i) {
-        const int64_t pixel = first_pixel + t * kMR + i;
-        for (int64_t s = 0; s < seg_.count; ++s) slots[s * kMR + i] = zeros_;
+      const float** slots = pointers_ + t * seg_.count * mr_;
+      for (int i = 0; i < mr_; ++i) {
+        const int64_t pixel = first_pixel + t * mr_ + i;
+        for (int64_t s = 0; s < seg_.count; ++s) slots[s * mr_ + i] = zeros_;
         if (pixel >= pixels) continue;
         const Pixel out = ix_.output_pixel(pixel);
         if (seg_.whole_rows) {
           add_filter_rows(out, slots + i);
         } else {
           for_each_tap_inside(p_, out.y, out.x, [&](int64_t ih, int64_t iw, int64_t kh, int64_t kw) {
-            slots[(kh * p_.kernel_w + kw) * kMR + i] = input_ + ix_.input_offset(out.n, ih, iw, group * seg_.length);
+            slots[(kh * p_.kernel_w + kw) * mr_ + i] = input_ + ix_.input_offset(out.n, ih, iw, group * seg_.length);
           });
         }
       }
@@ -145,7 +173,7 @@ class BlockPointers {
     for (int64_t kh = 0; kh < p_.kernel_h; ++kh) {
       const int64_t ih = geometry::input_index(out.y, p_.stride_h, p_.pad_h.before, kh, p_.dilation_h);
       if (ih < 0 || ih >= p_.in_h) continue;
-      slots[kh * kMR] = inside_width ? input_ + ix_.input_offset(out.n, ih, iw0, 0) : copy_edge_row(out.n, ih, iw0);
+      slots[kh * mr_] = inside_width ? input_ + ix_.input_offset(out.n, ih, iw0, 0) : copy_edge_row(out.n, ih, iw0);
     }
   }
 
@@ -160,6 +188,7 @@ class BlockPointers {
   const Conv2dPlan& p_;
   const Conv2dIndexer ix_;
   const Segments& seg_;
+  const int mr_;
   const float* input_;
   const float* zeros_;
   const float** pointers_;
@@ -173,30 +202,31 @@ class BlockPointers {
 void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, const float* bias,
                         const Conv2dPlan& p, float* output) {
   const TileKernel kernel = tile_kernel(selected_isa());
+  const int64_t mr = kernel.shape.pixels, nr = kernel.shape.channels;
   const Segments seg(p);
   const int64_t og = p.group_out_channels;
-  const int64_t panels = (og + kNR - 1) / kNR;
+  const int64_t panels = (og + nr - 1) / nr;
   const int64_t depth = p.window_size();  // the reduction length, seg.count * seg.length
 
-  // Panel gj = g * panels + j holds output channels [first, first + width) (width < kNR in a
+  // Panel gj = g * panels + j holds output channels [first, first + width) (width < nr in a
   // group's last panel).
   const auto panel_channels = [&](int64_t gj) {
-    const int64_t first = (gj / panels) * og + (gj % panels) * kNR;
-    return std::pair<int64_t, int64_t>{first, std::min<int64_t>(kNR, (gj / panels + 1) * og - first)};
+    const int64_t first = (gj / panels) * og + (gj % panels) * nr;
+    return std::pair<int64_t, int64_t>{first, std::min<int64_t>(nr, (gj / panels + 1) * og - first)};
   };
-  // packed[g, j, k, r] = filter[k, g * og + j * kNR + r] (k over taps x Cg), zero past og.
-  // From ATen's CPU allocator: 64-byte aligned, so that every panel row is one cache line (a
+  // packed[g, j, k, r] = filter[k, g * og + j * nr + r] (k over taps x Cg), zero past og.
+  // From ATen's CPU allocator: 64-byte aligned, so that every panel row starts a cache line (a
   // malloc'ed buffer is not, and loads across lines measured up to 2x slower on some calls).
   const at::Tensor packed_buffer = packed_filter(filter_tensor, p.groups, [&] {
     const at::Tensor contiguous = filter_tensor.contiguous();
     const float* filter = contiguous.const_data_ptr<float>();
-    at::Tensor buffer = at::zeros({p.groups * panels * depth * kNR}, at::kFloat);
+    at::Tensor buffer = at::zeros({p.groups * panels * depth * nr}, at::kFloat);
     float* const packed = buffer.mutable_data_ptr<float>();
     at::parallel_for(0, p.groups * panels, 1, [&](int64_t begin, int64_t end) {
       for (int64_t gj = begin; gj < end; ++gj) {
         const auto [first_channel, width] = panel_channels(gj);
-        float* dst = packed + gj * depth * kNR;
-        for (int64_t k = 0; k < depth; ++k, dst += kNR) {
+        float* dst = packed + gj * depth * nr;
+        for (int64_t k = 0; k < depth; ++k, dst += nr) {
           std::copy_n(filter + k * p.out_channels + first_channel, width, dst);
         }
       }
@@ -205,26 +235,27 @@ void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, con
   });
   const float* const packed = packed_buffer.const_data_ptr<float>();
   // The bias in panels (zero past og), then the zero segment the padding points at.
-  const at::Tensor small_buffer = at::zeros({p.groups * panels * kNR + seg.length}, at::kFloat);
+  const at::Tensor small_buffer = at::zeros({p.groups * panels * nr + seg.length}, at::kFloat);
   float* const bias_packed = small_buffer.mutable_data_ptr<float>();
-  const float* const zeros = bias_packed + p.groups * panels * kNR;
+  const float* const zeros = bias_packed + p.groups * panels * nr;
   if (bias) {
     for (int64_t gj = 0; gj < p.groups * panels; ++gj) {
       const auto [first_channel, width] = panel_channels(gj);
-      std::copy_n(bias + first_channel, width, bias_packed + gj * kNR);
+      std::copy_n(bias + first_channel, width, bias_packed + gj * nr);
     }
   }
 
   const int64_t pixels = p.output_pixels();
   // Tiles spread evenly over the blocks, so that every work item costs the same.
-  const int64_t all_tiles = (pixels + kMR - 1) / kMR;
-  const int64_t blocks = (all_tiles + kMaxTilesPerBlock - 1) / kMaxTilesPerBlock;
+  const int64_t all_tiles = (pixels + mr - 1) / mr;
+  const int64_t max_tiles_per_block = std::max<int64_t>(1, kMaxPixelsPerBlock / mr);
+  const int64_t blocks = (all_tiles + max_tiles_per_block - 1) / max_tiles_per_block;
   const int64_t tiles_per_block = (all_tiles + blocks - 1) / blocks;
   // Each thread's block pointers and edge copies, allocated here once (and so seen by memory
   // profiling, which does not follow worker threads).
   const int64_t threads = at::get_num_threads();
-  const int64_t pointer_count = BlockPointers::pointer_count(seg, tiles_per_block);
-  const int64_t edge_floats = BlockPointers::edge_capacity(p, seg, tiles_per_block);
+  const int64_t pointer_count = BlockPointers::pointer_count(seg, tiles_per_block * mr);
+  const int64_t edge_floats = BlockPointers::edge_capacity(p, seg, tiles_per_block * mr);
   static_assert(sizeof(const float*) == sizeof(int64_t));
   const at::Tensor pointer_buffer = at::empty({threads * pointer_count}, at::kLong);
   const at::Tensor edge_buffer = at::empty({threads * edge_floats}, at::kFloat);
@@ -235,24 +266,24 @@ void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, con
   at::parallel_for(0, blocks * items_per_block, 1, [&](int64_t begin, int64_t end) {
     const int thread = at::get_thread_num();
     TORCH_INTERNAL_ASSERT(thread < threads);
-    BlockPointers pointers(p, seg, input, zeros, tiles_per_block,
+    BlockPointers pointers(p, seg, static_cast<int>(mr), input, zeros, tiles_per_block * mr,
                            reinterpret_cast<const float**>(pointer_buffer.data_ptr<int64_t>()) + thread * pointer_count,
                            edge_buffer.data_ptr<float>() + thread * edge_floats);
     for (int64_t item = begin; item < end;) {
       const int64_t block = item / items_per_block;
       const int64_t g = item % items_per_block / panels;
       const int64_t run_end = std::min(end, block * items_per_block + (g + 1) * panels);
-      const int64_t first = block * tiles_per_block * kMR;
-      const int64_t tiles = std::min(tiles_per_block, (pixels - first + kMR - 1) / kMR);
+      const int64_t first = block * tiles_per_block * mr;
+      const int64_t tiles = std::min(tiles_per_block, (pixels - first + mr - 1) / mr);
       pointers.build(first, tiles, g);
       // Passes over the second and later panels read the block's input from cache; meanwhile the
       // next block's input comes from memory, prefetched in address order, a slice a tile. (The
       // first pass waits on memory otherwise once the input outgrows the caches: res2 1x1
       // 256->64 at N = 8: ~4.9 -> ~4.5 ms, side by side in the benchmark.)
-      const int64_t next_first = first + tiles_per_block * kMR;
+      const int64_t next_first = first + tiles_per_block * mr;
       const auto [next_begin, next_end] =
           panels > 1 && next_first < pixels
-              ? input_rows_read(p, ix, next_first, std::min(tiles_per_block * kMR, pixels - next_first))
+              ? input_rows_read(p, ix, next_first, std::min(tiles_per_block * mr, pixels - next_first))
               : std::pair<int64_t, int64_t>{0, 0};
       // Floats a tile prefetches (no division per tile: a tile of a short reduction costs less).
       const int64_t slices = p.groups * (panels - 1) * tiles;
@@ -265,17 +296,17 @@ void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, con
             const int64_t slice_begin = next_begin + slice * slice_floats;
             prefetch_range_to_l2(input + slice_begin, input + std::min(next_end, slice_begin + slice_floats));
           }
-          const int64_t tile_first = first + tile * kMR;
+          const int64_t tile_first = first + tile * mr;
           const TileArgs args{pointers.tile(tile),
                               seg.count,
                               seg.length,
-                              packed + gj * depth * kNR,
-                              bias_packed + gj * kNR,
-                              output + tile_first * p.out_channels + g * og + j * kNR,
+                              packed + gj * depth * nr,
+                              bias_packed + gj * nr,
+                              output + tile_first * p.out_channels + g * og + j * nr,
                               p.out_channels,
-                              static_cast<int>(std::min<int64_t>(kMR, pixels - tile_first)),
-                              static_cast<int>(std::min<int64_t>(kNR, og - j * kNR))};
-          kernel(args);
+                              static_cast<int>(std::min<int64_t>(mr, pixels - tile_first)),
+                              static_cast<int>(std::min<int64_t>(nr, og - j * nr))};
+          kernel.run(args);
         }
       }
       item = run_end;
@@ -284,7 +315,7 @@ void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, con
 }
 
 bool has_depthwise_microkernel(const Conv2dPlan& p) {
-  return p.is_depthwise() && p.group_out_channels == 1 && selected_isa() == Isa::kAvx2;
+  return p.is_depthwise() && p.group_out_channels == 1 && selected_isa() != Isa::kScalar;
 }
 
 void conv2d_depthwise_microkernel(const float* input, const at::Tensor& filter_tensor, const float* bias,
@@ -310,7 +341,8 @@ namespace {
 // GFLOP/s of the FMA loop of the selected instruction set on every intra-op thread at once:
 // the peak the benchmark reports each shape's share of.
 double fma_peak_gflops() {
-  const auto chains = selected_isa() == Isa::kAvx2 ? &fma_chains_avx2 : &fma_chains_scalar;
+  const Isa isa = selected_isa();
+  const auto chains = isa == Isa::kAvx512 ? &fma_chains_avx512 : isa == Isa::kAvx2 ? &fma_chains_avx2 : &fma_chains_scalar;
   constexpr int64_t kRounds = int64_t{1} << 22;
   const int threads = at::get_num_threads();
   std::vector<double> flops(threads, 0.0);

@@ -1,5 +1,6 @@
 // The compute kernels of the CPU microkernel family, one file per instruction set compiled with
-// its own flags (tile_avx2.cpp, depthwise_avx2.cpp with -mavx2 -mfma). This header and those files
+// its own flags (tile_avx2.cpp, depthwise_avx2.cpp with -mavx2 -mfma; tile_avx512.cpp with
+// -mavx512f). This header and those files
 // use plain sizes and pointers and include no ATen header: an inline ATen function compiled with
 // AVX2 flags could be the copy the linker keeps for every caller, even on CPUs without AVX2.
 #pragma once
@@ -27,33 +28,40 @@ static inline void prefetch_range_to_l2(const void* begin, const void* end) {
   }
 }
 
-constexpr int kMR = 6;   // output pixels per tile
-constexpr int kNR = 16;  // output channels per tile: two AVX2 vectors
+// A tile kernel's register tile: MR output pixels x NR output channels. The driver lays out the
+// pixel pointers and packs the filter panels for the kernel in use.
+struct TileShape {
+  int pixels;    // MR
+  int channels;  // NR
+};
+constexpr TileShape kScalarTile{6, 16};
+constexpr TileShape kAvx2Tile{6, 16};     // 12 of the 16 ymm registers accumulate
+constexpr TileShape kAvx512Tile{6, 32};   // 12 zmm accumulators: see tile_avx512.cpp
 
 struct TileArgs {
-  // pixels[s * kMR + i]: segment s of the tile's pixel i, `depth` input values contiguous in the
+  // pixels[s * MR + i]: segment s of the tile's pixel i, `depth` input values contiguous in the
   // input that meet `depth` consecutive rows of the packed filter (row i past `rows` and
   // segments in the padding point at zeros).
   const float* const* pixels;
   int64_t segments;
   int64_t depth;
-  const float* packed;  // filter panel [segments * depth][kNR], zero past `cols`
-  const float* bias;    // kNR values, zero past `cols`
+  const float* packed;  // filter panel [segments * depth][NR], zero past `cols`
+  const float* bias;    // NR values, zero past `cols`
   float* out;           // output of pixel 0, channel 0 of the tile
   int64_t out_stride;   // elements between consecutive pixels' outputs
-  int rows;             // valid pixels, <= kMR
-  int cols;             // valid channels, <= kNR
+  int rows;             // valid pixels, <= MR
+  int cols;             // valid channels, <= NR
 };
 
-using TileKernel = void (*)(const TileArgs& args);
-
 void tile_scalar(const TileArgs& args);
-void tile_avx2(const TileArgs& args);  // needs AVX2 + FMA
+void tile_avx2(const TileArgs& args);    // needs AVX2 + FMA
+void tile_avx512(const TileArgs& args);  // needs AVX-512F
 
 // FLOPs done by `rounds` rounds of 12 independent FMA chains of the instruction set's widest
 // vector: the loop the benchmark times to measure the machine's FMA peak for the ISA in use.
 double fma_chains_scalar(int64_t rounds, float* sink);
 double fma_chains_avx2(int64_t rounds, float* sink);
+double fma_chains_avx512(int64_t rounds, float* sink);
 
 // One output row (n, oh) of a float32 depthwise convolution with one output channel per input
 // channel: out[ow, c] = bias[c] + sum over taps inside the input of image[ih, iw, c] * filter[kh, kw, c].

@@ -1,7 +1,7 @@
-// The CPU convolution microkernel family: one register tile of kMR output pixels x kNR output
-// channels, accumulated over every (tap, input channel) of the window straight from the NHWC
+// The CPU convolution microkernel family: one register tile of MR output pixels x NR output
+// channels (sizes per instruction set), accumulated over every (tap, input channel) of the window straight from the NHWC
 // input through per-pixel row pointers (taps in the padding point at a zero row): an indirect
-// GEMM with no im2row copy; and a depthwise kernel (AVX2). The kernels (kernels.h) are one file
+// GEMM with no im2row copy; and a depthwise kernel (AVX2, also used on AVX-512 CPUs). The kernels (kernels.h) are one file
 // per instruction set, compiled with its own flags; the driver (packing, tiling, threading) is
 // shared, and the instruction set is chosen once at load time.
 #pragma once
@@ -15,25 +15,30 @@ namespace myconv {
 namespace cpu {
 
 // The instruction sets with compiled kernels; scalar is plain C++ and always present.
-enum class Isa { kScalar, kAvx2 };
+enum class Isa { kScalar, kAvx2, kAvx512 };
 
 // The tile kernel in use, chosen once (at the first float32 convolution): the best the CPU
-// supports, or MYCONV_CPU_ISA=scalar|avx2 when set (an unknown or unsupported name is an error
-// naming the variable, not a silent fallback). No AVX-512 kernel yet: AVX-512 CPUs use AVX2.
+// supports, or MYCONV_CPU_ISA=scalar|avx2|avx512 when set (an unknown or unsupported name is an
+// error naming the variable, not a silent fallback).
 Isa selected_isa();
 const char* isa_name(Isa isa);
+
+struct TileKernel {
+  void (*run)(const TileArgs& args);
+  TileShape shape;
+};
 TileKernel tile_kernel(Isa isa);
 
 // out = conv(input, filter) + bias for float32 NHWC input / HWIO filter with the selected tile
-// kernel: packs the filter into kNR-wide panels (or finds them packed), then tiles output pixels x panels
-// over threads. Extra memory: the packed filter (kept across calls, see filter_cache.h), and per
+// kernel: packs the filter into NR-wide panels (or finds them packed: the kernel, and so NR, is
+// fixed for the process), then tiles output pixels x panels over threads. Extra memory: the packed filter (kept across calls, see filter_cache.h), and per
 // thread the pointers of one block of tiles and copies of its edge segments; independent of N.
 void conv2d_microkernel(const float* input, const at::Tensor& filter, const float* bias,
                         const Conv2dPlan& plan, float* output);
 
 // Whether conv2d_depthwise_microkernel takes this call: float32 depthwise with one output channel
-// per input channel, on an instruction set with a depthwise kernel (AVX2). Other depthwise calls
-// run the generic loops of conv2d_kernel.cpp, which are also the scalar path.
+// per input channel, on an instruction set with a depthwise kernel (AVX2, which AVX-512 CPUs
+// have). Other depthwise calls run the generic loops of conv2d_kernel.cpp, also the scalar path.
 bool has_depthwise_microkernel(const Conv2dPlan& plan);
 // Output rows over threads; no extra memory.
 void conv2d_depthwise_microkernel(const float* input, const at::Tensor& filter, const float* bias,

@@ -7,6 +7,12 @@
 
 namespace myconv {
 namespace cpu {
+namespace {
+
+constexpr int kMR = kAvx2Tile.pixels;
+constexpr int kNR = kAvx2Tile.channels;
+
+}  // namespace
 
 void tile_avx2(const TileArgs& a) {
   const __m256 bias0 = _mm256_loadu_ps(a.bias), bias1 = _mm256_loadu_ps(a.bias + 8);

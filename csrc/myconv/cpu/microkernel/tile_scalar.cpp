@@ -4,6 +4,12 @@
 
 namespace myconv {
 namespace cpu {
+namespace {
+
+constexpr int kMR = kScalarTile.pixels;
+constexpr int kNR = kScalarTile.channels;
+
+}  // namespace
 
 void tile_scalar(const TileArgs& a) {
   float acc[kMR][kNR];
