@@ -4,7 +4,7 @@ permute + F.pad + F.conv2d + permute path, fp32, N = 1 and 8, all measured in on
 Usage: python benchmarks/bench_cpu.py [--repeats 7] [--quick] [--train]
 Writes benchmarks/results/cpu.md (forward) or, with --train, cpu-train.md (forward + backward:
 input and filter gradients) with a chart beside it (cpu.png / cpu-train.png), and prints the same
-table. It first measures the machine's FMA peak for the instruction set myconv uses (an FMA loop
+table. It measures the machine's FMA peak for the instruction set myconv uses (an FMA loop
 on every thread) and reports each shape's share of it. A "## Steps" section already in the
 results file (the history of speed steps) is kept.
 """
@@ -106,33 +106,8 @@ def main() -> None:
     if args.train:  # a training step changes the weights, so every call packs its filter
         os.environ["MYCONV_CPU_FILTER_CACHE_MB"] = "0"
     flags = "".join(f" --{name}" for name in ("quick", "train") if getattr(args, name))
-    isa = torch.ops.myconv.cpu_isa()
-    # Best of several: a measurement that overlaps a busy spell of the shared machine reads low
-    # (once as low as half), which would inflate every share of peak below.
-    peak = max(torch.ops.myconv.cpu_fma_peak_gflops() for _ in range(5))
-    lines = header(f"myconv CPU benchmark (fp32{', forward + backward' if args.train else ''})", [
-        f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch threads: {torch.get_num_threads()}",
-        f"myconv CPU instruction set: {isa}; FMA peak measured now on {torch.get_num_threads()} threads: "
-        f"{peak:.0f} GFLOP/s",
-        f"median of {repeats} samples per figure, each sample >= {args.min_time * 1e3:.0f} ms of calls; "
-        "the contenders' samples interleaved; glibc keeps freed memory ("
-        + ", ".join(f"{name}={value}" for name, value in MALLOC_SETTINGS.items()) + ")",
-        "torch_cl: F.conv2d on channels_last NCHW views (oneDNN); asymmetric SAME inputs pre-padded outside the timing",
-        "user: permute + F.pad (TF SAME) + F.conv2d + permute + .contiguous()",
-        *(["every contender computes the output, then the input and filter gradients for a fixed "
-           "grad_output (torch.autograd.grad)"] if args.train else []),
-        "myconv packed filters: " + ("packed on every call (MYCONV_CPU_FILTER_CACHE_MB=0: training changes the "
-                                     "weights each step)" if args.train else
-                                     "kept across calls (the weights are unchanged between calls, as in inference); "
-                                     "their total is given below the table"),
-        *([] if args.train else ["myconv MiB: memory one call allocates besides its output (workspaces, and "
-                                 "the packed filter when not kept), from the profiler's CPU memory events"]),
-        f"command: python benchmarks/bench_cpu.py{flags}",
-    ])
+    peak_before = max(torch.ops.myconv.cpu_fma_peak_gflops() for _ in range(5))
     memory_column = not args.train
-    lines += ["| layer | N | myconv ms | torch_cl ms | user ms | myconv GFLOP/s | % of FMA peak | "
-              "myconv/torch_cl | myconv/user |" + (" myconv MiB |" if memory_column else ""),
-              "|---|---|---|---|---|---|---|---|---|" + ("---|" if memory_column else "")]
     ratios_ref, ratios_user, records = [], [], []
     kept = (0, "")  # the most packed-filter bytes myconv held, and while timing which shape
     total = len(LAYERS) * len(batches)
@@ -150,12 +125,41 @@ def main() -> None:
             ratios_ref.append(r_ref)
             ratios_user.append(r_user)
             records.append({"layer": layer.name, "n": n, "ms": ms, "gflops": gflops})
-            memory = f" {allocated_bytes(fns['myconv']) / 2**20:.2f} |" if memory_column else ""
+            records[-1]["memory"] = f" {allocated_bytes(fns['myconv']) / 2**20:.2f} |" if memory_column else ""
             kept = max(kept, (torch.ops.myconv.cpu_filter_cache_bytes(), f"{layer.name} N={n}"))
-            lines.append(f"| {layer.name} | {n} | {ms['myconv']:.3f} | {ms['torch_cl']:.3f} | {ms['user']:.3f} | "
-                         f"{gflops['myconv']:.1f} | {100 * gflops['myconv'] / peak:.0f}% | {r_ref:.2f} | {r_user:.2f} |"
-                         + memory)
     progress(total, total, "done")
+    # Best of several, before and after the shapes: a measurement that overlaps a busy spell of the
+    # shared machine reads low (as low as half, once for all five in a row), which would inflate
+    # every share of peak below.
+    peak = max([peak_before] + [torch.ops.myconv.cpu_fma_peak_gflops() for _ in range(5)])
+    isa = torch.ops.myconv.cpu_isa()
+    lines = header(f"myconv CPU benchmark (fp32{', forward + backward' if args.train else ''})", [
+        f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch threads: {torch.get_num_threads()}",
+        f"myconv CPU instruction set: {isa}; FMA peak measured before and after the shapes on "
+        f"{torch.get_num_threads()} threads: {peak:.0f} GFLOP/s",
+        f"median of {repeats} samples per figure, each sample >= {args.min_time * 1e3:.0f} ms of calls; "
+        "the contenders' samples interleaved; glibc keeps freed memory ("
+        + ", ".join(f"{name}={value}" for name, value in MALLOC_SETTINGS.items()) + ")",
+        "torch_cl: F.conv2d on channels_last NCHW views (oneDNN); asymmetric SAME inputs pre-padded outside the timing",
+        "user: permute + F.pad (TF SAME) + F.conv2d + permute + .contiguous()",
+        *(["every contender computes the output, then the input and filter gradients for a fixed "
+           "grad_output (torch.autograd.grad)"] if args.train else []),
+        "myconv packed filters: " + ("packed on every call (MYCONV_CPU_FILTER_CACHE_MB=0: training changes the "
+                                     "weights each step)" if args.train else
+                                     "kept across calls (the weights are unchanged between calls, as in inference); "
+                                     "their total is given below the table"),
+        *([] if args.train else ["myconv MiB: memory one call allocates besides its output (workspaces, and "
+                                 "the packed filter when not kept), from the profiler's CPU memory events"]),
+        f"command: python benchmarks/bench_cpu.py{flags}",
+    ])
+    lines += ["| layer | N | myconv ms | torch_cl ms | user ms | myconv GFLOP/s | % of FMA peak | "
+              "myconv/torch_cl | myconv/user |" + (" myconv MiB |" if memory_column else ""),
+              "|---|---|---|---|---|---|---|---|---|" + ("---|" if memory_column else "")]
+    for r in records:
+        ms, gflops = r["ms"], r["gflops"]
+        lines.append(f"| {r['layer']} | {r['n']} | {ms['myconv']:.3f} | {ms['torch_cl']:.3f} | {ms['user']:.3f} | "
+                     f"{gflops['myconv']:.1f} | {100 * gflops['myconv'] / peak:.0f}% | "
+                     f"{ms['myconv'] / ms['torch_cl']:.2f} | {ms['myconv'] / ms['user']:.2f} |" + r["memory"])
     RESULTS.mkdir(exist_ok=True)
     chart = Path(output).with_suffix(".png")
     draw_chart(records, peak, lines[0].lstrip("# "), chart)
