@@ -324,11 +324,12 @@ void conv2d_depthwise_microkernel(const float* input, const at::Tensor& filter_t
   const at::Tensor contiguous = filter_tensor.contiguous();
   const float* filter = contiguous.const_data_ptr<float>();
   const Conv2dIndexer ix(p);
+  const auto depthwise_row = selected_isa() == Isa::kAvx512 ? &depthwise_row_avx512 : &depthwise_row_avx2;
   at::parallel_for(0, p.batch * p.out_h, 1, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       int64_t n = 0, oh = 0;
       ix.out_h.divmod(row, &n, &oh);
-      depthwise_row_avx2({input + ix.input_offset(n, 0, 0, 0), filter, bias, output + ix.output_offset(n, oh, 0, 0),
+      depthwise_row({input + ix.input_offset(n, 0, 0, 0), filter, bias, output + ix.output_offset(n, oh, 0, 0),
                           p.in_channels, p.in_h, p.in_w, p.out_w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,
                           p.dilation_h, p.dilation_w, p.pad_w.before,
                           geometry::input_index(oh, p.stride_h, p.pad_h.before, 0, p.dilation_h)});

@@ -1,6 +1,6 @@
 // The compute kernels of the CPU microkernel family, one file per instruction set compiled with
-// its own flags (tile_avx2.cpp, depthwise_avx2.cpp with -mavx2 -mfma; tile_avx512.cpp with
-// -mavx512f). This header and those files
+// its own flags (tile_avx2.cpp, depthwise_avx2.cpp with -mavx2 -mfma; tile_avx512.cpp,
+// depthwise_avx512.cpp with -mavx512f). This header and those files
 // use plain sizes and pointers and include no ATen header: an inline ATen function compiled with
 // AVX2 flags could be the copy the linker keeps for every caller, even on CPUs without AVX2.
 #pragma once
@@ -75,7 +75,8 @@ struct DepthwiseRowArgs {
   int64_t first_row;  // the input row under tap kh = 0 (in the padding when negative)
 };
 
-void depthwise_row_avx2(const DepthwiseRowArgs& args);  // needs AVX2 + FMA
+void depthwise_row_avx2(const DepthwiseRowArgs& args);    // needs AVX2 + FMA
+void depthwise_row_avx512(const DepthwiseRowArgs& args);  // needs AVX-512F
 
 }  // namespace cpu
 }  // namespace myconv

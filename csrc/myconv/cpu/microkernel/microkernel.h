@@ -1,9 +1,9 @@
 // The CPU convolution microkernel family: one register tile of MR output pixels x NR output
-// channels (sizes per instruction set), accumulated over every (tap, input channel) of the window straight from the NHWC
-// input through per-pixel row pointers (taps in the padding point at a zero row): an indirect
-// GEMM with no im2row copy; and a depthwise kernel (AVX2, also used on AVX-512 CPUs). The kernels (kernels.h) are one file
-// per instruction set, compiled with its own flags; the driver (packing, tiling, threading) is
-// shared, and the instruction set is chosen once at load time.
+// channels (sizes per instruction set), accumulated over every (tap, input channel) of the window
+// straight from the NHWC input through per-pixel row pointers (taps in the padding point at a zero
+// row): an indirect GEMM with no im2row copy; and a depthwise kernel (AVX2, AVX-512). The kernels
+// (kernels.h) are one file per instruction set, compiled with its own flags; the driver (packing,
+// tiling, threading) is shared, and the instruction set is chosen once at load time.
 #pragma once
 
 #include <cstdint>
@@ -37,8 +37,8 @@ void conv2d_microkernel(const float* input, const at::Tensor& filter, const floa
                         const Conv2dPlan& plan, float* output);
 
 // Whether conv2d_depthwise_microkernel takes this call: float32 depthwise with one output channel
-// per input channel, on an instruction set with a depthwise kernel (AVX2, which AVX-512 CPUs
-// have). Other depthwise calls run the generic loops of conv2d_kernel.cpp, also the scalar path.
+// per input channel, on an instruction set with a depthwise kernel (AVX2, AVX-512). Other
+// depthwise calls run the generic loops of conv2d_kernel.cpp, also the scalar path.
 bool has_depthwise_microkernel(const Conv2dPlan& plan);
 // Output rows over threads; no extra memory.
 void conv2d_depthwise_microkernel(const float* input, const at::Tensor& filter, const float* bias,
