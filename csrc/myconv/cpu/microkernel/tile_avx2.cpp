@@ -45,18 +45,22 @@ void tile_avx2(const TileArgs& a) {
     }
   }
   const __m256 acc[kMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-  if (a.cols == kNR) {
-    for (int i = 0; i < a.rows; ++i) {
-      _mm256_storeu_ps(a.out + i * a.out_stride, acc[i][0]);
-      _mm256_storeu_ps(a.out + i * a.out_stride + 8, acc[i][1]);
+  // Locals: the vector stores may alias anything, so fields of `a` would be reloaded after each.
+  float* const out = a.out;
+  const int64_t out_stride = a.out_stride;
+  const int rows = a.rows, cols = a.cols;
+  if (cols == kNR) {
+    for (int i = 0; i < rows; ++i) {
+      _mm256_storeu_ps(out + i * out_stride, acc[i][0]);
+      _mm256_storeu_ps(out + i * out_stride + 8, acc[i][1]);
     }
     return;
   }
   alignas(32) float tail[kNR];  // a partial panel: the valid channels only
-  for (int i = 0; i < a.rows; ++i) {
+  for (int i = 0; i < rows; ++i) {
     _mm256_store_ps(tail, acc[i][0]);
     _mm256_store_ps(tail + 8, acc[i][1]);
-    for (int j = 0; j < a.cols; ++j) a.out[i * a.out_stride + j] = tail[j];
+    for (int j = 0; j < cols; ++j) out[i * out_stride + j] = tail[j];
   }
 }
 

@@ -52,11 +52,15 @@ void tile(const TileArgs& a) {
     const int lanes = a.cols - v * kLanes;
     valid[v] = lanes >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << (lanes > 0 ? lanes : 0)) - 1);
   }
+  // Locals: the vector stores may alias anything, so fields of `a` would be reloaded after each.
+  float* out = a.out;
+  const int64_t out_stride = a.out_stride;
+  const int rows = a.rows;
 #pragma GCC unroll 8
-  for (int i = 0; i < kMR; ++i) {
-    if (i >= a.rows) break;
+  for (int i = 0; i < kMR; ++i, out += out_stride) {
+    if (i >= rows) break;
 #pragma GCC unroll 8
-    for (int v = 0; v < kVectors; ++v) _mm512_mask_storeu_ps(a.out + i * a.out_stride + v * kLanes, valid[v], acc[i][v]);
+    for (int v = 0; v < kVectors; ++v) _mm512_mask_storeu_ps(out + v * kLanes, valid[v], acc[i][v]);
   }
 }
 
