@@ -88,6 +88,21 @@ def test_grouped_and_depthwise(case, with_bias, device):
     _run_and_compare(x, w, stride, padding, dilation, torch.randn(o, device=device) if with_bias else None)
 
 
+# Every case above as (N, H, W, C, KH, KW, Cg, O, stride, padding, dilation).
+ALL_CASES = [(n, h, w_, c, kh, kw, c, o, s, pad, d) for n, h, w_, c, kh, kw, o, s, pad, d in CASES] + GROUPED
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
+def test_half_types_on_every_case(case, dtype, device):
+    # The CPU microkernels widen half inputs a block of rows (dense) or a row (depthwise) at a time
+    # and narrow their outputs: every case's edges, tiles and strips, in both half types.
+    n, h, w_, c, kh, kw, cg, o, stride, padding, dilation = case
+    x = torch.randn(n, h, w_, c, device=device, dtype=dtype)
+    w = torch.randn(kh, kw, cg, o, device=device, dtype=dtype)
+    _run_and_compare(x, w, stride, padding, dilation, torch.randn(o, device=device, dtype=dtype))
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("groups", [1, 2, 6], ids=["dense", "grouped", "depthwise"])
 def test_dtypes(dtype, groups, device):

@@ -1,14 +1,13 @@
 // CPU backend of myconv::conv2d (the gradients are in conv2d_backward.cpp).
-//  - float32: the microkernels (microkernel/): an indirect-GEMM register tile for dense and
-//    grouped convolutions, a direct AVX2 kernel for depthwise with one output channel per input
-//    channel;
-//  - other types, channel multipliers > 1 and MYCONV_CPU_ISA=scalar depthwise: im2row of a bounded
-//    tile of output pixels (in NHWC each filter tap is a contiguous run of C/groups input
-//    channels) times the HWIO filter viewed as [KH*KW*C/groups, O] through ATen's GEMM, bias
-//    fused via addmm (1x1, stride 1, unpadded: the input itself is the GEMM operand); depthwise
-//    as a direct loop vectorised over output channels, since per-group GEMMs of width
-//    C/groups = 1 would be all overhead.
-// Half types are widened to float in the workspace, so every sum accumulates in float32.
+//  - float32, float16, bfloat16: the microkernels (microkernel/): an indirect-GEMM register tile
+//    for dense and grouped convolutions, a direct kernel for depthwise with one output channel
+//    per input channel (half types widened to float32 there, so every sum accumulates in float32);
+//  - float64 dense and grouped: im2row of a bounded tile of output pixels (in NHWC each filter tap
+//    is a contiguous run of C/groups input channels) times the HWIO filter viewed as
+//    [KH*KW*C/groups, O] through ATen's GEMM, bias fused via addmm (1x1, stride 1, unpadded: the
+//    input itself is the GEMM operand);
+//  - depthwise with channel multipliers > 1, float64 depthwise and MYCONV_CPU_ISA=scalar
+//    depthwise: a direct loop vectorised over output channels, accumulating in float32 (float64).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -32,50 +31,43 @@ namespace myconv {
 namespace cpu {
 namespace {
 
-template <typename scalar_t, typename acc_t>
-void conv2d_gemm(const at::Tensor& input, const at::Tensor& filter,
-                 const std::optional<at::Tensor>& bias, const Conv2dPlan& p, at::Tensor& output) {
-  const auto acc_options = input.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
-  const bool widen = !std::is_same_v<scalar_t, acc_t>;
+// float64 dense and grouped convolutions (the microkernels are float32): im2row tiles times the
+// filter through ATen's GEMM.
+void conv2d_gemm_double(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
+                        const Conv2dPlan& p, at::Tensor& output) {
   const int64_t pixels = p.output_pixels();
   const int64_t row_len = p.window_size();
   const int64_t cg = p.group_in_channels;
   const int64_t og = p.group_out_channels;
-  const bool direct = p.is_unpadded_pointwise() && !widen;
+  const bool direct = p.is_unpadded_pointwise();
 
-  const at::Tensor weights = filter.contiguous().to(acc_options.dtype()).view({row_len, p.out_channels});
-  const std::optional<at::Tensor> bias_acc =
-      bias ? std::optional<at::Tensor>(bias->to(acc_options.dtype())) : std::nullopt;
+  const at::Tensor weights = filter.contiguous().view({row_len, p.out_channels});
   const at::Tensor out2d = output.view({pixels, p.out_channels});
   const at::Tensor in2d = input.view({p.batch * p.in_h * p.in_w, p.in_channels});
 
-  const int64_t tile = direct ? pixels
-                              : std::clamp<int64_t>(kWorkspaceBytes / (row_len * sizeof(acc_t)),
-                                                    1, pixels);
-  const at::Tensor rows_workspace = direct ? at::Tensor() : at::empty({tile, row_len}, acc_options);
-  const at::Tensor result_workspace = widen ? at::empty({tile, p.out_channels}, acc_options) : at::Tensor();
+  const int64_t tile =
+      direct ? pixels : std::clamp<int64_t>(kWorkspaceBytes / (row_len * int64_t{sizeof(double)}), 1, pixels);
+  const at::Tensor rows_workspace = direct ? at::Tensor() : at::empty({tile, row_len}, input.options());
 
   for (int64_t first = 0; first < pixels; first += tile) {
     const int64_t count = std::min(tile, pixels - first);
-    at::Tensor result = widen ? result_workspace.narrow(0, 0, count) : out2d.narrow(0, first, count);
+    const at::Tensor result = out2d.narrow(0, first, count);
     for (int64_t g = 0; g < p.groups; ++g) {
       at::Tensor rows;
       if (direct) {
         rows = in2d.narrow(0, first, count).narrow(1, g * cg, cg);
       } else {
-        im2row(input.const_data_ptr<scalar_t>(), p, g, first, count,
-               rows_workspace.mutable_data_ptr<acc_t>());
+        im2row(input.const_data_ptr<double>(), p, g, first, count, rows_workspace.mutable_data_ptr<double>());
         rows = rows_workspace.narrow(0, 0, count);
       }
       at::Tensor result_g = result.narrow(1, g * og, og);
       const at::Tensor weights_g = weights.narrow(1, g * og, og);
-      if (bias_acc) {
-        at::addmm_out(result_g, bias_acc->narrow(0, g * og, og).expand({count, og}), rows, weights_g);
+      if (bias) {
+        at::addmm_out(result_g, bias->narrow(0, g * og, og).expand({count, og}), rows, weights_g);
       } else {
         at::mm_out(result_g, rows, weights_g);
       }
     }
-    if (widen) out2d.narrow(0, first, count).copy_(result);
   }
 }
 
@@ -157,20 +149,17 @@ void conv2d_cpu(const at::Tensor& input, const at::Tensor& filter,
                 const std::optional<at::Tensor>& bias, const Conv2dPlan& plan,
                 at::Tensor& output) {
   const at::Tensor x = input.contiguous();
-  if (x.scalar_type() == at::kFloat && (!plan.is_depthwise() || has_depthwise_microkernel(plan))) {
-    const std::optional<at::Tensor> b = bias ? std::optional<at::Tensor>(bias->contiguous()) : std::nullopt;
+  if (x.scalar_type() != at::kDouble && (!plan.is_depthwise() || has_depthwise_microkernel(plan))) {
     const auto microkernel = plan.is_depthwise() ? &conv2d_depthwise_microkernel : &conv2d_microkernel;
-    microkernel(x.const_data_ptr<float>(), filter, b ? b->const_data_ptr<float>() : nullptr, plan,
-                output.mutable_data_ptr<float>());
+    microkernel(x, filter, bias, plan, output);
+    return;
+  }
+  if (!plan.is_depthwise()) {
+    conv2d_gemm_double(x, filter, bias, plan, output);
     return;
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "myconv_conv2d_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    if (plan.is_depthwise()) {
-      conv2d_depthwise<scalar_t, acc_t>(x, filter, bias, plan, output);
-    } else {
-      conv2d_gemm<scalar_t, acc_t>(x, filter, bias, plan, output);
-    }
+    conv2d_depthwise<scalar_t, at::opmath_type<scalar_t>>(x, filter, bias, plan, output);
   });
 }
 

@@ -18,9 +18,10 @@ constexpr int64_t kWorkspaceBytes = int64_t{16} << 20;
 // Elements copied per parallel_for chunk, so that small tiles do not pay for threading.
 constexpr int64_t kCopyGrainElements = int64_t{1} << 15;
 
-template <typename scalar_t, typename acc_t>
-void copy_widen(const scalar_t* __restrict__ src, acc_t* __restrict__ dst, int64_t count) {
-  for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<acc_t>(src[i]);
+// dst[i] = src[i] in dst's type (widened, or narrowed back).
+template <typename From, typename To>
+void copy_cast(const From* __restrict__ src, To* __restrict__ dst, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<To>(src[i]);
 }
 
 // One filter row of a window: the KW x Cg values under the window whose tap 0 reads column iw0
@@ -34,11 +35,11 @@ void copy_filter_row(const scalar_t* row, const Conv2dPlan& p, int64_t iw0, acc_
   std::fill(dst, dst + kw_begin * cg, acc_t(0));
   std::fill(dst + kw_end * cg, dst + p.kernel_w * cg, acc_t(0));
   if (cg == p.in_channels && p.dilation_w == 1) {
-    copy_widen(row + (iw0 + kw_begin) * p.in_channels, dst + kw_begin * cg, (kw_end - kw_begin) * cg);
+    copy_cast(row + (iw0 + kw_begin) * p.in_channels, dst + kw_begin * cg, (kw_end - kw_begin) * cg);
     return;
   }
   for (int64_t kw = kw_begin; kw < kw_end; ++kw) {
-    copy_widen(row + (iw0 + kw * p.dilation_w) * p.in_channels, dst + kw * cg, cg);
+    copy_cast(row + (iw0 + kw * p.dilation_w) * p.in_channels, dst + kw * cg, cg);
   }
 }
 

@@ -1,5 +1,6 @@
 // The microkernel driver shared by every instruction set: instruction-set selection (once, at
 // load time), filter packing, and the tiling of output pixels x channel panels over threads.
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
@@ -31,8 +32,8 @@ bool cpu_has(Isa isa) {
     case Isa::kScalar:
       return true;
 #if defined(__x86_64__) && defined(__GNUC__)
-    case Isa::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::kAvx2:  // (F16C for the float16 conversions: every AVX2 CPU has it)
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     case Isa::kAvx512:  // (libgcc also checks that the OS saves the zmm and mask registers)
       return __builtin_cpu_supports("avx512f") && cpu_has(Isa::kAvx2);
 #else
@@ -62,7 +63,7 @@ Isa choose_isa() {
 }
 
 // The input that output pixels [first, first + count) read, over-approximated by whole input rows
-// (every column and channel): [begin, end) in floats from the input's start.
+// (every column and channel): [begin, end) in elements from the input's start.
 std::pair<int64_t, int64_t> input_rows_read(const Conv2dPlan& p, const Conv2dIndexer& ix, int64_t first,
                                             int64_t count) {
   const Pixel a = ix.output_pixel(first), b = ix.output_pixel(first + count - 1);
@@ -127,9 +128,9 @@ struct Segments {
 // the caller (one slice per thread, sized by pointer_count() and edge_capacity()); `mr` pixels a tile.
 class BlockPointers {
  public:
-  BlockPointers(const Conv2dPlan& p, const Segments& seg, int mr, const float* input, const float* zeros,
-                int64_t block_pixels, const float** pointers, float* edges)
-      : p_(p), ix_(p), seg_(seg), mr_(mr), input_(input), zeros_(zeros), pointers_(pointers), edges_(edges),
+  BlockPointers(const Conv2dPlan& p, const Segments& seg, int mr, const float* zeros, int64_t block_pixels,
+                const float** pointers, float* edges)
+      : p_(p), ix_(p), seg_(seg), mr_(mr), zeros_(zeros), pointers_(pointers), edges_(edges),
         edge_capacity_(edge_capacity(p, seg, block_pixels)) {}
 
   static int64_t pointer_count(const Segments& seg, int64_t block_pixels) { return block_pixels * seg.count; }
@@ -145,7 +146,11 @@ class BlockPointers {
 
   const float* const* tile(int64_t t) const { return pointers_ + t * seg_.count * mr_; }
 
-  void build(int64_t first_pixel, int64_t tiles, int64_t group) {
+  // `rows` holds the float32 input from element `origin` of the NHWC input on: the input itself
+  // (origin 0), or the block's input rows widened from a half type.
+  void build(int64_t first_pixel, int64_t tiles, int64_t group, const float* rows, int64_t origin) {
+    rows_ = rows;
+    origin_ = origin;
     edges_used_ = 0;
     const int64_t pixels = p_.output_pixels();
     for (int64_t t = 0; t < tiles; ++t) {
@@ -159,7 +164,7 @@ class BlockPointers {
           add_filter_rows(out, slots + i);
         } else {
           for_each_tap_inside(p_, out.y, out.x, [&](int64_t ih, int64_t iw, int64_t kh, int64_t kw) {
-            slots[(kh * p_.kernel_w + kw) * mr_ + i] = input_ + ix_.input_offset(out.n, ih, iw, group * seg_.length);
+            slots[(kh * p_.kernel_w + kw) * mr_ + i] = input_at(ix_.input_offset(out.n, ih, iw, group * seg_.length));
           });
         }
       }
@@ -173,15 +178,17 @@ class BlockPointers {
     for (int64_t kh = 0; kh < p_.kernel_h; ++kh) {
       const int64_t ih = geometry::input_index(out.y, p_.stride_h, p_.pad_h.before, kh, p_.dilation_h);
       if (ih < 0 || ih >= p_.in_h) continue;
-      slots[kh * mr_] = inside_width ? input_ + ix_.input_offset(out.n, ih, iw0, 0) : copy_edge_row(out.n, ih, iw0);
+      slots[kh * mr_] = inside_width ? input_at(ix_.input_offset(out.n, ih, iw0, 0)) : copy_edge_row(out.n, ih, iw0);
     }
   }
+
+  const float* input_at(int64_t offset) const { return rows_ + (offset - origin_); }
 
   const float* copy_edge_row(int64_t n, int64_t ih, int64_t iw0) {
     TORCH_INTERNAL_ASSERT(edges_used_ + seg_.length <= edge_capacity_, "edge rows exceed their bound");
     float* row = edges_ + edges_used_;
     edges_used_ += seg_.length;
-    copy_filter_row(input_ + ix_.input_offset(n, ih, 0, 0), p_, iw0, row);
+    copy_filter_row(input_at(ix_.input_offset(n, ih, 0, 0)), p_, iw0, row);
     return row;
   }
 
@@ -189,7 +196,8 @@ class BlockPointers {
   const Conv2dIndexer ix_;
   const Segments& seg_;
   const int mr_;
-  const float* input_;
+  const float* rows_ = nullptr;
+  int64_t origin_ = 0;
   const float* zeros_;
   const float** pointers_;
   float* edges_;
@@ -199,8 +207,26 @@ class BlockPointers {
 
 }  // namespace
 
-void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, const float* bias,
-                        const Conv2dPlan& p, float* output) {
+namespace {
+
+// dst[i] = src[i] converted between a half type and float32 (or copied, for float32), with F16C
+// for float16 where the instruction set has it.
+template <typename From, typename To>
+void convert(const From* src, To* dst, int64_t count) {
+  if constexpr (std::is_same_v<From, at::Half> && std::is_same_v<To, float>) {
+    if (selected_isa() != Isa::kScalar) return half_to_float_f16c(reinterpret_cast<const uint16_t*>(src), dst, count);
+  } else if constexpr (std::is_same_v<From, float> && std::is_same_v<To, at::Half>) {
+    if (selected_isa() != Isa::kScalar) return float_to_half_f16c(src, reinterpret_cast<uint16_t*>(dst), count);
+  }
+  copy_cast(src, dst, count);
+}
+
+// conv2d_microkernel for input and output of type T: float, or a half type whose input rows each
+// block reads are widened to float32 first and whose output is narrowed from a float32 block.
+template <typename T>
+void microkernel_conv(const T* input, const at::Tensor& filter_tensor, const float* bias, const Conv2dPlan& p,
+                      T* output) {
+  constexpr bool kWiden = !std::is_same_v<T, float>;
   const TileKernel kernel = tile_kernel(selected_isa());
   const int64_t mr = kernel.shape.pixels, nr = kernel.shape.channels;
   const Segments seg(p);
@@ -214,11 +240,11 @@ void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, con
     const int64_t first = (gj / panels) * og + (gj % panels) * nr;
     return std::pair<int64_t, int64_t>{first, std::min<int64_t>(nr, (gj / panels + 1) * og - first)};
   };
-  // packed[g, j, k, r] = filter[k, g * og + j * nr + r] (k over taps x Cg), zero past og.
+  // packed[g, j, k, r] = filter[k, g * og + j * nr + r] (k over taps x Cg), zero past og, float32.
   // From ATen's CPU allocator: 64-byte aligned, so that every panel row starts a cache line (a
   // malloc'ed buffer is not, and loads across lines measured up to 2x slower on some calls).
   const at::Tensor packed_buffer = packed_filter(filter_tensor, p.groups, [&] {
-    const at::Tensor contiguous = filter_tensor.contiguous();
+    const at::Tensor contiguous = filter_tensor.contiguous().to(at::kFloat);
     const float* filter = contiguous.const_data_ptr<float>();
     at::Tensor buffer = at::zeros({p.groups * panels * depth * nr}, at::kFloat);
     float* const packed = buffer.mutable_data_ptr<float>();
@@ -251,65 +277,114 @@ void conv2d_microkernel(const float* input, const at::Tensor& filter_tensor, con
   const int64_t max_tiles_per_block = std::max<int64_t>(1, kMaxPixelsPerBlock / mr);
   const int64_t blocks = (all_tiles + max_tiles_per_block - 1) / max_tiles_per_block;
   const int64_t tiles_per_block = (all_tiles + blocks - 1) / blocks;
-  // Each thread's block pointers and edge copies, allocated here once (and so seen by memory
-  // profiling, which does not follow worker threads).
+  const int64_t block_pixels = tiles_per_block * mr;
+  const Conv2dIndexer ix(p);
+  const auto block_rows = [&](int64_t block) {  // the input a block reads: [begin, end) elements
+    const int64_t first = block * block_pixels;
+    return input_rows_read(p, ix, first, std::min(block_pixels, pixels - first));
+  };
+  // Widened input rows and float32 outputs of a block, for half types: the most any block needs.
+  int64_t widened_floats = 0;
+  for (int64_t block = 0; kWiden && block < blocks; ++block) {
+    const auto [begin, end] = block_rows(block);
+    widened_floats = std::max(widened_floats, end - begin);
+  }
+  const int64_t block_out_floats = kWiden ? block_pixels * p.out_channels : 0;
+  // Each thread's block pointers, edge copies and widened rows and outputs, allocated here once
+  // (and so seen by memory profiling, which does not follow worker threads).
   const int64_t threads = at::get_num_threads();
-  const int64_t pointer_count = BlockPointers::pointer_count(seg, tiles_per_block * mr);
-  const int64_t edge_floats = BlockPointers::edge_capacity(p, seg, tiles_per_block * mr);
+  const int64_t pointer_count = BlockPointers::pointer_count(seg, block_pixels);
+  const int64_t thread_floats = BlockPointers::edge_capacity(p, seg, block_pixels) + widened_floats + block_out_floats;
   static_assert(sizeof(const float*) == sizeof(int64_t));
   const at::Tensor pointer_buffer = at::empty({threads * pointer_count}, at::kLong);
-  const at::Tensor edge_buffer = at::empty({threads * edge_floats}, at::kFloat);
+  const at::Tensor float_buffer = at::empty({threads * thread_floats}, at::kFloat);
   // Work items: (block of pixel tiles, group, panel), panels fastest. A thread takes a contiguous
   // range of items; consecutive items of one (block, group) share its pointers and input rows.
   const int64_t items_per_block = p.groups * panels;
-  const Conv2dIndexer ix(p);
   at::parallel_for(0, blocks * items_per_block, 1, [&](int64_t begin, int64_t end) {
     const int thread = at::get_thread_num();
     TORCH_INTERNAL_ASSERT(thread < threads);
-    BlockPointers pointers(p, seg, static_cast<int>(mr), input, zeros, tiles_per_block * mr,
+    float* const edges = float_buffer.data_ptr<float>() + thread * thread_floats;
+    float* const widened = edges + BlockPointers::edge_capacity(p, seg, block_pixels);
+    float* const block_out = widened + widened_floats;
+    BlockPointers pointers(p, seg, static_cast<int>(mr), zeros, block_pixels,
                            reinterpret_cast<const float**>(pointer_buffer.data_ptr<int64_t>()) + thread * pointer_count,
-                           edge_buffer.data_ptr<float>() + thread * edge_floats);
+                           edges);
+    int64_t widened_block = -1;
     for (int64_t item = begin; item < end;) {
       const int64_t block = item / items_per_block;
       const int64_t g = item % items_per_block / panels;
       const int64_t run_end = std::min(end, block * items_per_block + (g + 1) * panels);
-      const int64_t first = block * tiles_per_block * mr;
+      const int64_t first = block * block_pixels;
       const int64_t tiles = std::min(tiles_per_block, (pixels - first + mr - 1) / mr);
-      pointers.build(first, tiles, g);
+      if constexpr (kWiden) {
+        const auto [rows_begin, rows_end] = block_rows(block);
+        if (widened_block != block) convert(input + rows_begin, widened, rows_end - rows_begin);
+        widened_block = block;
+        pointers.build(first, tiles, g, widened, rows_begin);
+      } else {
+        pointers.build(first, tiles, g, input, 0);
+      }
       // Passes over the second and later panels read the block's input from cache; meanwhile the
       // next block's input comes from memory, prefetched in address order, a slice a tile. (The
       // first pass waits on memory otherwise once the input outgrows the caches: res2 1x1
       // 256->64 at N = 8: ~4.9 -> ~4.5 ms, side by side in the benchmark.)
-      const int64_t next_first = first + tiles_per_block * mr;
+      const int64_t next_first = first + block_pixels;
       const auto [next_begin, next_end] =
-          panels > 1 && next_first < pixels
-              ? input_rows_read(p, ix, next_first, std::min(tiles_per_block * mr, pixels - next_first))
-              : std::pair<int64_t, int64_t>{0, 0};
-      // Floats a tile prefetches (no division per tile: a tile of a short reduction costs less).
+          panels > 1 && next_first < pixels ? block_rows(block + 1) : std::pair<int64_t, int64_t>{0, 0};
+      // Elements a tile prefetches (no division per tile: a tile of a short reduction costs less).
       const int64_t slices = p.groups * (panels - 1) * tiles;
-      const int64_t slice_floats = slices > 0 ? (next_end - next_begin + slices - 1) / slices : 0;
-      for (int64_t gj = item % items_per_block; gj < run_end - block * items_per_block; ++gj) {
+      const int64_t slice_elements = slices > 0 ? (next_end - next_begin + slices - 1) / slices : 0;
+      const int64_t gj_begin = item % items_per_block, gj_end = run_end - block * items_per_block;
+      for (int64_t gj = gj_begin; gj < gj_end; ++gj) {
         const int64_t j = gj % panels;
         for (int64_t tile = 0; tile < tiles; ++tile) {
           if (j > 0 && next_end > next_begin) {
             const int64_t slice = (gj / panels * (panels - 1) + j - 1) * tiles + tile;
-            const int64_t slice_begin = next_begin + slice * slice_floats;
-            prefetch_range_to_l2(input + slice_begin, input + std::min(next_end, slice_begin + slice_floats));
+            const int64_t slice_begin = next_begin + slice * slice_elements;
+            prefetch_range_to_l2(input + slice_begin, input + std::min(next_end, slice_begin + slice_elements));
           }
           const int64_t tile_first = first + tile * mr;
+          float* tile_out = block_out + (tile_first - first) * p.out_channels;
+          if constexpr (!kWiden) tile_out = output + tile_first * p.out_channels;
           const TileArgs args{pointers.tile(tile),
                               seg.count,
                               seg.length,
                               packed + gj * depth * nr,
                               bias_packed + gj * nr,
-                              output + tile_first * p.out_channels + g * og + j * nr,
+                              tile_out + g * og + j * nr,
                               p.out_channels,
                               static_cast<int>(std::min<int64_t>(mr, pixels - tile_first)),
                               static_cast<int>(std::min<int64_t>(nr, og - j * nr))};
           kernel.run(args);
         }
       }
+      if constexpr (kWiden) {  // this run's channels of the block's pixels, narrowed
+        const int64_t channel_begin = panel_channels(gj_begin).first;
+        const auto [last_first, last_width] = panel_channels(gj_end - 1);
+        const int64_t count = std::min(block_pixels, pixels - first);
+        for (int64_t i = 0; i < count; ++i) {
+          convert(block_out + i * p.out_channels + channel_begin, output + (first + i) * p.out_channels + channel_begin,
+                  last_first + last_width - channel_begin);
+        }
+      }
       item = run_end;
+    }
+  });
+}
+
+}  // namespace
+
+void conv2d_microkernel(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
+                        const Conv2dPlan& plan, at::Tensor& output) {
+  const at::Tensor bias_float = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  const float* const bias_values = bias ? bias_float.const_data_ptr<float>() : nullptr;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "myconv_cpu_microkernel", [&] {
+    if constexpr (std::is_same_v<scalar_t, double>) {
+      TORCH_INTERNAL_ASSERT(false, "the microkernels take float32 and half types, not float64");
+    } else {
+      microkernel_conv<scalar_t>(input.const_data_ptr<scalar_t>(), filter, bias_values, plan,
+                                 output.mutable_data_ptr<scalar_t>());
     }
   });
 }
@@ -318,21 +393,58 @@ bool has_depthwise_microkernel(const Conv2dPlan& p) {
   return p.is_depthwise() && p.group_out_channels == 1 && selected_isa() != Isa::kScalar;
 }
 
-void conv2d_depthwise_microkernel(const float* input, const at::Tensor& filter_tensor, const float* bias,
-                                  const Conv2dPlan& p, float* output) {
-  TORCH_INTERNAL_ASSERT(has_depthwise_microkernel(p));
-  const at::Tensor contiguous = filter_tensor.contiguous();
-  const float* filter = contiguous.const_data_ptr<float>();
+namespace {
+
+// conv2d_depthwise_microkernel for input and output of type T: float, or a half type whose input
+// rows each output row reads are widened to float32 first and whose output row is narrowed.
+template <typename T>
+void depthwise_conv(const T* input, const float* filter, const float* bias, const Conv2dPlan& p, T* output) {
+  constexpr bool kWiden = !std::is_same_v<T, float>;
   const Conv2dIndexer ix(p);
   const auto depthwise_row = selected_isa() == Isa::kAvx512 ? &depthwise_row_avx512 : &depthwise_row_avx2;
+  const int64_t window_rows = geometry::effective_kernel(p.kernel_h, p.dilation_h);
+  const int64_t row_elements = p.in_w * p.in_channels;
+  const int64_t thread_floats = kWiden ? window_rows * row_elements + p.out_w * p.out_channels : 0;
+  const at::Tensor float_buffer = at::empty({at::get_num_threads() * thread_floats}, at::kFloat);
   at::parallel_for(0, p.batch * p.out_h, 1, [&](int64_t begin, int64_t end) {
+    float* const rows = float_buffer.data_ptr<float>() + at::get_thread_num() * thread_floats;
+    float* const out_row = rows + window_rows * row_elements;
     for (int64_t row = begin; row < end; ++row) {
       int64_t n = 0, oh = 0;
       ix.out_h.divmod(row, &n, &oh);
-      depthwise_row({input + ix.input_offset(n, 0, 0, 0), filter, bias, output + ix.output_offset(n, oh, 0, 0),
-                          p.in_channels, p.in_h, p.in_w, p.out_w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,
-                          p.dilation_h, p.dilation_w, p.pad_w.before,
-                          geometry::input_index(oh, p.stride_h, p.pad_h.before, 0, p.dilation_h)});
+      const int64_t first_row = geometry::input_index(oh, p.stride_h, p.pad_h.before, 0, p.dilation_h);
+      if constexpr (kWiden) {
+        // Rows [top, bottom) of the input in float32; taps outside them are outside the input.
+        const int64_t top = std::clamp<int64_t>(first_row, 0, p.in_h);
+        const int64_t bottom = std::clamp<int64_t>(first_row + window_rows, top, p.in_h);
+        convert(input + ix.input_offset(n, top, 0, 0), rows, (bottom - top) * row_elements);
+        depthwise_row({rows, filter, bias, out_row, p.in_channels, bottom - top, p.in_w, p.out_w, p.kernel_h,
+                       p.kernel_w, p.stride_h, p.stride_w, p.dilation_h, p.dilation_w, p.pad_w.before,
+                       first_row - top});
+        convert(out_row, output + ix.output_offset(n, oh, 0, 0), p.out_w * p.out_channels);
+      } else {
+        depthwise_row({input + ix.input_offset(n, 0, 0, 0), filter, bias, output + ix.output_offset(n, oh, 0, 0),
+                       p.in_channels, p.in_h, p.in_w, p.out_w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,
+                       p.dilation_h, p.dilation_w, p.pad_w.before, first_row});
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void conv2d_depthwise_microkernel(const at::Tensor& input, const at::Tensor& filter,
+                                  const std::optional<at::Tensor>& bias, const Conv2dPlan& plan, at::Tensor& output) {
+  TORCH_INTERNAL_ASSERT(has_depthwise_microkernel(plan));
+  const at::Tensor filter_float = filter.contiguous().to(at::kFloat);
+  const at::Tensor bias_float = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  const float* const bias_values = bias ? bias_float.const_data_ptr<float>() : nullptr;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "myconv_cpu_depthwise", [&] {
+    if constexpr (std::is_same_v<scalar_t, double>) {
+      TORCH_INTERNAL_ASSERT(false, "the microkernels take float32 and half types, not float64");
+    } else {
+      depthwise_conv<scalar_t>(input.const_data_ptr<scalar_t>(), filter_float.const_data_ptr<float>(), bias_values,
+                               plan, output.mutable_data_ptr<scalar_t>());
     }
   });
 }

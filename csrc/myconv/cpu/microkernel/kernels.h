@@ -1,6 +1,6 @@
 // The compute kernels of the CPU microkernel family, one file per instruction set compiled with
-// its own flags (tile_avx2.cpp, depthwise_avx2.cpp with -mavx2 -mfma; tile_avx512.cpp,
-// depthwise_avx512.cpp with -mavx512f). This header and those files
+// its own flags (tile_avx2.cpp, depthwise_avx2.cpp with -mavx2 -mfma; convert_f16c.cpp with
+// -mavx2 -mf16c; tile_avx512.cpp, depthwise_avx512.cpp with -mavx512f). This header and those files
 // use plain sizes and pointers and include no ATen header: an inline ATen function compiled with
 // AVX2 flags could be the copy the linker keeps for every caller, even on CPUs without AVX2.
 #pragma once
@@ -74,6 +74,10 @@ struct DepthwiseRowArgs {
   int64_t stride_h, stride_w, dilation_h, dilation_w, pad_left;
   int64_t first_row;  // the input row under tap kh = 0 (in the padding when negative)
 };
+
+// float16 (as its bits) <-> float32, rounding to nearest even; need F16C.
+void half_to_float_f16c(const uint16_t* src, float* dst, int64_t count);
+void float_to_half_f16c(const float* src, uint16_t* dst, int64_t count);
 
 void depthwise_row_avx2(const DepthwiseRowArgs& args);    // needs AVX2 + FMA
 void depthwise_row_avx512(const DepthwiseRowArgs& args);  // needs AVX-512F

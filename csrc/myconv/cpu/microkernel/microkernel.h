@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "myconv/conv2d_plan.h"
 #include "myconv/cpu/microkernel/kernels.h"
@@ -29,20 +30,25 @@ struct TileKernel {
 };
 TileKernel tile_kernel(Isa isa);
 
-// out = conv(input, filter) + bias for float32 NHWC input / HWIO filter with the selected tile
-// kernel: packs the filter into NR-wide panels (or finds them packed: the kernel, and so NR, is
-// fixed for the process), then tiles output pixels x panels over threads. Extra memory: the packed filter (kept across calls, see filter_cache.h), and per
-// thread the pointers of one block of tiles and copies of its edge segments; independent of N.
-void conv2d_microkernel(const float* input, const at::Tensor& filter, const float* bias,
-                        const Conv2dPlan& plan, float* output);
+// out = conv(input, filter) + bias for NHWC input / HWIO filter with the selected tile kernel:
+// packs the filter into NR-wide float32 panels (or finds them packed: the kernel, and so NR, is
+// fixed for the process), then tiles output pixels x panels over threads. float32, float16 and
+// bfloat16: half types are widened to float32 (the filter once while packing, the input rows of
+// each block of tiles as it starts) and the output narrowed back, so every sum accumulates in
+// float32. Extra memory: the packed filter (kept across calls, see filter_cache.h), and per thread
+// the pointers of one block of tiles, copies of its edge segments and, for half types, its input
+// rows and outputs in float32; independent of N.
+void conv2d_microkernel(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
+                        const Conv2dPlan& plan, at::Tensor& output);
 
-// Whether conv2d_depthwise_microkernel takes this call: float32 depthwise with one output channel
-// per input channel, on an instruction set with a depthwise kernel (AVX2, AVX-512). Other
-// depthwise calls run the generic loops of conv2d_kernel.cpp, also the scalar path.
+// Whether conv2d_depthwise_microkernel takes this call: depthwise with one output channel per
+// input channel, on an instruction set with a depthwise kernel (AVX2, AVX-512). Other depthwise
+// calls run the generic loops of conv2d_kernel.cpp, also the scalar path.
 bool has_depthwise_microkernel(const Conv2dPlan& plan);
-// Output rows over threads; no extra memory.
-void conv2d_depthwise_microkernel(const float* input, const at::Tensor& filter, const float* bias,
-                                  const Conv2dPlan& plan, float* output);
+// Output rows over threads. float32, float16 and bfloat16 (widened a row at a time: per thread
+// the input rows of one output row and that row in float32); no extra memory for float32.
+void conv2d_depthwise_microkernel(const at::Tensor& input, const at::Tensor& filter,
+                                  const std::optional<at::Tensor>& bias, const Conv2dPlan& plan, at::Tensor& output);
 
 }  // namespace cpu
 }  // namespace myconv
