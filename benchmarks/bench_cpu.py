@@ -1,10 +1,11 @@
 """CPU benchmark: myconv vs torch.conv2d on channels_last tensors (oneDNN) vs the user's
-permute + F.pad + F.conv2d + permute path, fp32, N = 1 and 8, all measured in one run.
+permute + F.pad + F.conv2d + permute path, N = 1 and 8, all measured in one run.
 
-Usage: python benchmarks/bench_cpu.py [--repeats 7] [--quick] [--train]
-Writes benchmarks/results/cpu.md (forward) or, with --train, cpu-train.md (forward + backward:
-input and filter gradients) with a chart beside it (cpu.png / cpu-train.png), and prints the same
-table. It measures the machine's FMA peak for the instruction set myconv uses (an FMA loop
+Usage: python benchmarks/bench_cpu.py [--repeats 7] [--quick] [--train] [--dtype bfloat16|float16]
+Writes benchmarks/results/cpu.md (forward, float32) or, with --train, cpu-train.md (forward +
+backward: input and filter gradients), cpu-bfloat16.md / cpu-float16.md with --dtype, with a chart
+beside it (cpu.png, ...), and prints the same table. The targets in the summary are the float32
+ones. It measures the machine's FMA peak for the instruction set myconv uses (an FMA loop
 on every thread) and reports each shape's share of it. A "## Steps" section already in the
 results file (the history of speed steps) is kept.
 """
@@ -25,6 +26,8 @@ from common import (LAYERS, RESULTS, Layer, allocated_bytes, check_agreement, co
 # Per-call overhead: a shape so small that the call itself is what gets timed (issue 8: within
 # 1.2x of torch.conv2d).
 TINY = Layer("tiny 3x3 C=4 8x8", (8, 8, 4), (3, 3, 4, 4), 1, "odd")
+# --dtype: the type of every tensor, and how far from float64 each contender may be.
+DTYPES = {"float32": (torch.float32, 1e-5), "bfloat16": (torch.bfloat16, 1e-2), "float16": (torch.float16, 1e-2)}
 
 
 def cpu_name() -> str:
@@ -94,11 +97,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="N = 1 only, 3 repeats (smoke run)")
     parser.add_argument("--train", action="store_true",
                         help="time forward + backward (input and filter gradients) instead of forward")
-    parser.add_argument("--output", default=None, help="default: results/cpu.md, or cpu-train.md with --train")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                        help="input, filter and output type (half types accumulate in float32)")
+    parser.add_argument("--output", default=None,
+                        help="default: results/cpu.md, or cpu-train.md with --train; cpu-<dtype>.md for half types")
     args = parser.parse_args()
+    dtype, tolerance = DTYPES[args.dtype]
     batches = (1,) if args.quick else (1, 8)
     repeats = 3 if args.quick else args.repeats
-    output = args.output or str(RESULTS / ("cpu-train.md" if args.train else "cpu.md"))
+    suffix = ("-train" if args.train else "") + ("" if args.dtype == "float32" else f"-{args.dtype}")
+    output = args.output or str(RESULTS / f"cpu{suffix}.md")
     make_contenders = training_contenders if args.train else contenders
     # GFLOP/s counts the forward's FLOPs once, or three times (forward, two gradients) with --train.
     passes = 3 if args.train else 1
@@ -106,6 +114,7 @@ def main() -> None:
     if args.train:  # a training step changes the weights, so every call packs its filter
         os.environ["MYCONV_CPU_FILTER_CACHE_MB"] = "0"
     flags = "".join(f" --{name}" for name in ("quick", "train") if getattr(args, name))
+    flags += "" if args.dtype == "float32" else f" --dtype {args.dtype}"
     peak_before = max(torch.ops.myconv.cpu_fma_peak_gflops() for _ in range(5))
     memory_column = not args.train
     ratios_ref, ratios_user, records = [], [], []
@@ -116,9 +125,9 @@ def main() -> None:
             progress(len(records), total, f"{layer.name} N={n}")
             # Built outside inference mode, as a model's parameters are: myconv keeps packed
             # forms of such filters across calls (the cache is off for --train, see above).
-            fns, reference64 = make_contenders(layer, n, "cpu", torch.float32)
+            fns, reference64 = make_contenders(layer, n, "cpu", dtype)
             with contextlib.nullcontext() if args.train else torch.inference_mode():
-                check_agreement(fns, reference64, 1e-5)
+                check_agreement(fns, reference64, tolerance)
                 ms = median_ms(fns, lambda: None, repeats, args.min_time)
             gflops = {name: passes * gflop(layer, n) / t * 1e3 for name, t in ms.items()}
             r_ref, r_user = ms["myconv"] / ms["torch_cl"], ms["myconv"] / ms["user"]
@@ -133,7 +142,7 @@ def main() -> None:
     # every share of peak below.
     peak = max([peak_before] + [torch.ops.myconv.cpu_fma_peak_gflops() for _ in range(5)])
     isa = torch.ops.myconv.cpu_isa()
-    lines = header(f"myconv CPU benchmark (fp32{', forward + backward' if args.train else ''})", [
+    lines = header(f"myconv CPU benchmark ({args.dtype}{', forward + backward' if args.train else ''})", [
         f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch threads: {torch.get_num_threads()}",
         f"myconv CPU instruction set: {isa}; FMA peak measured before and after the shapes on "
         f"{torch.get_num_threads()} threads: {peak:.0f} GFLOP/s",
@@ -166,21 +175,22 @@ def main() -> None:
     faster = sum(r < 1 for r in ratios_user)
     # Targets: issue 8 for the forward, issue 7 for training.
     geomean_target = 1.5 if args.train else 1.0
+    target = "target" if args.dtype == "float32" else "the float32 target"
     summary = ["## Summary", "",
-               f"- geomean time ratio myconv / torch_cl: **{geomean(ratios_ref):.2f}** (target <= {geomean_target})",
+               f"- geomean time ratio myconv / torch_cl: **{geomean(ratios_ref):.2f}** ({target} <= {geomean_target})",
                f"- geomean time ratio myconv / user path: **{geomean(ratios_user):.2f}**",
                f"- faster than the user path on **{faster} of {len(ratios_user)}** shapes"
-               f" (target: {'at least half' if args.train else 'every shape'})"]
+               f" ({target}: {'at least half' if args.train else 'every shape'})"]
     if not args.train:
         worst = max(zip(ratios_ref, records), key=lambda pair: pair[0])
-        summary.append(f"- shapes above 1.25x torch_cl: **{sum(r > 1.25 for r in ratios_ref)}** (target: none); "
+        summary.append(f"- shapes above 1.25x torch_cl: **{sum(r > 1.25 for r in ratios_ref)}** ({target}: none); "
                        f"worst {worst[1]['layer']} N={worst[1]['n']} at {worst[0]:.2f}")
     if not args.train:
         with torch.inference_mode():
-            tiny = median_ms(contenders(TINY, 1, "cpu", torch.float32)[0], lambda: None, repeats, args.min_time)
+            tiny = median_ms(contenders(TINY, 1, "cpu", dtype)[0], lambda: None, repeats, args.min_time)
         summary.append(f"- per call, {TINY.name} N=1: myconv {tiny['myconv'] * 1e3:.1f} us, torch_cl "
                        f"{tiny['torch_cl'] * 1e3:.1f} us, ratio **{tiny['myconv'] / tiny['torch_cl']:.2f}** "
-                       "(target <= 1.2)")
+                       f"({target} <= 1.2)")
         summary.append(f"- packed filters kept across calls: at most {kept[0] / 2**20:.1f} MiB ({kept[1]}; "
                        "bound: MYCONV_CPU_FILTER_CACHE_MB, default 256)")
     summary.append("")

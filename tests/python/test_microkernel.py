@@ -128,3 +128,23 @@ def test_filter_cache_size_setting(setting, expected):
         assert result.returncode != 0
         assert f'MYCONV_CPU_FILTER_CACHE_MB must be a whole number of MiB >= 0 (0 disables the cache), got "{setting}"' \
             in result.stderr
+
+
+# The microkernels' half-type path widens the inputs, runs the float32 kernel and narrows the
+# output: the result must be the float32 result on the widened inputs, rounded once (to nearest
+# even, as torch's own conversion), whatever the instruction set.
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("shape", [((2, 9, 11, 24), (3, 3, 24, 144)), ((1, 7, 30, 16), (1, 1, 16, 40)),
+                                   ((2, 13, 17, 48), (3, 3, 1, 48)), ((1, 8, 9, 6), (5, 5, 2, 9))],
+                         ids=["dense", "pointwise", "depthwise", "grouped"])
+def test_cpu_half_types_are_the_float32_result_rounded(shape, dtype):
+    x = (torch.randn(shape[0]) * 4).to(dtype)
+    w = torch.randn(shape[1]).to(dtype)
+    b = torch.randn(shape[1][-1]).to(dtype)
+    x[0, 2, 3, 1] = float("nan")
+    x[-1, 1, -1, 0] = float("inf")
+    out = myconv.conv2d(x, w, 1, "SAME", bias=b)
+    expected = myconv.conv2d(x.float(), w.float(), 1, "SAME", bias=b.float()).to(dtype)
+    assert torch.equal(out.isnan(), expected.isnan()) and out.isnan().any()
+    finite = ~expected.isnan()
+    assert torch.equal(out[finite].view(torch.int16), expected[finite].view(torch.int16))

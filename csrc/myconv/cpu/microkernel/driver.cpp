@@ -209,14 +209,19 @@ class BlockPointers {
 
 namespace {
 
-// dst[i] = src[i] converted between a half type and float32 (or copied, for float32), with F16C
-// for float16 where the instruction set has it.
+// dst[i] = src[i] converted between a half type and float32 (or copied, for float32), with the
+// AVX2 + F16C conversions where the instruction set has them (bfloat16 -> float32 is a shift,
+// which the compiler vectorises itself).
 template <typename From, typename To>
 void convert(const From* src, To* dst, int64_t count) {
-  if constexpr (std::is_same_v<From, at::Half> && std::is_same_v<To, float>) {
-    if (selected_isa() != Isa::kScalar) return half_to_float_f16c(reinterpret_cast<const uint16_t*>(src), dst, count);
-  } else if constexpr (std::is_same_v<From, float> && std::is_same_v<To, at::Half>) {
-    if (selected_isa() != Isa::kScalar) return float_to_half_f16c(src, reinterpret_cast<uint16_t*>(dst), count);
+  if (selected_isa() != Isa::kScalar) {
+    if constexpr (std::is_same_v<From, at::Half> && std::is_same_v<To, float>) {
+      return half_to_float_f16c(reinterpret_cast<const uint16_t*>(src), dst, count);
+    } else if constexpr (std::is_same_v<From, float> && std::is_same_v<To, at::Half>) {
+      return float_to_half_f16c(src, reinterpret_cast<uint16_t*>(dst), count);
+    } else if constexpr (std::is_same_v<From, float> && std::is_same_v<To, at::BFloat16>) {
+      return float_to_bfloat16_avx2(src, reinterpret_cast<uint16_t*>(dst), count);
+    }
   }
   copy_cast(src, dst, count);
 }

@@ -1,5 +1,5 @@
 // The compute kernels of the CPU microkernel family, one file per instruction set compiled with
-// its own flags (tile_avx2.cpp, depthwise_avx2.cpp with -mavx2 -mfma; convert_f16c.cpp with
+// its own flags (tile_avx2.cpp, depthwise_avx2.cpp with -mavx2 -mfma; convert_avx2.cpp with
 // -mavx2 -mf16c; tile_avx512.cpp, depthwise_avx512.cpp with -mavx512f). This header and those files
 // use plain sizes and pointers and include no ATen header: an inline ATen function compiled with
 // AVX2 flags could be the copy the linker keeps for every caller, even on CPUs without AVX2.
@@ -75,9 +75,11 @@ struct DepthwiseRowArgs {
   int64_t first_row;  // the input row under tap kh = 0 (in the padding when negative)
 };
 
-// float16 (as its bits) <-> float32, rounding to nearest even; need F16C.
+// float16 (as its bits) <-> float32, float32 -> bfloat16 (as its bits), rounding to nearest even
+// (convert_avx2.cpp; need AVX2 and F16C).
 void half_to_float_f16c(const uint16_t* src, float* dst, int64_t count);
 void float_to_half_f16c(const float* src, uint16_t* dst, int64_t count);
+void float_to_bfloat16_avx2(const float* src, uint16_t* dst, int64_t count);
 
 void depthwise_row_avx2(const DepthwiseRowArgs& args);    // needs AVX2 + FMA
 void depthwise_row_avx512(const DepthwiseRowArgs& args);  // needs AVX-512F
