@@ -149,7 +149,8 @@ def main() -> None:
         f"median of {repeats} samples per figure, each sample >= {args.min_time * 1e3:.0f} ms of calls; "
         "the contenders' samples interleaved; glibc keeps freed memory ("
         + ", ".join(f"{name}={value}" for name, value in MALLOC_SETTINGS.items()) + ")",
-        "torch_cl: F.conv2d on channels_last NCHW views (oneDNN); asymmetric SAME inputs pre-padded outside the timing",
+        "torch_cl: F.conv2d on channels_last NCHW views (torch's own CPU convolution: oneDNN for float32); "
+        "asymmetric SAME inputs pre-padded outside the timing",
         "user: permute + F.pad (TF SAME) + F.conv2d + permute + .contiguous()",
         *(["every contender computes the output, then the input and filter gradients for a fixed "
            "grad_output (torch.autograd.grad)"] if args.train else []),
