@@ -30,6 +30,13 @@ void tile(const TileArgs& a) {
 #pragma GCC unroll 8
     for (int v = 0; v < kVectors; ++v) acc[i][v] = bias[v];
   }
+#pragma GCC unroll 8
+  for (int i = 0; i < kMR; ++i) {
+#pragma GCC unroll 8
+    for (int v = 0; v < kVectors; ++v) {
+      if (i < a.rows) prefetch_for_write(a.out + i * a.out_stride + v * kLanes);
+    }
+  }
   const float* b = a.packed;
   for (int64_t s = 0; s < a.segments; ++s) {
     const float* const* x = a.pixels + s * kMR;
