@@ -23,7 +23,7 @@ def _cpu_flags() -> set[str]:
 
 
 # What each compiled path needs from the CPU, worst to best (driver.cpp's cpu_has).
-_ISA_FLAGS = {"scalar": set(), "avx2": {"avx2", "fma"}, "avx512": {"avx2", "fma", "avx512f"}}
+_ISA_FLAGS = {"scalar": set(), "avx2": {"avx2", "fma", "f16c"}, "avx512": {"avx2", "fma", "f16c", "avx512f"}}
 
 
 def test_selected_isa_is_the_best_compiled_one():
