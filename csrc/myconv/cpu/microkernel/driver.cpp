@@ -157,12 +157,13 @@ class BlockPointers {
       const float** slots = pointers_ + t * seg_.count * mr_;
       for (int i = 0; i < mr_; ++i) {
         const int64_t pixel = first_pixel + t * mr_ + i;
+        if (pixel < pixels && seg_.whole_rows) {
+          add_filter_rows(ix_.output_pixel(pixel), slots + i);
+          continue;
+        }
         for (int64_t s = 0; s < seg_.count; ++s) slots[s * mr_ + i] = zeros_;
-        if (pixel >= pixels) continue;
-        const Pixel out = ix_.output_pixel(pixel);
-        if (seg_.whole_rows) {
-          add_filter_rows(out, slots + i);
-        } else {
+        if (pixel < pixels) {
+          const Pixel out = ix_.output_pixel(pixel);
           for_each_tap_inside(p_, out.y, out.x, [&](int64_t ih, int64_t iw, int64_t kh, int64_t kw) {
             slots[(kh * p_.kernel_w + kw) * mr_ + i] = input_at(ix_.input_offset(out.n, ih, iw, group * seg_.length));
           });
@@ -172,13 +173,19 @@ class BlockPointers {
   }
 
  private:
+  // Every filter row's slot of one pixel: the zero row for rows in the padding, else the row's
+  // start in the input, or an edge copy where the image's left or right edge cuts the row. Rows
+  // and offsets advance by addition (this runs for every pixel and filter row).
   void add_filter_rows(const Pixel& out, const float** slots) {
     const int64_t iw0 = geometry::input_index(out.x, p_.stride_w, p_.pad_w.before, int64_t{0}, int64_t{1});
     const bool inside_width = iw0 >= 0 && iw0 + p_.kernel_w <= p_.in_w;
-    for (int64_t kh = 0; kh < p_.kernel_h; ++kh) {
-      const int64_t ih = geometry::input_index(out.y, p_.stride_h, p_.pad_h.before, kh, p_.dilation_h);
-      if (ih < 0 || ih >= p_.in_h) continue;
-      slots[kh * mr_] = inside_width ? input_at(ix_.input_offset(out.n, ih, iw0, 0)) : copy_edge_row(out.n, ih, iw0);
+    int64_t ih = geometry::input_index(out.y, p_.stride_h, p_.pad_h.before, int64_t{0}, p_.dilation_h);
+    int64_t offset = ix_.input_offset(out.n, ih, iw0, 0);
+    const int64_t offset_step = p_.dilation_h * p_.in_w * p_.in_channels;
+    for (int64_t kh = 0; kh < p_.kernel_h; ++kh, ih += p_.dilation_h, offset += offset_step) {
+      const float* row = zeros_;
+      if (ih >= 0 && ih < p_.in_h) row = inside_width ? input_at(offset) : copy_edge_row(out.n, ih, iw0);
+      slots[kh * mr_] = row;
     }
   }
 
