@@ -19,6 +19,10 @@
 #include "myconv/cpu/microkernel/microkernel.h"
 #include "myconv/indexing.h"
 
+// The microkernels' types: float32, and the half types they widen to float32.
+#define MYCONV_DISPATCH_MICROKERNEL_TYPES(TYPE, NAME, ...) \
+  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__) AT_DISPATCH_CASE_REDUCED_FLOATING_TYPES(__VA_ARGS__))
+
 namespace myconv {
 namespace cpu {
 namespace {
@@ -391,13 +395,9 @@ void conv2d_microkernel(const at::Tensor& input, const at::Tensor& filter, const
                         const Conv2dPlan& plan, at::Tensor& output) {
   const at::Tensor bias_float = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
   const float* const bias_values = bias ? bias_float.const_data_ptr<float>() : nullptr;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "myconv_cpu_microkernel", [&] {
-    if constexpr (std::is_same_v<scalar_t, double>) {
-      TORCH_INTERNAL_ASSERT(false, "the microkernels take float32 and half types, not float64");
-    } else {
-      microkernel_conv<scalar_t>(input.const_data_ptr<scalar_t>(), filter, bias_values, plan,
-                                 output.mutable_data_ptr<scalar_t>());
-    }
+  MYCONV_DISPATCH_MICROKERNEL_TYPES(input.scalar_type(), "myconv_cpu_microkernel", [&] {
+    microkernel_conv<scalar_t>(input.const_data_ptr<scalar_t>(), filter, bias_values, plan,
+                               output.mutable_data_ptr<scalar_t>());
   });
 }
 
@@ -451,13 +451,9 @@ void conv2d_depthwise_microkernel(const at::Tensor& input, const at::Tensor& fil
   const at::Tensor filter_float = filter.contiguous().to(at::kFloat);
   const at::Tensor bias_float = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
   const float* const bias_values = bias ? bias_float.const_data_ptr<float>() : nullptr;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "myconv_cpu_depthwise", [&] {
-    if constexpr (std::is_same_v<scalar_t, double>) {
-      TORCH_INTERNAL_ASSERT(false, "the microkernels take float32 and half types, not float64");
-    } else {
-      depthwise_conv<scalar_t>(input.const_data_ptr<scalar_t>(), filter_float.const_data_ptr<float>(), bias_values,
-                               plan, output.mutable_data_ptr<scalar_t>());
-    }
+  MYCONV_DISPATCH_MICROKERNEL_TYPES(input.scalar_type(), "myconv_cpu_depthwise", [&] {
+    depthwise_conv<scalar_t>(input.const_data_ptr<scalar_t>(), filter_float.const_data_ptr<float>(), bias_values, plan,
+                             output.mutable_data_ptr<scalar_t>());
   });
 }
 
