@@ -1,8 +1,8 @@
 // The depthwise kernel, one channel vector (V::kLanes channels) at a time. For the common filters
-// (width 3 or 5, stride 1 or 2, no width dilation) a row goes in strips of 8 output pixels: the
-// filter row stays in registers and each input vector is loaded once and feeds every output of
-// the strip that reads it (3 FMAs a load for 3x3 stride 1); strips at the row's ends read zeros
-// for columns in the padding. Other filters go 4 pixels at once where their windows lie inside
+// (width 3 or 5 with stride 1 or 2, width 7 with stride 1; no width dilation) a row goes in strips
+// of 8 output pixels: the filter row stays in registers and each input vector is loaded once and
+// feeds every output of the strip that reads it (3 FMAs a load for 3x3 stride 1); strips at the
+// row's ends read zeros for columns in the padding. Other filters go 4 pixels at once where their windows lie inside
 // the input width (each filter vector feeding 4 FMAs) and one pixel at a time, over its inside
 // taps, elsewhere. Each block of pixels also prefetches, in address order, its columns of the
 // input rows that the next output row is the first to read: once the input outgrows the caches
@@ -147,6 +147,7 @@ StripKernels<V> strip_kernels(const DepthwiseRowArgs& a) {
   if (a.kernel_w == 3 && a.stride_w == 2) return {&strip<V, 3, 2, false>, &strip<V, 3, 2, true>};
   if (a.kernel_w == 5 && a.stride_w == 1) return {&strip<V, 5, 1, false>, &strip<V, 5, 1, true>};
   if (a.kernel_w == 5 && a.stride_w == 2) return {&strip<V, 5, 2, false>, &strip<V, 5, 2, true>};
+  if (a.kernel_w == 7 && a.stride_w == 1) return {&strip<V, 7, 1, false>, &strip<V, 7, 1, true>};
   return {nullptr, nullptr};
 }
 
