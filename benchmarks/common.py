@@ -25,7 +25,7 @@ class Layer:
     hwc: tuple[int, int, int]      # input H, W, C
     hwio: tuple[int, int, int, int]  # filter KH, KW, C/groups, O
     stride: int
-    family: str                    # resnet50 | mobilenetv2 | odd
+    family: str                    # resnet50 | mobilenetv2 | convnext | odd
 
 
 LAYERS = [
@@ -46,6 +46,7 @@ LAYERS = [
     Layer("dw 3x3 C=192", (28, 28, 192), (3, 3, 1, 192), 1, "mobilenetv2"),
     Layer("dw 3x3 C=576", (14, 14, 576), (3, 3, 1, 576), 1, "mobilenetv2"),
     Layer("dw 3x3 C=960", (7, 7, 960), (3, 3, 1, 960), 1, "mobilenetv2"),
+    Layer("dw 7x7 C=96", (56, 56, 96), (7, 7, 1, 96), 1, "convnext"),
     Layer("pw 1x1 24->144", (56, 56, 24), (1, 1, 24, 144), 1, "mobilenetv2"),
     Layer("pw 1x1 192->32", (28, 28, 192), (1, 1, 192, 32), 1, "mobilenetv2"),
     Layer("pw 1x1 576->96", (14, 14, 576), (1, 1, 576, 96), 1, "mobilenetv2"),
