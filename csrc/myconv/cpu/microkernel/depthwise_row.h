@@ -84,7 +84,8 @@ void strip_x_lanes(const DepthwiseRowArgs& a, geometry::IndexRange rows, int64_t
   const float* const bias_values = a.bias;
   const int64_t first_col = geometry::input_index(ow, int64_t{kStride}, a.pad_left, 0, 1);
   const int64_t row_step = a.dilation_h * in_w * channels;
-  const float* image_rows = a.image + (a.first_row + rows.begin * a.dilation_h) * in_w * channels + first_col * channels;
+  const float* image_rows =
+      a.image + ((a.first_row + rows.begin * a.dilation_h) * in_w + first_col) * channels;  // column first_col
   const float* filter_rows = a.filter + rows.begin * kKernelW * channels;
   float* const out = a.out + ow * channels;
   for (int64_t c = c_begin; c < c_end; c += V::kLanes) {
@@ -128,7 +129,9 @@ void strip(const DepthwiseRowArgs& a, geometry::IndexRange rows, int64_t ow, int
   prefetch_block(a, ow, kStripPixels);
   const int64_t full = a.channels - a.channels % V::kLanes;
   strip_x_lanes<V, kKernelW, kStride, false, kEdge>(a, rows, ow, count, 0, full, tail_mask);
-  if (full < a.channels) strip_x_lanes<V, kKernelW, kStride, true, kEdge>(a, rows, ow, count, full, a.channels, tail_mask);
+  if (full < a.channels) {
+    strip_x_lanes<V, kKernelW, kStride, true, kEdge>(a, rows, ow, count, full, a.channels, tail_mask);
+  }
 }
 
 template <typename V>

@@ -20,8 +20,9 @@
 #include "myconv/indexing.h"
 
 // The microkernels' types: float32, and the half types they widen to float32.
-#define MYCONV_DISPATCH_MICROKERNEL_TYPES(TYPE, NAME, ...) \
-  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__) AT_DISPATCH_CASE_REDUCED_FLOATING_TYPES(__VA_ARGS__))
+#define MYCONV_DISPATCH_MICROKERNEL_TYPES(TYPE, NAME, ...)                    \
+  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__) \
+                                     AT_DISPATCH_CASE_REDUCED_FLOATING_TYPES(__VA_ARGS__))
 
 namespace myconv {
 namespace cpu {
@@ -215,10 +216,6 @@ class BlockPointers {
   const int64_t edge_capacity_;
   int64_t edges_used_ = 0;
 };
-
-}  // namespace
-
-namespace {
 
 // dst[i] = src[i] converted between a half type and float32 (or copied, for float32), with the
 // AVX2 + F16C conversions where the instruction set has them (bfloat16 -> float32 is a shift,
@@ -463,7 +460,8 @@ namespace {
 // the peak the benchmark reports each shape's share of.
 double fma_peak_gflops() {
   const Isa isa = selected_isa();
-  const auto chains = isa == Isa::kAvx512 ? &fma_chains_avx512 : isa == Isa::kAvx2 ? &fma_chains_avx2 : &fma_chains_scalar;
+  const auto chains =
+      isa == Isa::kAvx512 ? &fma_chains_avx512 : isa == Isa::kAvx2 ? &fma_chains_avx2 : &fma_chains_scalar;
   constexpr int64_t kRounds = int64_t{1} << 22;
   const int threads = at::get_num_threads();
   std::vector<double> flops(threads, 0.0);
