@@ -18,7 +18,7 @@ void tile_avx2(const TileArgs& a) {
   const __m256 bias0 = _mm256_loadu_ps(a.bias), bias1 = _mm256_loadu_ps(a.bias + 8);
   __m256 c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1;
   __m256 c30 = bias0, c31 = bias1, c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1;
-  for (int i = 0; i < a.rows; ++i) prefetch_for_write(a.out + i * a.out_stride);  // 16 floats: one line
+  for (int i = 0; i < a.rows; ++i) prefetch_for_write(a.out + i * a.out_stride);  // 16 floats: a line if aligned
   const float* b = a.packed;
   for (int64_t s = 0; s < a.segments; ++s) {
     const float* const* x = a.pixels + s * kMR;
