@@ -307,7 +307,8 @@ void microkernel_conv(const T* input, const at::Tensor& filter_tensor, const flo
   // (and so seen by memory profiling, which does not follow worker threads).
   const int64_t threads = at::get_num_threads();
   const int64_t pointer_count = BlockPointers::pointer_count(seg, block_pixels);
-  const int64_t thread_floats = BlockPointers::edge_capacity(p, seg, block_pixels) + widened_floats + block_out_floats;
+  const int64_t edge_floats = BlockPointers::edge_capacity(p, seg, block_pixels);
+  const int64_t thread_floats = edge_floats + widened_floats + block_out_floats;
   static_assert(sizeof(const float*) == sizeof(int64_t));
   const at::Tensor pointer_buffer = at::empty({threads * pointer_count}, at::kLong);
   const at::Tensor float_buffer = at::empty({threads * thread_floats}, at::kFloat);
@@ -318,7 +319,7 @@ void microkernel_conv(const T* input, const at::Tensor& filter_tensor, const flo
     const int thread = at::get_thread_num();
     TORCH_INTERNAL_ASSERT(thread < threads);
     float* const edges = float_buffer.data_ptr<float>() + thread * thread_floats;
-    float* const widened = edges + BlockPointers::edge_capacity(p, seg, block_pixels);
+    float* const widened = edges + edge_floats;
     float* const block_out = widened + widened_floats;
     BlockPointers pointers(p, seg, static_cast<int>(mr), zeros, block_pixels,
                            reinterpret_cast<const float**>(pointer_buffer.data_ptr<int64_t>()) + thread * pointer_count,
