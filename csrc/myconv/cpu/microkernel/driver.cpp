@@ -152,56 +152,77 @@ class BlockPointers {
   const float* const* tile(int64_t t) const { return pointers_ + t * seg_.count * mr_; }
 
   // `rows` holds the float32 input from element `origin` of the NHWC input on: the input itself
-  // (origin 0), or the block's input rows widened from a half type.
+  // (origin 0), or the block's input rows widened from a half type. The pixels are walked in
+  // order, their coordinates advanced by one (this runs for every pixel of every block).
   void build(int64_t first_pixel, int64_t tiles, int64_t group, const float* rows, int64_t origin) {
     rows_ = rows;
     origin_ = origin;
     edges_used_ = 0;
-    const int64_t pixels = p_.output_pixels();
+    const int64_t end = std::min(p_.output_pixels(), first_pixel + tiles * mr_);
+    int64_t pixel = first_pixel;
+    Pixel out = ix_.output_pixel(pixel);
+    start_output_row(out);
     for (int64_t t = 0; t < tiles; ++t) {
       const float** slots = pointers_ + t * seg_.count * mr_;
-      for (int i = 0; i < mr_; ++i) {
-        const int64_t pixel = first_pixel + t * mr_ + i;
-        if (pixel < pixels && seg_.whole_rows) {
-          add_filter_rows(ix_.output_pixel(pixel), slots + i);
-          continue;
+      for (int i = 0; i < mr_; ++i, ++pixel) {
+        if (pixel >= end) {
+          for (int64_t s = 0; s < seg_.count; ++s) slots[s * mr_ + i] = zeros_;
+        } else if (seg_.whole_rows) {
+          add_filter_rows(out.x, slots + i);
+        } else {
+          add_taps(out, group, slots + i);
         }
-        for (int64_t s = 0; s < seg_.count; ++s) slots[s * mr_ + i] = zeros_;
-        if (pixel < pixels) {
-          const Pixel out = ix_.output_pixel(pixel);
-          for_each_tap_inside(p_, out.y, out.x, [&](int64_t ih, int64_t iw, int64_t kh, int64_t kw) {
-            slots[(kh * p_.kernel_w + kw) * mr_ + i] = input_at(ix_.input_offset(out.n, ih, iw, group * seg_.length));
-          });
+        if (++out.x == p_.out_w) {
+          out.x = 0;
+          if (++out.y == p_.out_h) {
+            out.y = 0;
+            ++out.n;
+          }
+          if (pixel + 1 < end) start_output_row(out);
         }
       }
     }
   }
 
  private:
-  // Every filter row's slot of one pixel: the zero row for rows in the padding, else the row's
-  // start in the input, or an edge copy where the image's left or right edge cuts the row. Rows
-  // and offsets advance by addition (this runs for every pixel and filter row).
-  void add_filter_rows(const Pixel& out, const float** slots) {
-    const int64_t iw0 = geometry::input_index(out.x, p_.stride_w, p_.pad_w.before, int64_t{0}, int64_t{1});
-    const bool inside_width = iw0 >= 0 && iw0 + p_.kernel_w <= p_.in_w;
-    int64_t ih = geometry::input_index(out.y, p_.stride_h, p_.pad_h.before, int64_t{0}, p_.dilation_h);
-    int64_t offset = ix_.input_offset(out.n, ih, iw0, 0);
-    const int64_t offset_step = p_.dilation_h * p_.in_w * p_.in_channels;
-    for (int64_t kh = 0; kh < p_.kernel_h; ++kh, ih += p_.dilation_h, offset += offset_step) {
-      const float* row = zeros_;
-      if (ih >= 0 && ih < p_.in_h) row = inside_width ? input_at(offset) : copy_edge_row(out.n, ih, iw0);
-      slots[kh * mr_] = row;
+  // The start of the input row under each filter row of output row (out.n, out.y): nullptr for
+  // filter rows in the padding.
+  void start_output_row(const Pixel& out) {
+    for (int64_t kh = 0; kh < p_.kernel_h; ++kh) {
+      const int64_t ih = geometry::input_index(out.y, p_.stride_h, p_.pad_h.before, kh, p_.dilation_h);
+      row_starts_[kh] = ih >= 0 && ih < p_.in_h ? input_at(ix_.input_offset(out.n, ih, 0, 0)) : nullptr;
     }
+  }
+
+  // Every filter row's slot of the pixel in column `x` of the current output row: the zero row
+  // for rows in the padding, else the row's start in the input, or an edge copy where the image's
+  // left or right edge cuts the row.
+  void add_filter_rows(int64_t x, const float** slots) {
+    const int64_t iw0 = geometry::input_index(x, p_.stride_w, p_.pad_w.before, int64_t{0}, int64_t{1});
+    const bool inside_width = iw0 >= 0 && iw0 + p_.kernel_w <= p_.in_w;
+    const int64_t column = iw0 * p_.in_channels;
+    for (int64_t kh = 0; kh < p_.kernel_h; ++kh) {
+      const float* const row = row_starts_[kh];
+      slots[kh * mr_] = row == nullptr ? zeros_ : inside_width ? row + column : copy_edge_row(row, iw0);
+    }
+  }
+
+  // One slot a tap: the tap's input channels of `group`, or zeros for taps in the padding.
+  void add_taps(const Pixel& out, int64_t group, const float** slots) {
+    for (int64_t s = 0; s < seg_.count; ++s) slots[s * mr_] = zeros_;
+    for_each_tap_inside(p_, out.y, out.x, [&](int64_t ih, int64_t iw, int64_t kh, int64_t kw) {
+      slots[(kh * p_.kernel_w + kw) * mr_] = input_at(ix_.input_offset(out.n, ih, iw, group * seg_.length));
+    });
   }
 
   const float* input_at(int64_t offset) const { return rows_ + (offset - origin_); }
 
-  const float* copy_edge_row(int64_t n, int64_t ih, int64_t iw0) {
+  const float* copy_edge_row(const float* row, int64_t iw0) {
     TORCH_INTERNAL_ASSERT(edges_used_ + seg_.length <= edge_capacity_, "edge rows exceed their bound");
-    float* row = edges_ + edges_used_;
+    float* copy = edges_ + edges_used_;
     edges_used_ += seg_.length;
-    copy_filter_row(input_at(ix_.input_offset(n, ih, 0, 0)), p_, iw0, row);
-    return row;
+    copy_filter_row(row, p_, iw0, copy);
+    return copy;
   }
 
   const Conv2dPlan& p_;
@@ -215,6 +236,7 @@ class BlockPointers {
   float* edges_;
   const int64_t edge_capacity_;
   int64_t edges_used_ = 0;
+  std::vector<const float*> row_starts_ = std::vector<const float*>(p_.kernel_h);
 };
 
 // dst[i] = src[i] converted between a half type and float32 (or copied, for float32), with the
@@ -350,28 +372,18 @@ void microkernel_conv(const T* input, const at::Tensor& filter_tensor, const flo
       const int64_t slices = p.groups * (panels - 1) * tiles;
       const int64_t slice_elements = slices > 0 ? (next_end - next_begin + slices - 1) / slices : 0;
       const int64_t gj_begin = item % items_per_block, gj_end = run_end - block * items_per_block;
+      float* run_out = block_out;  // (narrowed into the output below)
+      if constexpr (!kWiden) run_out = output + first * p.out_channels;
+      const char* const prefetch_end = reinterpret_cast<const char*>(input + next_end);
       for (int64_t gj = gj_begin; gj < gj_end; ++gj) {
         const int64_t j = gj % panels;
-        for (int64_t tile = 0; tile < tiles; ++tile) {
-          if (j > 0 && next_end > next_begin) {
-            const int64_t slice = (gj / panels * (panels - 1) + j - 1) * tiles + tile;
-            const int64_t slice_begin = next_begin + slice * slice_elements;
-            prefetch_range_to_l2(input + slice_begin, input + std::min(next_end, slice_begin + slice_elements));
-          }
-          const int64_t tile_first = first + tile * mr;
-          float* tile_out = block_out + (tile_first - first) * p.out_channels;
-          if constexpr (!kWiden) tile_out = output + tile_first * p.out_channels;
-          const TileArgs args{pointers.tile(tile),
-                              seg.count,
-                              seg.length,
-                              packed + gj * depth * nr,
-                              bias_packed + gj * nr,
-                              tile_out + g * og + j * nr,
-                              p.out_channels,
-                              static_cast<int>(std::min<int64_t>(mr, pixels - tile_first)),
-                              static_cast<int>(std::min<int64_t>(nr, og - j * nr))};
-          kernel.run(args);
-        }
+        const int64_t first_slice = (gj / panels * (panels - 1) + j - 1) * tiles;
+        const bool prefetches = j > 0 && next_end > next_begin;
+        kernel.run({pointers.tile(0), seg.count, seg.length, packed + gj * depth * nr, bias_packed + gj * nr,
+                    run_out + g * og + j * nr, p.out_channels, tiles, std::min(tiles * mr, pixels - first),
+                    static_cast<int>(std::min<int64_t>(nr, og - j * nr)),
+                    reinterpret_cast<const char*>(input + next_begin + (prefetches ? first_slice * slice_elements : 0)),
+                    prefetch_end, prefetches ? slice_elements * static_cast<int64_t>(sizeof(T)) : 0});
       }
       if constexpr (kWiden) {  // this run's channels of the block's pixels, narrowed
         const int64_t channel_begin = panel_channels(gj_begin).first;

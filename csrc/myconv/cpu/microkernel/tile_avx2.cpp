@@ -12,9 +12,8 @@ namespace {
 constexpr int kMR = kAvx2Tile.pixels;
 constexpr int kNR = kAvx2Tile.channels;
 
-}  // namespace
-
-void tile_avx2(const TileArgs& a) {
+// One tile (a.tiles = 1).
+void tile(const TileArgs& a) {
   const __m256 bias0 = _mm256_loadu_ps(a.bias), bias1 = _mm256_loadu_ps(a.bias + 8);
   __m256 c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1;
   __m256 c30 = bias0, c31 = bias1, c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1;
@@ -49,7 +48,8 @@ void tile_avx2(const TileArgs& a) {
   // Locals: the vector stores may alias anything, so fields of `a` would be reloaded after each.
   float* const out = a.out;
   const int64_t out_stride = a.out_stride;
-  const int rows = a.rows, cols = a.cols;
+  const int64_t rows = a.rows;
+  const int cols = a.cols;
   if (cols == kNR) {
     for (int i = 0; i < rows; ++i) {
       _mm256_storeu_ps(out + i * out_stride, acc[i][0]);
@@ -64,6 +64,10 @@ void tile_avx2(const TileArgs& a) {
     for (int j = 0; j < cols; ++j) out[i * out_stride + j] = tail[j];
   }
 }
+
+}  // namespace
+
+void tile_avx2(const TileArgs& a) { for_each_tile<kMR>(a, tile); }
 
 double fma_chains_avx2(int64_t rounds, float* sink) {
   __m256 acc[12];

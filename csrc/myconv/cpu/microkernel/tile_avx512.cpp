@@ -17,8 +17,9 @@ constexpr int kMR = kAvx512Tile.pixels;
 constexpr int kNR = kAvx512Tile.channels;
 constexpr int kLanes = 16;
 
-// kVectors of the panel's two 16-channel vectors (1: only the first holds valid channels). The
-// loops unroll completely (8 >= kMR, kVectors), so the accumulators live in registers.
+// One tile (a.tiles = 1) with kVectors of the panel's two 16-channel vectors (1: only the first
+// holds valid channels). The loops unroll completely (8 >= kMR, kVectors), so the accumulators
+// live in registers.
 template <int kVectors>
 void tile(const TileArgs& a) {
   __m512 acc[kMR][kVectors];
@@ -62,7 +63,7 @@ void tile(const TileArgs& a) {
   // Locals: the vector stores may alias anything, so fields of `a` would be reloaded after each.
   float* out = a.out;
   const int64_t out_stride = a.out_stride;
-  const int rows = a.rows;
+  const int64_t rows = a.rows;
 #pragma GCC unroll 8
   for (int i = 0; i < kMR; ++i, out += out_stride) {
     if (i >= rows) break;
@@ -75,9 +76,9 @@ void tile(const TileArgs& a) {
 
 void tile_avx512(const TileArgs& a) {
   if (a.cols > kLanes) {
-    tile<2>(a);
+    for_each_tile<kMR>(a, [](const TileArgs& one) { tile<2>(one); });
   } else {
-    tile<1>(a);
+    for_each_tile<kMR>(a, [](const TileArgs& one) { tile<1>(one); });
   }
 }
 

@@ -9,9 +9,8 @@ namespace {
 constexpr int kMR = kScalarTile.pixels;
 constexpr int kNR = kScalarTile.channels;
 
-}  // namespace
-
-void tile_scalar(const TileArgs& a) {
+// One tile (a.tiles = 1).
+void tile(const TileArgs& a) {
   float acc[kMR][kNR];
   for (int i = 0; i < kMR; ++i)
     for (int j = 0; j < kNR; ++j) acc[i][j] = a.bias[j];
@@ -28,6 +27,10 @@ void tile_scalar(const TileArgs& a) {
   for (int i = 0; i < a.rows; ++i)
     for (int j = 0; j < a.cols; ++j) a.out[i * a.out_stride + j] = acc[i][j];
 }
+
+}  // namespace
+
+void tile_scalar(const TileArgs& a) { for_each_tile<kMR>(a, tile); }
 
 double fma_chains_scalar(int64_t rounds, float* sink) {
   float acc[12];
