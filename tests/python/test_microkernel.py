@@ -132,22 +132,26 @@ def test_filter_cache_size_setting(setting, expected):
 
 # The microkernels' half-type path widens the inputs, runs the float32 kernel and narrows the
 # output: the result must be the float32 result on the widened inputs, rounded once (to nearest
-# even, as torch's own conversion), whatever the instruction set. Depthwise widens the input rows
-# of runs of output rows at once: "depthwise 7x7" has runs of 10 rows that end at image and thread
-# boundaries too (3 x 23 rows on 2 threads).
+# even, as torch's own conversion), whatever the instruction set. The depthwise kernels convert
+# in registers: C = 20 leaves a tail of 4 channels (AVX2 and AVX-512), a dilated filter runs the
+# generic pixel blocks instead of the strips.
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("shape", [((2, 9, 11, 24), (3, 3, 24, 144)), ((1, 7, 30, 16), (1, 1, 16, 40)),
-                                   ((2, 13, 17, 48), (3, 3, 1, 48)), ((3, 23, 64, 64), (7, 7, 1, 64)),
-                                   ((1, 8, 9, 6), (5, 5, 2, 9))],
-                         ids=["dense", "pointwise", "depthwise", "depthwise 7x7", "grouped"])
-def test_cpu_half_types_are_the_float32_result_rounded(shape, dtype):
+@pytest.mark.parametrize("shape, dilation", [(((2, 9, 11, 24), (3, 3, 24, 144)), 1),
+                                             (((1, 7, 30, 16), (1, 1, 16, 40)), 1),
+                                             (((2, 13, 17, 48), (3, 3, 1, 48)), 1),
+                                             (((3, 15, 29, 20), (7, 7, 1, 20)), 1),
+                                             (((2, 13, 17, 20), (3, 3, 1, 20)), 2),
+                                             (((1, 8, 9, 6), (5, 5, 2, 9)), 1)],
+                         ids=["dense", "pointwise", "depthwise", "depthwise 7x7 tail", "depthwise dilated tail",
+                              "grouped"])
+def test_cpu_half_types_are_the_float32_result_rounded(shape, dilation, dtype):
     x = (torch.randn(shape[0]) * 4).to(dtype)
     w = torch.randn(shape[1]).to(dtype)
     b = torch.randn(shape[1][-1]).to(dtype)
     x[0, 2, 3, 1] = float("nan")
     x[-1, 1, -1, 0] = float("inf")
-    out = myconv.conv2d(x, w, 1, "SAME", bias=b)
-    expected = myconv.conv2d(x.float(), w.float(), 1, "SAME", bias=b.float()).to(dtype)
+    out = myconv.conv2d(x, w, 1, "SAME", dilation, bias=b)
+    expected = myconv.conv2d(x.float(), w.float(), 1, "SAME", dilation, bias=b.float()).to(dtype)
     assert torch.equal(out.isnan(), expected.isnan()) and out.isnan().any()
     finite = ~expected.isnan()
     assert torch.equal(out[finite].view(torch.int16), expected[finite].view(torch.int16))

@@ -5,6 +5,7 @@
 // F16C too.
 #include <immintrin.h>
 
+#include "myconv/cpu/microkernel/bfloat16_avx2.h"
 #include "myconv/cpu/microkernel/kernels.h"
 
 namespace myconv {
@@ -40,20 +41,9 @@ void float_to_half_f16c(const float* src, uint16_t* dst, int64_t count) {
 }
 
 void float_to_bfloat16_avx2(const float* src, uint16_t* dst, int64_t count) {
-  const __m256i bias = _mm256_set1_epi32(0x7FFF), one = _mm256_set1_epi32(1);
-  const __m256i quiet_nan = _mm256_set1_epi32(0x7FC0);
   int64_t i = 0;
   for (; i + 8 <= count; i += 8) {
-    const __m256 value = _mm256_loadu_ps(src + i);
-    const __m256i bits = _mm256_castps_si256(value);
-    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(bits, 16), one);
-    __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(bias, odd)), 16);
-    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(value, value, _CMP_UNORD_Q));
-    rounded = _mm256_blendv_epi8(rounded, quiet_nan, nan);
-    // 8 values of 32 bits (each < 2^16) to 16 bits: pack the two 128-bit halves, in order.
-    const __m128i packed =
-        _mm_packus_epi32(_mm256_castsi256_si128(rounded), _mm256_extracti128_si256(rounded, 1));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), packed);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), bfloat16_bits_avx2(_mm256_loadu_ps(src + i)));
   }
   for (; i < count; ++i) dst[i] = bfloat16_bits(src[i]);
 }

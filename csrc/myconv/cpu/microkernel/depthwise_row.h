@@ -10,12 +10,15 @@
 // pattern the hardware prefetchers follow, and the kernel waited on memory (a 3x3 C = 144 N = 8
 // layer: ~2 -> ~1.45 ms).
 // Written once for a vector type V (load, masked load, store, masked store, zero, fmadd, tail
-// mask) and included only by the kernel files, one per instruction set, compiled with their own
+// mask; loads and stores of whole vectors of float16 and bfloat16 elements too, converting) and
+// for the input and output element type T; included only by the kernel files, one per instruction set, compiled with their own
 // flags: depthwise_avx2.cpp (8 channels a vector), depthwise_avx512.cpp (16). Everything here is
 // in an unnamed namespace so that each of those files keeps its own copy, compiled for its
 // instruction set: an inline function shared between them could be the copy the linker keeps for
 // both, with the other's instructions in it.
 #pragma once
+
+#include <type_traits>
 
 #include "myconv/cpu/microkernel/kernels.h"
 #include "myconv/geometry.h"
@@ -33,21 +36,23 @@ inline int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (
 
 // Input columns [col_begin, col_end), every channel, of the rows the next output row reads and
 // this one does not (one row for stride 1; rows read by earlier output rows are in cache already).
-inline void prefetch_next_rows(const DepthwiseRowArgs& a, int64_t col_begin, int64_t col_end) {
+template <typename T>
+inline void prefetch_next_rows(const DepthwiseRowArgs<T>& a, int64_t col_begin, int64_t col_end) {
   col_begin = clamp(col_begin, 0, a.in_w);
   col_end = clamp(col_end, 0, a.in_w);
   const int64_t last_row = a.first_row + geometry::effective_kernel(a.kernel_h, a.dilation_h) - 1;
   for (int64_t kh = 0; kh < a.kernel_h; ++kh) {
     const int64_t row = a.first_row + a.stride_h + kh * a.dilation_h;
     if (row <= last_row || row < 0 || row >= a.in_h) continue;
-    const float* row_start = a.image + row * a.in_w * a.channels;
+    const T* row_start = a.image + row * a.in_w * a.channels;
     prefetch_range_to_l2(row_start + col_begin * a.channels, row_start + col_end * a.channels);
   }
 }
 
 // The columns a block of output pixels [ow, ow + pixels) adds to the row's reading: its first
 // `pixels * stride` columns, and the window's remaining ones for the row's last block.
-inline void prefetch_block(const DepthwiseRowArgs& a, int64_t ow, int64_t pixels) {
+template <typename T>
+inline void prefetch_block(const DepthwiseRowArgs<T>& a, int64_t ow, int64_t pixels) {
   const int64_t first_col = geometry::input_index(ow, a.stride_w, a.pad_left, 0, a.dilation_w);
   const bool last = ow + pixels >= a.out_w;
   const int64_t width = last ? (pixels - 1) * a.stride_w + geometry::effective_kernel(a.kernel_w, a.dilation_w)
@@ -55,17 +60,32 @@ inline void prefetch_block(const DepthwiseRowArgs& a, int64_t ow, int64_t pixels
   prefetch_next_rows(a, first_col, first_col + width);
 }
 
-template <typename V, bool kTail>
-inline typename V::Reg load(const float* at, typename V::Mask mask) {
-  return kTail ? V::load(at, mask) : V::load(at);
+// A vector of channels from `at`: all V::kLanes, or (kTail) the first `lanes`, the lanes of
+// `mask`, with zeros after them. Half types take their tail through a zeroed local vector.
+template <typename V, bool kTail, typename T>
+inline typename V::Reg load(const T* at, typename V::Mask mask, int64_t lanes) {
+  if constexpr (!kTail) {
+    return V::load(at);
+  } else if constexpr (std::is_same_v<T, float>) {
+    return V::load(at, mask);
+  } else {
+    T part[V::kLanes] = {};
+    for (int64_t l = 0; l < lanes; ++l) part[l] = at[l];
+    return V::load(part);
+  }
 }
 
-template <typename V, bool kTail>
-inline void store(float* at, typename V::Mask mask, typename V::Reg value) {
-  if (kTail) {
+// Stores all V::kLanes channels of `value` at `at`, or (kTail) the first `lanes`.
+template <typename V, bool kTail, typename T>
+inline void store(T* at, typename V::Mask mask, int64_t lanes, typename V::Reg value) {
+  if constexpr (!kTail) {
+    V::store(at, value);
+  } else if constexpr (std::is_same_v<T, float>) {
     V::store(at, mask, value);
   } else {
-    V::store(at, value);
+    T part[V::kLanes];
+    V::store(part, value);
+    for (int64_t l = 0; l < lanes; ++l) at[l] = part[l];
   }
 }
 
@@ -74,8 +94,8 @@ inline void store(float* at, typename V::Mask mask, typename V::Reg value) {
 // the loops over columns and taps unroll completely and each input column's FMAs are resolved
 // while compiling. kEdge: some columns lie in the padding (read as zeros) and only the first
 // `count` pixels exist.
-template <typename V, int kKernelW, int kStride, bool kTail, bool kEdge>
-void strip_x_lanes(const DepthwiseRowArgs& a, geometry::IndexRange rows, int64_t ow, int count, int64_t c_begin,
+template <typename V, typename T, int kKernelW, int kStride, bool kTail, bool kEdge>
+void strip_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, int64_t ow, int count, int64_t c_begin,
                    int64_t c_end, typename V::Mask mask) {
   constexpr int kColumns = (kStripPixels - 1) * kStride + kKernelW;  // input columns the strip reads
   // The arguments in locals: the vector stores may alias anything, which would make the compiler
@@ -84,26 +104,27 @@ void strip_x_lanes(const DepthwiseRowArgs& a, geometry::IndexRange rows, int64_t
   const float* const bias_values = a.bias;
   const int64_t first_col = geometry::input_index(ow, int64_t{kStride}, a.pad_left, 0, 1);
   const int64_t row_step = a.dilation_h * in_w * channels;
-  const float* image_rows =
+  const T* image_rows =
       a.image + ((a.first_row + rows.begin * a.dilation_h) * in_w + first_col) * channels;  // column first_col
   const float* filter_rows = a.filter + rows.begin * kKernelW * channels;
-  float* const out = a.out + ow * channels;
+  T* const out = a.out + ow * channels;
   for (int64_t c = c_begin; c < c_end; c += V::kLanes) {
+    const int64_t lanes = channels - c;  // (the tail's lanes)
     typename V::Reg acc[kStripPixels];
-    const typename V::Reg bias = bias_values ? load<V, kTail>(bias_values + c, mask) : V::zero();
+    const typename V::Reg bias = bias_values ? load<V, kTail>(bias_values + c, mask, lanes) : V::zero();
 #pragma GCC unroll 8
     for (int i = 0; i < kStripPixels; ++i) acc[i] = bias;
-    const float* x_row = image_rows + c;
+    const T* x_row = image_rows + c;
     const float* w_row = filter_rows + c;
     for (int64_t kh = rows.begin; kh < rows.end; ++kh, x_row += row_step) {
       typename V::Reg w[kKernelW];
 #pragma GCC unroll 8
-      for (int kw = 0; kw < kKernelW; ++kw, w_row += channels) w[kw] = load<V, kTail>(w_row, mask);
-      const float* x = x_row;  // column first_col + col, stepped a column at a time (no per-column offset)
+      for (int kw = 0; kw < kKernelW; ++kw, w_row += channels) w[kw] = load<V, kTail>(w_row, mask, lanes);
+      const T* x = x_row;  // column first_col + col, stepped a column at a time (no per-column offset)
 #pragma GCC unroll 64
       for (int col = 0; col < kColumns; ++col, x += channels) {
         const int64_t iw = first_col + col;
-        typename V::Reg value = !kEdge || (iw >= 0 && iw < in_w) ? load<V, kTail>(x, mask) : V::zero();
+        typename V::Reg value = !kEdge || (iw >= 0 && iw < in_w) ? load<V, kTail>(x, mask, lanes) : V::zero();
         // In a register from here on: GCC otherwise folds the load into each FMA that uses the
         // column, loading it up to kKernelW times, and the strips become bound by loads.
         asm("" : "+v"(value));
@@ -115,83 +136,89 @@ void strip_x_lanes(const DepthwiseRowArgs& a, geometry::IndexRange rows, int64_t
         }
       }
     }
-    float* o = out + c;
+    T* o = out + c;
 #pragma GCC unroll 8
     for (int i = 0; i < kStripPixels; ++i, o += channels) {
-      if (!kEdge || i < count) store<V, kTail>(o, mask, acc[i]);
+      if (!kEdge || i < count) store<V, kTail>(o, mask, lanes, acc[i]);
     }
   }
 }
 
 // Every channel of one strip.
-template <typename V, int kKernelW, int kStride, bool kEdge>
-void strip(const DepthwiseRowArgs& a, geometry::IndexRange rows, int64_t ow, int count, typename V::Mask tail_mask) {
+template <typename V, typename T, int kKernelW, int kStride, bool kEdge>
+void strip(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, int64_t ow, int count,
+           typename V::Mask tail_mask) {
   prefetch_block(a, ow, kStripPixels);
   const int64_t full = a.channels - a.channels % V::kLanes;
-  strip_x_lanes<V, kKernelW, kStride, false, kEdge>(a, rows, ow, count, 0, full, tail_mask);
+  strip_x_lanes<V, T, kKernelW, kStride, false, kEdge>(a, rows, ow, count, 0, full, tail_mask);
   if (full < a.channels) {
-    strip_x_lanes<V, kKernelW, kStride, true, kEdge>(a, rows, ow, count, full, a.channels, tail_mask);
+    strip_x_lanes<V, T, kKernelW, kStride, true, kEdge>(a, rows, ow, count, full, a.channels, tail_mask);
   }
 }
 
-template <typename V>
-using StripKernel = void (*)(const DepthwiseRowArgs&, geometry::IndexRange, int64_t, int, typename V::Mask);
+template <typename V, typename T>
+using StripKernel = void (*)(const DepthwiseRowArgs<T>&, geometry::IndexRange, int64_t, int, typename V::Mask);
 
-template <typename V>
+template <typename V, typename T>
 struct StripKernels {
-  StripKernel<V> inside, edge;
+  StripKernel<V, T> inside, edge;
 };
 
 // The strip kernels compiled for this filter width and stride, or nullptrs.
-template <typename V>
-StripKernels<V> strip_kernels(const DepthwiseRowArgs& a) {
+template <typename V, typename T>
+StripKernels<V, T> strip_kernels(const DepthwiseRowArgs<T>& a) {
   if (a.dilation_w != 1) return {nullptr, nullptr};
-  if (a.kernel_w == 3 && a.stride_w == 1) return {&strip<V, 3, 1, false>, &strip<V, 3, 1, true>};
-  if (a.kernel_w == 3 && a.stride_w == 2) return {&strip<V, 3, 2, false>, &strip<V, 3, 2, true>};
-  if (a.kernel_w == 5 && a.stride_w == 1) return {&strip<V, 5, 1, false>, &strip<V, 5, 1, true>};
-  if (a.kernel_w == 5 && a.stride_w == 2) return {&strip<V, 5, 2, false>, &strip<V, 5, 2, true>};
-  if (a.kernel_w == 7 && a.stride_w == 1) return {&strip<V, 7, 1, false>, &strip<V, 7, 1, true>};
+  if (a.kernel_w == 3 && a.stride_w == 1) return {&strip<V, T, 3, 1, false>, &strip<V, T, 3, 1, true>};
+  if (a.kernel_w == 3 && a.stride_w == 2) return {&strip<V, T, 3, 2, false>, &strip<V, T, 3, 2, true>};
+  if (a.kernel_w == 5 && a.stride_w == 1) return {&strip<V, T, 5, 1, false>, &strip<V, T, 5, 1, true>};
+  if (a.kernel_w == 5 && a.stride_w == 2) return {&strip<V, T, 5, 2, false>, &strip<V, T, 5, 2, true>};
+  if (a.kernel_w == 7 && a.stride_w == 1) return {&strip<V, T, 7, 1, false>, &strip<V, T, 7, 1, true>};
   return {nullptr, nullptr};
 }
 
 // Channels [c, c + 8) of output pixels [ow, ow + kPixels), whose windows share the inside taps
 // `rows` x `cols`: any filter width, stride and dilation.
-template <typename V, int kPixels, bool kTail>
-inline void pixels_x_lanes(const DepthwiseRowArgs& a, geometry::IndexRange rows, geometry::IndexRange cols,
+template <typename V, typename T, int kPixels, bool kTail>
+inline void pixels_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, geometry::IndexRange cols,
                            int64_t ow, int64_t c, typename V::Mask mask) {
+  const int64_t lanes = a.channels - c;  // (the tail's lanes)
   typename V::Reg acc[kPixels];
-  const typename V::Reg bias = a.bias ? load<V, kTail>(a.bias + c, mask) : V::zero();
+  const typename V::Reg bias = a.bias ? load<V, kTail>(a.bias + c, mask, lanes) : V::zero();
 #pragma GCC unroll 4
   for (int i = 0; i < kPixels; ++i) acc[i] = bias;
   const int64_t pixel_step = a.stride_w * a.channels;
   const int64_t first_col = geometry::input_index(ow, a.stride_w, a.pad_left, 0, a.dilation_w);
   for (int64_t kh = rows.begin; kh < rows.end; ++kh) {
-    const float* x_row = a.image + ((a.first_row + kh * a.dilation_h) * a.in_w + first_col) * a.channels + c;
+    const T* x_row = a.image + ((a.first_row + kh * a.dilation_h) * a.in_w + first_col) * a.channels + c;
     const float* w_row = a.filter + kh * a.kernel_w * a.channels + c;
     for (int64_t kw = cols.begin; kw < cols.end; ++kw) {
-      const typename V::Reg w = load<V, kTail>(w_row + kw * a.channels, mask);
-      const float* x = x_row + kw * a.dilation_w * a.channels;
+      const typename V::Reg w = load<V, kTail>(w_row + kw * a.channels, mask, lanes);
+      const T* x = x_row + kw * a.dilation_w * a.channels;
 #pragma GCC unroll 4
-      for (int i = 0; i < kPixels; ++i) acc[i] = V::fmadd(load<V, kTail>(x + i * pixel_step, mask), w, acc[i]);
+      for (int i = 0; i < kPixels; ++i) {
+        acc[i] = V::fmadd(load<V, kTail>(x + i * pixel_step, mask, lanes), w, acc[i]);
+      }
     }
   }
 #pragma GCC unroll 4
-  for (int i = 0; i < kPixels; ++i) store<V, kTail>(a.out + (ow + i) * a.channels + c, mask, acc[i]);
+  for (int i = 0; i < kPixels; ++i) store<V, kTail>(a.out + (ow + i) * a.channels + c, mask, lanes, acc[i]);
 }
 
 // Every channel of output pixels [ow, ow + kPixels).
-template <typename V, int kPixels>
-void pixels(const DepthwiseRowArgs& a, geometry::IndexRange rows, geometry::IndexRange cols, int64_t ow,
+template <typename V, typename T, int kPixels>
+void pixels(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, geometry::IndexRange cols, int64_t ow,
             typename V::Mask tail_mask) {
   prefetch_block(a, ow, kPixels);
   const int64_t full = a.channels - a.channels % V::kLanes;
-  for (int64_t c = 0; c < full; c += V::kLanes) pixels_x_lanes<V, kPixels, false>(a, rows, cols, ow, c, tail_mask);
-  if (full < a.channels) pixels_x_lanes<V, kPixels, true>(a, rows, cols, ow, full, tail_mask);
+  for (int64_t c = 0; c < full; c += V::kLanes) {
+    pixels_x_lanes<V, T, kPixels, false>(a, rows, cols, ow, c, tail_mask);
+  }
+  if (full < a.channels) pixels_x_lanes<V, T, kPixels, true>(a, rows, cols, ow, full, tail_mask);
 }
 
 // One output row (DepthwiseRowArgs) with the vector type V.
-template <typename V>
-void depthwise_row(const DepthwiseRowArgs& a) {
+template <typename V, typename T>
+void depthwise_row(const DepthwiseRowArgs<T>& a) {
   const geometry::IndexRange rows = geometry::taps_inside(a.first_row, a.dilation_h, a.kernel_h, a.in_h);
   const int64_t tail = a.channels % V::kLanes;
   const typename V::Mask tail_mask = V::tail_mask(tail);
@@ -199,7 +226,7 @@ void depthwise_row(const DepthwiseRowArgs& a) {
       geometry::outputs_inside(a.in_w, (a.kernel_w - 1) * a.dilation_w + 1, a.stride_w, a.pad_left, a.out_w);
   const int64_t inner_begin = inner.begin, inner_end = inner.end;
 
-  if (const StripKernels<V> strips = strip_kernels<V>(a); strips.inside != nullptr) {
+  if (const StripKernels<V, T> strips = strip_kernels<V>(a); strips.inside != nullptr) {
     for (int64_t ow = 0; ow < a.out_w; ow += kStripPixels) {
       const bool inside = ow >= inner_begin && ow + kStripPixels <= inner_end;
       const int count = static_cast<int>(clamp(a.out_w - ow, 0, kStripPixels));
@@ -213,10 +240,12 @@ void depthwise_row(const DepthwiseRowArgs& a) {
   };
   const geometry::IndexRange all_cols{0, a.kernel_w};
   int64_t ow = 0;
-  for (; ow < inner_begin; ++ow) pixels<V, 1>(a, rows, cols_of(ow), ow, tail_mask);
-  for (; ow + kBlockPixels <= inner_end; ow += kBlockPixels) pixels<V, kBlockPixels>(a, rows, all_cols, ow, tail_mask);
-  for (; ow < inner_end; ++ow) pixels<V, 1>(a, rows, all_cols, ow, tail_mask);
-  for (; ow < a.out_w; ++ow) pixels<V, 1>(a, rows, cols_of(ow), ow, tail_mask);
+  for (; ow < inner_begin; ++ow) pixels<V, T, 1>(a, rows, cols_of(ow), ow, tail_mask);
+  for (; ow + kBlockPixels <= inner_end; ow += kBlockPixels) {
+    pixels<V, T, kBlockPixels>(a, rows, all_cols, ow, tail_mask);
+  }
+  for (; ow < inner_end; ++ow) pixels<V, T, 1>(a, rows, all_cols, ow, tail_mask);
+  for (; ow < a.out_w; ++ow) pixels<V, T, 1>(a, rows, cols_of(ow), ow, tail_mask);
 }
 
 }  // namespace

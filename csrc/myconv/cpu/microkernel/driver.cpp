@@ -417,55 +417,39 @@ bool has_depthwise_microkernel(const Conv2dPlan& p) {
 
 namespace {
 
-// Floats of widened input rows a thread holds at most for a half-type depthwise convolution
-// (more when one output row's window needs more).
-constexpr int64_t kWidenedDepthwiseFloats = 64 * 1024;
+// The depthwise kernels' element type for T: float, or a half type's bits.
+template <typename T>
+struct KernelElement {
+  using type = float;
+};
+template <>
+struct KernelElement<at::Half> {
+  using type = Float16Bits;
+};
+template <>
+struct KernelElement<at::BFloat16> {
+  using type = BFloat16Bits;
+};
 
-// conv2d_depthwise_microkernel for input and output of type T: float, or a half type whose input
-// rows are widened to float32 first, once for a run of consecutive output rows (a 7x7 window
-// widened a row at a time would convert each input row 7 times), and whose output rows are
-// narrowed one at a time.
+// conv2d_depthwise_microkernel for input and output of type T: float, or a half type, which the
+// kernels widen as they load it and round once as they store it.
 template <typename T>
 void depthwise_conv(const T* input, const float* filter, const float* bias, const Conv2dPlan& p, T* output) {
-  constexpr bool kWiden = !std::is_same_v<T, float>;
+  using E = typename KernelElement<T>::type;
+  static_assert(sizeof(E) == sizeof(T));
+  void (*depthwise_row)(const DepthwiseRowArgs<E>&) = &depthwise_row_avx2;
+  if (selected_isa() == Isa::kAvx512) depthwise_row = &depthwise_row_avx512;
+  const E* const image = reinterpret_cast<const E*>(input);
+  E* const out = reinterpret_cast<E*>(output);
   const Conv2dIndexer ix(p);
-  const auto depthwise_row = selected_isa() == Isa::kAvx512 ? &depthwise_row_avx512 : &depthwise_row_avx2;
-  const int64_t window_rows = geometry::effective_kernel(p.kernel_h, p.dilation_h);
-  const int64_t row_elements = p.in_w * p.in_channels;
-  // Output rows widened together, and the input rows they read (at most the whole image).
-  const int64_t rows_per_run =
-      1 + std::max<int64_t>(0, kWidenedDepthwiseFloats / std::max<int64_t>(1, row_elements) - window_rows) / p.stride_h;
-  const int64_t widened_rows = std::min(p.in_h, (rows_per_run - 1) * p.stride_h + window_rows);
-  const int64_t thread_floats = kWiden ? widened_rows * row_elements + p.out_w * p.out_channels : 0;
-  const at::Tensor float_buffer = at::empty({at::get_num_threads() * thread_floats}, at::kFloat);
-  const auto first_row = [&](int64_t oh) {  // the input row under tap kh = 0 (negative in the padding)
-    return geometry::input_index(oh, p.stride_h, p.pad_h.before, 0, p.dilation_h);
-  };
   at::parallel_for(0, p.batch * p.out_h, 1, [&](int64_t begin, int64_t end) {
-    float* const rows = float_buffer.data_ptr<float>() + at::get_thread_num() * thread_floats;
-    float* const out_row = rows + widened_rows * row_elements;
-    for (int64_t row = begin; row < end;) {
+    for (int64_t row = begin; row < end; ++row) {
       int64_t n = 0, oh = 0;
       ix.out_h.divmod(row, &n, &oh);
-      if constexpr (kWiden) {
-        // Output rows [oh, oh_end) of image n read input rows [top, bottom) in float32; their
-        // taps outside those rows are outside the input.
-        const int64_t oh_end = std::min({p.out_h, oh + end - row, oh + rows_per_run});
-        const int64_t top = std::clamp<int64_t>(first_row(oh), 0, p.in_h);
-        const int64_t bottom = std::clamp<int64_t>(first_row(oh_end - 1) + window_rows, top, p.in_h);
-        convert(input + ix.input_offset(n, top, 0, 0), rows, (bottom - top) * row_elements);
-        for (; oh < oh_end; ++oh, ++row) {
-          depthwise_row({rows, filter, bias, out_row, p.in_channels, bottom - top, p.in_w, p.out_w, p.kernel_h,
-                         p.kernel_w, p.stride_h, p.stride_w, p.dilation_h, p.dilation_w, p.pad_w.before,
-                         first_row(oh) - top});
-          convert(out_row, output + ix.output_offset(n, oh, 0, 0), p.out_w * p.out_channels);
-        }
-      } else {
-        depthwise_row({input + ix.input_offset(n, 0, 0, 0), filter, bias, output + ix.output_offset(n, oh, 0, 0),
-                       p.in_channels, p.in_h, p.in_w, p.out_w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,
-                       p.dilation_h, p.dilation_w, p.pad_w.before, first_row(oh)});
-        ++row;
-      }
+      depthwise_row({image + ix.input_offset(n, 0, 0, 0), filter, bias, out + ix.output_offset(n, oh, 0, 0),
+                     p.in_channels, p.in_h, p.in_w, p.out_w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,
+                     p.dilation_h, p.dilation_w, p.pad_w.before,
+                     geometry::input_index(oh, p.stride_h, p.pad_h.before, 0, p.dilation_h)});
     }
   });
 }

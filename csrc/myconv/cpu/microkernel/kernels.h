@@ -1,8 +1,9 @@
 // The compute kernels of the CPU microkernel family, one file per instruction set compiled with
-// its own flags (tile_avx2.cpp, depthwise_avx2.cpp with -mavx2 -mfma; convert_avx2.cpp with
-// -mavx2 -mf16c; tile_avx512.cpp, depthwise_avx512.cpp with -mavx512f). This header and those files
-// use plain sizes and pointers and include no ATen header: an inline ATen function compiled with
-// AVX2 flags could be the copy the linker keeps for every caller, even on CPUs without AVX2.
+// its own flags (tile_avx2.cpp with -mavx2 -mfma; depthwise_avx2.cpp with -mavx2 -mfma -mf16c;
+// convert_avx2.cpp with -mavx2 -mf16c; tile_avx512.cpp, depthwise_avx512.cpp with -mavx512f).
+// This header and those files use plain sizes and pointers and include no ATen header: an inline
+// ATen function compiled with AVX2 flags could be the copy the linker keeps for every caller,
+// even on CPUs without AVX2.
 #pragma once
 
 #include <cstdint>
@@ -105,13 +106,25 @@ double fma_chains_scalar(int64_t rounds, float* sink);
 double fma_chains_avx2(int64_t rounds, float* sink);
 double fma_chains_avx512(int64_t rounds, float* sink);
 
-// One output row (n, oh) of a float32 depthwise convolution with one output channel per input
-// channel: out[ow, c] = bias[c] + sum over taps inside the input of image[ih, iw, c] * filter[kh, kw, c].
+// float16 and bfloat16 elements as their bits: distinct types, so that a kernel's loads and
+// stores pick their conversion by type (this header includes no ATen header).
+struct Float16Bits {
+  uint16_t bits;
+};
+struct BFloat16Bits {
+  uint16_t bits;
+};
+
+// One output row (n, oh) of a depthwise convolution with one output channel per input channel:
+// out[ow, c] = bias[c] + sum over taps inside the input of image[ih, iw, c] * filter[kh, kw, c],
+// for input and output elements T (float, or a half type widened as it is loaded and rounded
+// once, to nearest even, as it is stored), the sum in float32.
+template <typename T>
 struct DepthwiseRowArgs {
-  const float* image;   // input[n]: [in_h, in_w, channels]
+  const T* image;       // input[n]: [in_h, in_w, channels]
   const float* filter;  // [kernel_h, kernel_w, channels]
   const float* bias;    // channels values, or nullptr
-  float* out;           // output[n, oh]: [out_w, channels]
+  T* out;               // output[n, oh]: [out_w, channels]
   int64_t channels, in_h, in_w, out_w, kernel_h, kernel_w;
   int64_t stride_h, stride_w, dilation_h, dilation_w, pad_left;
   int64_t first_row;  // the input row under tap kh = 0 (in the padding when negative)
@@ -123,8 +136,14 @@ void half_to_float_f16c(const uint16_t* src, float* dst, int64_t count);
 void float_to_half_f16c(const float* src, uint16_t* dst, int64_t count);
 void float_to_bfloat16_avx2(const float* src, uint16_t* dst, int64_t count);
 
-void depthwise_row_avx2(const DepthwiseRowArgs& args);    // needs AVX2 + FMA
-void depthwise_row_avx512(const DepthwiseRowArgs& args);  // needs AVX-512F
+// needs AVX2, FMA and F16C
+void depthwise_row_avx2(const DepthwiseRowArgs<float>& args);
+void depthwise_row_avx2(const DepthwiseRowArgs<Float16Bits>& args);
+void depthwise_row_avx2(const DepthwiseRowArgs<BFloat16Bits>& args);
+// needs AVX-512F
+void depthwise_row_avx512(const DepthwiseRowArgs<float>& args);
+void depthwise_row_avx512(const DepthwiseRowArgs<Float16Bits>& args);
+void depthwise_row_avx512(const DepthwiseRowArgs<BFloat16Bits>& args);
 
 }  // namespace cpu
 }  // namespace myconv

@@ -45,9 +45,9 @@ void conv2d_microkernel(const at::Tensor& input, const at::Tensor& filter, const
 // input channel, on an instruction set with a depthwise kernel (AVX2, AVX-512). Other depthwise
 // calls run the generic loops of conv2d_kernel.cpp, also the scalar path.
 bool has_depthwise_microkernel(const Conv2dPlan& plan);
-// Output rows over threads. float32, float16 and bfloat16 (per thread, the input rows of a run of
-// output rows widened at once, at most 256 KB or one output row's window, and one output row in
-// float32); no extra memory for float32.
+// Output rows over threads. float32, float16 and bfloat16 (the kernels widen half types as they
+// load them and round each output once as they store it); no extra memory but the filter and
+// bias in float32.
 void conv2d_depthwise_microkernel(const at::Tensor& input, const at::Tensor& filter,
                                   const std::optional<at::Tensor>& bias, const Conv2dPlan& plan, at::Tensor& output);
 
