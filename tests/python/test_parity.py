@@ -54,6 +54,11 @@ GROUPED = [
     (1, 7, 41, 20, 5, 5, 1, 20, (2, 2), "SAME", (1, 1)),
     (2, 9, 27, 11, 7, 7, 1, 11, (1, 1), "SAME", (1, 1)),   # 7x7 (ConvNeXt): wider edge strips
     (1, 8, 13, 18, 7, 7, 1, 18, (1, 1), [2, 4, 1, 5], (1, 1)),
+    # strips of 3-wide filters with width dilation 2 and 4 (DeepLab): inside and edge strips, a
+    # row narrower than one strip's 16 columns
+    (1, 7, 35, 20, 3, 3, 1, 20, (1, 1), "SAME", (1, 2)),
+    (2, 6, 40, 13, 3, 3, 1, 13, (1, 1), [1, 0, 4, 3], (2, 4)),
+    (1, 5, 9, 17, 3, 3, 1, 17, (1, 1), "SAME", (1, 4)),
 ]
 
 
@@ -97,8 +102,9 @@ ALL_CASES = [(n, h, w_, c, kh, kw, c, o, s, pad, d) for n, h, w_, c, kh, kw, o, 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
 def test_half_types_on_every_case(case, dtype, device):
-    # The CPU microkernels widen half inputs a block of rows (dense) or a row (depthwise) at a time
-    # and narrow their outputs: every case's edges, tiles and strips, in both half types.
+    # The CPU microkernels widen half inputs a block of rows at a time (dense) or as they load
+    # them (depthwise) and narrow their outputs: every case's edges, tiles and strips, in both
+    # half types.
     n, h, w_, c, kh, kw, cg, o, stride, padding, dilation = case
     x = torch.randn(n, h, w_, c, device=device, dtype=dtype)
     w = torch.randn(kh, kw, cg, o, device=device, dtype=dtype)

@@ -1,14 +1,15 @@
 // The depthwise kernel, one channel vector (V::kLanes channels) at a time. For the common filters
-// (width 3 or 5 with stride 1 or 2, width 7 with stride 1; no width dilation) a row goes in strips
-// of 8 output pixels: the filter row stays in registers and each input vector is loaded once and
-// feeds every output of the strip that reads it (3 FMAs a load for 3x3 stride 1); strips at the
-// row's ends read zeros for columns in the padding. Other filters go 4 pixels at once where their windows lie inside
-// the input width (each filter vector feeding 4 FMAs) and one pixel at a time, over its inside
-// taps, elsewhere. Each block of pixels also prefetches, in address order, its columns of the
-// input rows that the next output row is the first to read: once the input outgrows the caches
-// (N = 8 MobileNet layers), the strips' channel-vector walk over a row fresh from memory is no
-// pattern the hardware prefetchers follow, and the kernel waited on memory (a 3x3 C = 144 N = 8
-// layer: ~2 -> ~1.45 ms).
+// (width 3 or 5 with stride 1 or 2, width 7 with stride 1, no width dilation; width 3 with stride
+// 1 and width dilation 2 or 4) a row goes in strips of 8 output pixels: the filter row stays in
+// registers and each input vector is loaded once and feeds every output of the strip that reads
+// it (3 FMAs a load for 3x3 stride 1); strips at the row's ends read zeros for columns in the
+// padding. Other filters go 4 pixels at once where their windows lie inside the input width
+// (each filter vector feeding 4 FMAs) and one pixel at a time, over its inside taps, elsewhere.
+// Each block of pixels also prefetches, in address order, its columns of the input rows that the
+// next output row is the first to read: once the input outgrows the caches (N = 8 MobileNet
+// layers), the strips' channel-vector walk over a row fresh from memory is no pattern the
+// hardware prefetchers follow, and the kernel waited on memory (a 3x3 C = 144 N = 8 layer: ~2 ->
+// ~1.45 ms).
 // Written once for a vector type V (load, masked load, store, masked store, zero, fmadd, tail
 // mask; loads and stores of whole vectors of float16 and bfloat16 elements too, converting) and
 // for the input and output element type T; included only by the kernel files, one per instruction set, compiled with their own
@@ -89,15 +90,15 @@ inline void store(T* at, typename V::Mask mask, int64_t lanes, typename V::Reg v
   }
 }
 
-// Channel vectors [c_begin, c_end) (8 channels each, the lanes of `mask` when kTail) of the
-// strip of output pixels [ow, ow + 8): filter width and stride known at compile time, so that
-// the loops over columns and taps unroll completely and each input column's FMAs are resolved
-// while compiling. kEdge: some columns lie in the padding (read as zeros) and only the first
+// Channel vectors [c_begin, c_end) (V::kLanes channels each, the lanes of `mask` when kTail) of
+// the strip of output pixels [ow, ow + 8): filter width, stride and width dilation known at
+// compile time, so that the loops over columns and taps unroll completely and each input
+// column's FMAs are resolved while compiling. kEdge: some columns lie in the padding (read as zeros) and only the first
 // `count` pixels exist.
-template <typename V, typename T, int kKernelW, int kStride, bool kTail, bool kEdge>
+template <typename V, typename T, int kKernelW, int kStride, int kDilation, bool kTail, bool kEdge>
 void strip_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, int64_t ow, int count, int64_t c_begin,
                    int64_t c_end, typename V::Mask mask) {
-  constexpr int kColumns = (kStripPixels - 1) * kStride + kKernelW;  // input columns the strip reads
+  constexpr int kColumns = (kStripPixels - 1) * kStride + (kKernelW - 1) * kDilation + 1;  // input columns it reads
   // The arguments in locals: the vector stores may alias anything, which would make the compiler
   // reload every field of `a` after each one.
   const int64_t channels = a.channels, in_w = a.in_w;
@@ -130,9 +131,9 @@ void strip_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, int6
         asm("" : "+v"(value));
 #pragma GCC unroll 8
         for (int kw = 0; kw < kKernelW; ++kw) {
-          // output pixel i reads this column through tap kw when col == i * stride + kw
-          const int i = (col - kw) / kStride;
-          if (col >= kw && (col - kw) % kStride == 0 && i < kStripPixels) acc[i] = V::fmadd(value, w[kw], acc[i]);
+          // output pixel i reads this column through tap kw when col == i * stride + kw * dilation
+          const int offset = col - kw * kDilation, i = offset / kStride;
+          if (offset >= 0 && offset % kStride == 0 && i < kStripPixels) acc[i] = V::fmadd(value, w[kw], acc[i]);
         }
       }
     }
@@ -145,14 +146,14 @@ void strip_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, int6
 }
 
 // Every channel of one strip.
-template <typename V, typename T, int kKernelW, int kStride, bool kEdge>
+template <typename V, typename T, int kKernelW, int kStride, int kDilation, bool kEdge>
 void strip(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, int64_t ow, int count,
            typename V::Mask tail_mask) {
   prefetch_block(a, ow, kStripPixels);
   const int64_t full = a.channels - a.channels % V::kLanes;
-  strip_x_lanes<V, T, kKernelW, kStride, false, kEdge>(a, rows, ow, count, 0, full, tail_mask);
+  strip_x_lanes<V, T, kKernelW, kStride, kDilation, false, kEdge>(a, rows, ow, count, 0, full, tail_mask);
   if (full < a.channels) {
-    strip_x_lanes<V, T, kKernelW, kStride, true, kEdge>(a, rows, ow, count, full, a.channels, tail_mask);
+    strip_x_lanes<V, T, kKernelW, kStride, kDilation, true, kEdge>(a, rows, ow, count, full, a.channels, tail_mask);
   }
 }
 
@@ -164,15 +165,23 @@ struct StripKernels {
   StripKernel<V, T> inside, edge;
 };
 
-// The strip kernels compiled for this filter width and stride, or nullptrs.
+// The strip kernels of one filter width, stride and width dilation, inside and at the edges.
+template <typename V, typename T, int kKernelW, int kStride, int kDilation>
+constexpr StripKernels<V, T> kStrips{&strip<V, T, kKernelW, kStride, kDilation, false>,
+                                     &strip<V, T, kKernelW, kStride, kDilation, true>};
+
+// The strip kernels compiled for this filter width, stride and width dilation, or nullptrs:
+// MobileNet's and ConvNeXt's filters, and the dilated 3x3 of DeepLab's atrous MobileNet stages.
 template <typename V, typename T>
 StripKernels<V, T> strip_kernels(const DepthwiseRowArgs<T>& a) {
-  if (a.dilation_w != 1) return {nullptr, nullptr};
-  if (a.kernel_w == 3 && a.stride_w == 1) return {&strip<V, T, 3, 1, false>, &strip<V, T, 3, 1, true>};
-  if (a.kernel_w == 3 && a.stride_w == 2) return {&strip<V, T, 3, 2, false>, &strip<V, T, 3, 2, true>};
-  if (a.kernel_w == 5 && a.stride_w == 1) return {&strip<V, T, 5, 1, false>, &strip<V, T, 5, 1, true>};
-  if (a.kernel_w == 5 && a.stride_w == 2) return {&strip<V, T, 5, 2, false>, &strip<V, T, 5, 2, true>};
-  if (a.kernel_w == 7 && a.stride_w == 1) return {&strip<V, T, 7, 1, false>, &strip<V, T, 7, 1, true>};
+  const int64_t k = a.kernel_w, s = a.stride_w, d = a.dilation_w;
+  if (k == 3 && s == 1 && d == 1) return kStrips<V, T, 3, 1, 1>;
+  if (k == 3 && s == 2 && d == 1) return kStrips<V, T, 3, 2, 1>;
+  if (k == 5 && s == 1 && d == 1) return kStrips<V, T, 5, 1, 1>;
+  if (k == 5 && s == 2 && d == 1) return kStrips<V, T, 5, 2, 1>;
+  if (k == 7 && s == 1 && d == 1) return kStrips<V, T, 7, 1, 1>;
+  if (k == 3 && s == 1 && d == 2) return kStrips<V, T, 3, 1, 2>;
+  if (k == 3 && s == 1 && d == 4) return kStrips<V, T, 3, 1, 4>;
   return {nullptr, nullptr};
 }
 
