@@ -142,10 +142,14 @@ def main() -> None:
     # every share of peak below.
     peak = max([peak_before] + [torch.ops.myconv.cpu_fma_peak_gflops() for _ in range(5)])
     isa = torch.ops.myconv.cpu_isa()
+    bfloat16_kernel = ("vdpbf16ps (two products a float32 lane and instruction: shares of the float32 FMA peak "
+                       "can reach 200%)" if torch.ops.myconv.cpu_bfloat16_tile_kernel()
+                       else "none (the float32 kernels on widened inputs)")
     lines = header(f"myconv CPU benchmark ({args.dtype}{', forward + backward' if args.train else ''})", [
         f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch threads: {torch.get_num_threads()}",
         f"myconv CPU instruction set: {isa}; FMA peak measured before and after the shapes on "
         f"{torch.get_num_threads()} threads: {peak:.0f} GFLOP/s",
+        *([f"myconv bfloat16 tile kernel: {bfloat16_kernel}"] if args.dtype == "bfloat16" else []),
         f"median of {repeats} samples per figure, each sample >= {args.min_time * 1e3:.0f} ms of calls; "
         "the contenders' samples interleaved; glibc keeps freed memory ("
         + ", ".join(f"{name}={value}" for name, value in MALLOC_SETTINGS.items()) + ")",

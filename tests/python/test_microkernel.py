@@ -102,6 +102,17 @@ def test_filter_cache_tells_views_of_one_storage_and_group_counts_apart():
         _assert_close(_conv(x, w), _reference(x, w))
 
 
+def test_filter_cache_tells_segment_lengths_apart():
+    # The bfloat16 kernel pairs values within a segment: a filter row's KW x C values without width
+    # dilation (a 3x3x3 row: 9, odd), a tap's C with it (3). One filter, both ways, in both types.
+    for dtype in (torch.bfloat16, torch.float32):
+        x, w = torch.randn(1, 9, 10, 3).to(dtype), torch.randn(3, 3, 3, 20).to(dtype)
+        for dilation in (1, 2, 1):
+            out = myconv.conv2d(x, w, 1, "SAME", dilation)
+            ref = myconv.conv2d(x.double(), w.double(), 1, "SAME", dilation)
+            assert ((out.double() - ref).norm() / ref.norm()).item() <= (1e-2 if dtype == torch.bfloat16 else 1e-5)
+
+
 def test_filter_cache_skips_inference_and_non_contiguous_filters():
     x = torch.randn(1, 6, 6, 4)
     before = torch.ops.myconv.cpu_filter_cache_bytes()
@@ -130,20 +141,59 @@ def test_filter_cache_size_setting(setting, expected):
             in result.stderr
 
 
+def _bfloat16_kernel_sums(x, w, b, dilation):
+    """What the bfloat16 tile kernel computes (stride 1, SAME): float32 sums from the bias on, over
+    the reduction's segments in order (a filter row's KW x C values with one group and no width
+    dilation, else a tap's Cg values), each segment in pairs of values, the pair's second product
+    added before its first (vdpbf16ps); every product of two bfloat16 values is exact in float32,
+    every addition rounded. Then rounded to bfloat16 once."""
+    n, h, width, c = x.shape
+    kh, kw, cg, o = w.shape
+    groups, og = c // cg, o // (c // cg)
+    pad_h, pad_w = (kh - 1) * dilation, (kw - 1) * dilation
+    padded = torch.nn.functional.pad(x.float(), (0, 0, pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+    windows = torch.stack([torch.stack([padded[:, i * dilation:i * dilation + h, j * dilation:j * dilation + width]
+                                        for j in range(kw)], 3) for i in range(kh)], 3)  # [n, h, w, kh, kw, c]
+    whole_rows = groups == 1 and dilation == 1
+    segment_shape = (kh, kw * cg) if whole_rows else (kh * kw, cg)
+    sums = b.float().expand(n, h, width, o).clone()
+    for g in range(groups):
+        values = windows[..., g * cg:(g + 1) * cg].reshape(n, h, width, *segment_shape)
+        filters = w.float()[..., g * og:(g + 1) * og].reshape(*segment_shape, og)
+        acc = sums[..., g * og:(g + 1) * og]
+        for s in range(segment_shape[0]):
+            for k in range(0, segment_shape[1], 2):
+                for value in (k + 1, k) if k + 1 < segment_shape[1] else (k,):
+                    acc = acc + values[..., s, value, None] * filters[s, value]
+        sums[..., g * og:(g + 1) * og] = acc
+    return sums.to(torch.bfloat16)
+
+
+def test_bfloat16_tile_kernel_where_the_cpu_has_it():
+    needs = {"avx512f", "avx512bw", "avx512vl", "avx512_bf16"}
+    expected = needs <= _cpu_flags() and torch.ops.myconv.cpu_isa() == "avx512"
+    assert torch.ops.myconv.cpu_bfloat16_tile_kernel() == expected
+    print(f"bfloat16 tile kernel: {'vdpbf16ps' if expected else 'float32 kernel on widened inputs'}")
+
+
 # The microkernels' half-type path widens the inputs, runs the float32 kernel and narrows the
 # output: the result must be the float32 result on the widened inputs, rounded once (to nearest
 # even, as torch's own conversion), whatever the instruction set. The depthwise kernels convert
 # in registers: C = 20 leaves a tail of 4 channels (AVX2 and AVX-512), a dilated filter runs the
-# generic pixel blocks instead of the strips.
+# generic pixel blocks instead of the strips. Where bfloat16 runs its own tile kernel, its dense
+# and grouped results must be its pairwise float32 sums rounded once (_bfloat16_kernel_sums), also
+# for segments of odd length (a 3x3 filter row of 3 channels, a dilated tap of 5).
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("shape, dilation", [(((2, 9, 11, 24), (3, 3, 24, 144)), 1),
+                                             (((1, 9, 10, 3), (3, 3, 3, 20)), 1),
+                                             (((1, 8, 9, 5), (3, 3, 5, 18)), 2),
                                              (((1, 7, 30, 16), (1, 1, 16, 40)), 1),
                                              (((2, 13, 17, 48), (3, 3, 1, 48)), 1),
                                              (((3, 15, 29, 20), (7, 7, 1, 20)), 1),
                                              (((2, 13, 17, 20), (3, 3, 1, 20)), 2),
                                              (((1, 8, 9, 6), (5, 5, 2, 9)), 1)],
-                         ids=["dense", "pointwise", "depthwise", "depthwise 7x7 tail", "depthwise dilated tail",
-                              "grouped"])
+                         ids=["dense", "dense odd rows", "dense dilated odd taps", "pointwise", "depthwise",
+                              "depthwise 7x7 tail", "depthwise dilated tail", "grouped"])
 def test_cpu_half_types_are_the_float32_result_rounded(shape, dilation, dtype):
     x = (torch.randn(shape[0]) * 4).to(dtype)
     w = torch.randn(shape[1]).to(dtype)
@@ -151,7 +201,11 @@ def test_cpu_half_types_are_the_float32_result_rounded(shape, dilation, dtype):
     x[0, 2, 3, 1] = float("nan")
     x[-1, 1, -1, 0] = float("inf")
     out = myconv.conv2d(x, w, 1, "SAME", dilation, bias=b)
-    expected = myconv.conv2d(x.float(), w.float(), 1, "SAME", dilation, bias=b.float()).to(dtype)
+    depthwise = shape[1][2] == 1 and shape[1][3] == shape[0][3]
+    if dtype == torch.bfloat16 and torch.ops.myconv.cpu_bfloat16_tile_kernel() and not depthwise:
+        expected = _bfloat16_kernel_sums(x, w, b, dilation)
+    else:
+        expected = myconv.conv2d(x.float(), w.float(), 1, "SAME", dilation, bias=b.float()).to(dtype)
     assert torch.equal(out.isnan(), expected.isnan()) and out.isnan().any()
     finite = ~expected.isnan()
     assert torch.equal(out[finite].view(torch.int16), expected[finite].view(torch.int16))

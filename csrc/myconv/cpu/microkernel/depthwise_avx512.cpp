@@ -3,14 +3,7 @@
 // strip and vector of 8 channels), so twice the channels an instruction is the gain, also on CPUs
 // whose 512-bit FMAs take two 256-bit halves. Compiled with -mavx512f (this file only) and called
 // only where the CPU has it.
-// GCC 12 warns inside its own AVX-512 header (its conversions pass an undefined vector as the
-// unused masked-off source, GCC bug 105593): silenced for that header only.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
+#include "myconv/cpu/microkernel/bfloat16_avx512.h"  // (first: it includes <immintrin.h>, see there)
 #include "myconv/cpu/microkernel/depthwise_row.h"
 
 namespace myconv {
@@ -27,7 +20,7 @@ struct Avx512 {
   static void store(float* at, Reg value) { _mm512_storeu_ps(at, value); }
   static void store(float* at, Mask mask, Reg value) { _mm512_mask_storeu_ps(at, mask, value); }
   // Half types: 16 elements widened (bfloat16: its bits are a float32's top half) or rounded to
-  // nearest even (bfloat16: as c10 rounds, a NaN becoming the quiet NaN 0x7FC0).
+  // nearest even (bfloat16: bfloat16_avx512.h).
   static Reg load(const Float16Bits* at) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(at)));
   }
@@ -40,13 +33,7 @@ struct Avx512 {
                         _mm512_cvtps_ph(value, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
   static void store(BFloat16Bits* at, Reg value) {
-    const __m512i bits = _mm512_castps_si512(value);
-    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-    __m512i rounded =
-        _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd)), 16);
-    rounded = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(value, value, _CMP_UNORD_Q), rounded,
-                                      _mm512_set1_epi32(0x7FC0));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(at), _mm512_cvtepi32_epi16(rounded));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(at), bfloat16_bits_avx512(value));
   }
   static Reg fmadd(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
   // The first `lanes` lanes.

@@ -98,7 +98,7 @@ const char* isa_name(Isa isa) {
   return "scalar";
 }
 
-TileKernel tile_kernel(Isa isa) {
+TileKernel<float> tile_kernel(Isa isa) {
   switch (isa) {
     case Isa::kAvx2:
       return {&tile_avx2, kAvx2Tile};
@@ -108,6 +108,16 @@ TileKernel tile_kernel(Isa isa) {
       break;
   }
   return {&tile_scalar, kScalarTile};
+}
+
+bool has_bfloat16_tile_kernel() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool has = selected_isa() == Isa::kAvx512 && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+  return has;
+#else
+  return false;
+#endif
 }
 
 namespace {
@@ -130,11 +140,13 @@ struct Segments {
 // The segment pointers of a block of tiles for one group: [tile][segment][pixel]. Segments in
 // the padding point at `zeros`; a filter row only partly inside the input (at the left or right
 // edge) is copied into the edge buffer, with zeros where it leaves the input. Storage comes from
-// the caller (one slice per thread, sized by pointer_count() and edge_capacity()); `mr` pixels a tile.
+// the caller (one slice per thread, sized by pointer_count() and edge_capacity()); `mr` pixels a
+// tile. E: the elements the kernel reads (float, or at::BFloat16 for the bfloat16 kernel).
+template <typename E>
 class BlockPointers {
  public:
-  BlockPointers(const Conv2dPlan& p, const Segments& seg, int mr, const float* zeros, int64_t block_pixels,
-                const float** pointers, float* edges)
+  BlockPointers(const Conv2dPlan& p, const Segments& seg, int mr, const E* zeros, int64_t block_pixels,
+                const E** pointers, E* edges)
       : p_(p), ix_(p), seg_(seg), mr_(mr), zeros_(zeros), pointers_(pointers), edges_(edges),
         edge_capacity_(edge_capacity(p, seg, block_pixels)) {}
 
@@ -149,12 +161,12 @@ class BlockPointers {
     return edge_pixels * p.kernel_h * seg.length;
   }
 
-  const float* const* tile(int64_t t) const { return pointers_ + t * seg_.count * mr_; }
+  const E* const* tile(int64_t t) const { return pointers_ + t * seg_.count * mr_; }
 
-  // `rows` holds the float32 input from element `origin` of the NHWC input on: the input itself
-  // (origin 0), or the block's input rows widened from a half type. The pixels are walked in
+  // `rows` holds the input from element `origin` of the NHWC input on: the input itself (origin
+  // 0), or the block's input rows widened from a half type. The pixels are walked in
   // order, their coordinates advanced by one (this runs for every pixel of every block).
-  void build(int64_t first_pixel, int64_t tiles, int64_t group, const float* rows, int64_t origin) {
+  void build(int64_t first_pixel, int64_t tiles, int64_t group, const E* rows, int64_t origin) {
     rows_ = rows;
     origin_ = origin;
     edges_used_ = 0;
@@ -163,7 +175,7 @@ class BlockPointers {
     Pixel out = ix_.output_pixel(pixel);
     start_output_row(out);
     for (int64_t t = 0; t < tiles; ++t) {
-      const float** slots = pointers_ + t * seg_.count * mr_;
+      const E** slots = pointers_ + t * seg_.count * mr_;
       for (int i = 0; i < mr_; ++i, ++pixel) {
         if (pixel >= end) {
           for (int64_t s = 0; s < seg_.count; ++s) slots[s * mr_ + i] = zeros_;
@@ -197,29 +209,29 @@ class BlockPointers {
   // Every filter row's slot of the pixel in column `x` of the current output row: the zero row
   // for rows in the padding, else the row's start in the input, or an edge copy where the image's
   // left or right edge cuts the row.
-  void add_filter_rows(int64_t x, const float** slots) {
+  void add_filter_rows(int64_t x, const E** slots) {
     const int64_t iw0 = geometry::input_index(x, p_.stride_w, p_.pad_w.before, int64_t{0}, int64_t{1});
     const bool inside_width = iw0 >= 0 && iw0 + p_.kernel_w <= p_.in_w;
     const int64_t column = iw0 * p_.in_channels;
     for (int64_t kh = 0; kh < p_.kernel_h; ++kh) {
-      const float* const row = row_starts_[kh];
+      const E* const row = row_starts_[kh];
       slots[kh * mr_] = row == nullptr ? zeros_ : inside_width ? row + column : copy_edge_row(row, iw0);
     }
   }
 
   // One slot a tap: the tap's input channels of `group`, or zeros for taps in the padding.
-  void add_taps(const Pixel& out, int64_t group, const float** slots) {
+  void add_taps(const Pixel& out, int64_t group, const E** slots) {
     for (int64_t s = 0; s < seg_.count; ++s) slots[s * mr_] = zeros_;
     for_each_tap_inside(p_, out.y, out.x, [&](int64_t ih, int64_t iw, int64_t kh, int64_t kw) {
       slots[(kh * p_.kernel_w + kw) * mr_] = input_at(ix_.input_offset(out.n, ih, iw, group * seg_.length));
     });
   }
 
-  const float* input_at(int64_t offset) const { return rows_ + (offset - origin_); }
+  const E* input_at(int64_t offset) const { return rows_ + (offset - origin_); }
 
-  const float* copy_edge_row(const float* row, int64_t iw0) {
+  const E* copy_edge_row(const E* row, int64_t iw0) {
     TORCH_INTERNAL_ASSERT(edges_used_ + seg_.length <= edge_capacity_, "edge rows exceed their bound");
-    float* copy = edges_ + edges_used_;
+    E* copy = edges_ + edges_used_;
     edges_used_ += seg_.length;
     copy_filter_row(row, p_, iw0, copy);
     return copy;
@@ -229,14 +241,14 @@ class BlockPointers {
   const Conv2dIndexer ix_;
   const Segments& seg_;
   const int mr_;
-  const float* rows_ = nullptr;
+  const E* rows_ = nullptr;
   int64_t origin_ = 0;
-  const float* zeros_;
-  const float** pointers_;
-  float* edges_;
+  const E* zeros_;
+  const E** pointers_;
+  E* edges_;
   const int64_t edge_capacity_;
   int64_t edges_used_ = 0;
-  std::vector<const float*> row_starts_ = std::vector<const float*>(p_.kernel_h);
+  std::vector<const E*> row_starts_ = std::vector<const E*>(p_.kernel_h);
 };
 
 // dst[i] = src[i] converted between a half type and float32 (or copied, for float32), with the
@@ -256,18 +268,36 @@ void convert(const From* src, To* dst, int64_t count) {
   copy_cast(src, dst, count);
 }
 
-// conv2d_microkernel for input and output of type T: float, or a half type whose input rows each
-// block reads are widened to float32 first and whose output is narrowed from a float32 block.
+// The kernels' element type for an ATen element type: float, or a half type's bits.
 template <typename T>
+struct KernelElement {
+  using type = float;
+};
+template <>
+struct KernelElement<at::Half> {
+  using type = Float16Bits;
+};
+template <>
+struct KernelElement<at::BFloat16> {
+  using type = BFloat16Bits;
+};
+
+// conv2d_microkernel for input and output of type T with a tile kernel reading elements E: float
+// (T float, or a half type whose input rows each block reads are widened to float32 first and
+// whose output is narrowed from a float32 block), or E = T = at::BFloat16 for the bfloat16 kernel.
+template <typename T, typename E>
 void microkernel_conv(const T* input, const at::Tensor& filter_tensor, const float* bias, const Conv2dPlan& p,
-                      T* output) {
-  constexpr bool kWiden = !std::is_same_v<T, float>;
-  const TileKernel kernel = tile_kernel(selected_isa());
-  const int64_t mr = kernel.shape.pixels, nr = kernel.shape.channels;
+                      T* output, const TileKernel<typename KernelElement<E>::type>& kernel) {
+  static_assert(std::is_same_v<E, float> || std::is_same_v<E, T>);
+  using KernelE = typename KernelElement<E>::type;
+  constexpr bool kWiden = !std::is_same_v<T, E>;
+  const at::ScalarType element_type = c10::CppTypeToScalarType<E>::value;
+  const int64_t mr = kernel.shape.pixels, nr = kernel.shape.channels, pack = kernel.shape.group;
   const Segments seg(p);
   const int64_t og = p.group_out_channels;
   const int64_t panels = (og + nr - 1) / nr;
-  const int64_t depth = p.window_size();  // the reduction length, seg.count * seg.length
+  const int64_t packed_length = (seg.length + pack - 1) / pack * pack;  // a segment's packed rows
+  const int64_t panel_elements = seg.count * packed_length * nr;
 
   // Panel gj = g * panels + j holds output channels [first, first + width) (width < nr in a
   // group's last panel).
@@ -275,36 +305,42 @@ void microkernel_conv(const T* input, const at::Tensor& filter_tensor, const flo
     const int64_t first = (gj / panels) * og + (gj % panels) * nr;
     return std::pair<int64_t, int64_t>{first, std::min<int64_t>(nr, (gj / panels + 1) * og - first)};
   };
-  // packed[g, j, k, r] = filter[k, g * og + j * nr + r] (k over taps x Cg), zero past og, float32.
+  // Reduction value k = s * length + c (over taps x Cg) of output channel first + r is
+  // packed[gj][s][c / pack][r][c % pack] (TileArgs::packed), zero past og and past the length.
   // From ATen's CPU allocator: 64-byte aligned, so that every panel row starts a cache line (a
   // malloc'ed buffer is not, and loads across lines measured up to 2x slower on some calls).
-  const at::Tensor packed_buffer = packed_filter(filter_tensor, p.groups, [&] {
-    const at::Tensor contiguous = filter_tensor.contiguous().to(at::kFloat);
-    const float* filter = contiguous.const_data_ptr<float>();
-    at::Tensor buffer = at::zeros({p.groups * panels * depth * nr}, at::kFloat);
-    float* const packed = buffer.mutable_data_ptr<float>();
+  const at::Tensor packed_buffer = packed_filter(filter_tensor, {p.groups, seg.length}, [&] {
+    const at::Tensor contiguous = filter_tensor.contiguous().to(element_type);
+    const E* filter = contiguous.const_data_ptr<E>();
+    at::Tensor buffer = at::zeros({p.groups * panels * panel_elements}, element_type);
+    E* const packed = buffer.mutable_data_ptr<E>();
     at::parallel_for(0, p.groups * panels, 1, [&](int64_t begin, int64_t end) {
       for (int64_t gj = begin; gj < end; ++gj) {
         const auto [first_channel, width] = panel_channels(gj);
-        float* dst = packed + gj * depth * nr;
-        for (int64_t k = 0; k < depth; ++k, dst += nr) {
-          std::copy_n(filter + k * p.out_channels + first_channel, width, dst);
+        for (int64_t s = 0; s < seg.count; ++s) {
+          E* const dst = packed + gj * panel_elements + s * packed_length * nr;
+          const E* src = filter + s * seg.length * p.out_channels + first_channel;
+          for (int64_t c = 0; c < seg.length; ++c, src += p.out_channels) {
+            E* const row = dst + (c - c % pack) * nr + c % pack;
+            for (int64_t r = 0; r < width; ++r) row[r * pack] = src[r];
+          }
         }
       }
     });
     return buffer;
   });
-  const float* const packed = packed_buffer.const_data_ptr<float>();
-  // The bias in panels (zero past og), then the zero segment the padding points at.
-  const at::Tensor small_buffer = at::zeros({p.groups * panels * nr + seg.length}, at::kFloat);
-  float* const bias_packed = small_buffer.mutable_data_ptr<float>();
-  const float* const zeros = bias_packed + p.groups * panels * nr;
+  const E* const packed = packed_buffer.const_data_ptr<E>();
+  // The bias in panels (zero past og), and the zero segment the padding points at.
+  const at::Tensor bias_buffer = at::zeros({p.groups * panels * nr}, at::kFloat);
+  float* const bias_packed = bias_buffer.mutable_data_ptr<float>();
   if (bias) {
     for (int64_t gj = 0; gj < p.groups * panels; ++gj) {
       const auto [first_channel, width] = panel_channels(gj);
       std::copy_n(bias + first_channel, width, bias_packed + gj * nr);
     }
   }
+  const at::Tensor zeros_buffer = at::zeros({seg.length}, element_type);
+  const E* const zeros = zeros_buffer.const_data_ptr<E>();
 
   const int64_t pixels = p.output_pixels();
   // Tiles spread evenly over the blocks, so that every work item costs the same.
@@ -328,11 +364,12 @@ void microkernel_conv(const T* input, const at::Tensor& filter_tensor, const flo
   // Each thread's block pointers, edge copies and widened rows and outputs, allocated here once
   // (and so seen by memory profiling, which does not follow worker threads).
   const int64_t threads = at::get_num_threads();
-  const int64_t pointer_count = BlockPointers::pointer_count(seg, block_pixels);
-  const int64_t edge_floats = BlockPointers::edge_capacity(p, seg, block_pixels);
-  const int64_t thread_floats = edge_floats + widened_floats + block_out_floats;
-  static_assert(sizeof(const float*) == sizeof(int64_t));
+  const int64_t pointer_count = BlockPointers<E>::pointer_count(seg, block_pixels);
+  const int64_t edge_elements = BlockPointers<E>::edge_capacity(p, seg, block_pixels);
+  const int64_t thread_floats = widened_floats + block_out_floats;
+  static_assert(sizeof(const E*) == sizeof(int64_t));
   const at::Tensor pointer_buffer = at::empty({threads * pointer_count}, at::kLong);
+  const at::Tensor edge_buffer = at::empty({threads * edge_elements}, element_type);
   const at::Tensor float_buffer = at::empty({threads * thread_floats}, at::kFloat);
   // Work items: (block of pixel tiles, group, panel), panels fastest. A thread takes a contiguous
   // range of items; consecutive items of one (block, group) share its pointers and input rows.
@@ -340,12 +377,12 @@ void microkernel_conv(const T* input, const at::Tensor& filter_tensor, const flo
   at::parallel_for(0, blocks * items_per_block, 1, [&](int64_t begin, int64_t end) {
     const int thread = at::get_thread_num();
     TORCH_INTERNAL_ASSERT(thread < threads);
-    float* const edges = float_buffer.data_ptr<float>() + thread * thread_floats;
-    float* const widened = edges + edge_floats;
+    float* const widened = float_buffer.data_ptr<float>() + thread * thread_floats;
     float* const block_out = widened + widened_floats;
-    BlockPointers pointers(p, seg, static_cast<int>(mr), zeros, block_pixels,
-                           reinterpret_cast<const float**>(pointer_buffer.data_ptr<int64_t>()) + thread * pointer_count,
-                           edges);
+    BlockPointers<E> pointers(
+        p, seg, static_cast<int>(mr), zeros, block_pixels,
+        reinterpret_cast<const E**>(pointer_buffer.data_ptr<int64_t>()) + thread * pointer_count,
+        edge_buffer.data_ptr<E>() + thread * edge_elements);
     int64_t widened_block = -1;
     for (int64_t item = begin; item < end;) {
       const int64_t block = item / items_per_block;
@@ -372,16 +409,21 @@ void microkernel_conv(const T* input, const at::Tensor& filter_tensor, const flo
       const int64_t slices = p.groups * (panels - 1) * tiles;
       const int64_t slice_elements = slices > 0 ? (next_end - next_begin + slices - 1) / slices : 0;
       const int64_t gj_begin = item % items_per_block, gj_end = run_end - block * items_per_block;
-      float* run_out = block_out;  // (narrowed into the output below)
-      if constexpr (!kWiden) run_out = output + first * p.out_channels;
+      E* run_out;  // the block's outputs: float32 ones narrowed into the output below, or the output's
+      if constexpr (kWiden) {
+        run_out = block_out;
+      } else {
+        run_out = output + first * p.out_channels;
+      }
       const char* const prefetch_end = reinterpret_cast<const char*>(input + next_end);
       for (int64_t gj = gj_begin; gj < gj_end; ++gj) {
         const int64_t j = gj % panels;
         const int64_t first_slice = (gj / panels * (panels - 1) + j - 1) * tiles;
         const bool prefetches = j > 0 && next_end > next_begin;
-        kernel.run({pointers.tile(0), seg.count, seg.length, packed + gj * depth * nr, bias_packed + gj * nr,
-                    run_out + g * og + j * nr, p.out_channels, tiles, std::min(tiles * mr, pixels - first),
-                    static_cast<int>(std::min<int64_t>(nr, og - j * nr)),
+        kernel.run({reinterpret_cast<const KernelE* const*>(pointers.tile(0)), seg.count, seg.length,
+                    reinterpret_cast<const KernelE*>(packed + gj * panel_elements), bias_packed + gj * nr,
+                    reinterpret_cast<KernelE*>(run_out + g * og + j * nr), p.out_channels, tiles,
+                    std::min(tiles * mr, pixels - first), static_cast<int>(std::min<int64_t>(nr, og - j * nr)),
                     reinterpret_cast<const char*>(input + next_begin + (prefetches ? first_slice * slice_elements : 0)),
                     prefetch_end, prefetches ? slice_elements * static_cast<int64_t>(sizeof(T)) : 0});
       }
@@ -405,9 +447,15 @@ void conv2d_microkernel(const at::Tensor& input, const at::Tensor& filter, const
                         const Conv2dPlan& plan, at::Tensor& output) {
   const at::Tensor bias_float = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
   const float* const bias_values = bias ? bias_float.const_data_ptr<float>() : nullptr;
+  if (input.scalar_type() == at::kBFloat16 && has_bfloat16_tile_kernel()) {
+    microkernel_conv<at::BFloat16, at::BFloat16>(input.const_data_ptr<at::BFloat16>(), filter, bias_values, plan,
+                                                 output.mutable_data_ptr<at::BFloat16>(),
+                                                 {&tile_avx512_bf16, kAvx512Bf16Tile});
+    return;
+  }
   MYCONV_DISPATCH_MICROKERNEL_TYPES(input.scalar_type(), "myconv_cpu_microkernel", [&] {
-    microkernel_conv<scalar_t>(input.const_data_ptr<scalar_t>(), filter, bias_values, plan,
-                               output.mutable_data_ptr<scalar_t>());
+    microkernel_conv<scalar_t, float>(input.const_data_ptr<scalar_t>(), filter, bias_values, plan,
+                                      output.mutable_data_ptr<scalar_t>(), tile_kernel(selected_isa()));
   });
 }
 
@@ -416,20 +464,6 @@ bool has_depthwise_microkernel(const Conv2dPlan& p) {
 }
 
 namespace {
-
-// The depthwise kernels' element type for T: float, or a half type's bits.
-template <typename T>
-struct KernelElement {
-  using type = float;
-};
-template <>
-struct KernelElement<at::Half> {
-  using type = Float16Bits;
-};
-template <>
-struct KernelElement<at::BFloat16> {
-  using type = BFloat16Bits;
-};
 
 // conv2d_depthwise_microkernel for input and output of type T: float, or a half type, which the
 // kernels widen as they load it and round once as they store it.
@@ -496,9 +530,11 @@ double fma_peak_gflops() {
 
 }  // namespace
 
-// The tile kernel this process uses and the machine's FMA peak for it (tests and benchmarks).
+// The tile kernel this process uses, whether bfloat16 runs its own, and the machine's FMA peak
+// (tests and benchmarks).
 TORCH_LIBRARY_FRAGMENT(myconv, m) {
   m.def("cpu_isa() -> str", [] { return std::string(isa_name(selected_isa())); });
+  m.def("cpu_bfloat16_tile_kernel() -> bool", &has_bfloat16_tile_kernel);
   m.def("cpu_fma_peak_gflops() -> float", &fma_peak_gflops);
 }
 

@@ -19,7 +19,7 @@ struct Entry {
   const void* data;
   int64_t offset;
   std::vector<int64_t> sizes;
-  int64_t groups;
+  PackedLayout layout;
   int64_t version;
   at::Tensor packed;
 };
@@ -40,11 +40,11 @@ int64_t capacity_bytes() {
 
 class FilterCache {
  public:
-  at::Tensor find(const at::Tensor& filter, int64_t groups) {
+  at::Tensor find(const at::Tensor& filter, const PackedLayout& layout) {
     std::lock_guard<std::mutex> lock(mutex_);
     drop_dead();
     for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-      if (!same_tensor(*it, filter, groups)) continue;
+      if (!same_tensor(*it, filter, layout)) continue;
       if (it->version != filter._version()) {  // modified in place since: stale
         erase(it);
         return {};
@@ -55,15 +55,15 @@ class FilterCache {
     return {};
   }
 
-  void insert(const at::Tensor& filter, int64_t groups, const at::Tensor& packed) {
+  void insert(const at::Tensor& filter, const PackedLayout& layout, const at::Tensor& packed) {
     const int64_t bytes = static_cast<int64_t>(packed.nbytes());
     std::lock_guard<std::mutex> lock(mutex_);
     if (bytes > capacity_bytes()) return;
     for (const Entry& e : entries_) {  // another thread packed the same filter meanwhile
-      if (same_tensor(e, filter, groups) && e.version == filter._version()) return;
+      if (same_tensor(e, filter, layout) && e.version == filter._version()) return;
     }
     entries_.push_front({filter.storage().getWeakStorageImpl(), filter.const_data_ptr(), filter.storage_offset(),
-                         filter.sizes().vec(), groups, filter._version(), packed});
+                         filter.sizes().vec(), layout, filter._version(), packed});
     bytes_ += bytes;
     while (bytes_ > capacity_bytes()) erase(std::prev(entries_.end()));
   }
@@ -75,10 +75,10 @@ class FilterCache {
   }
 
  private:
-  static bool same_tensor(const Entry& e, const at::Tensor& filter, int64_t groups) {
+  static bool same_tensor(const Entry& e, const at::Tensor& filter, const PackedLayout& layout) {
     return e.storage._unsafe_get_target() == filter.storage().unsafeGetStorageImpl() &&
            e.data == filter.const_data_ptr() && e.offset == filter.storage_offset() && filter.sizes().equals(e.sizes) &&
-           e.groups == groups;
+           e.layout == layout;
   }
 
   void drop_dead() {
@@ -108,11 +108,12 @@ bool cacheable(const at::Tensor& filter) {
 
 }  // namespace
 
-at::Tensor packed_filter(const at::Tensor& filter, int64_t groups, const std::function<at::Tensor()>& pack) {
+at::Tensor packed_filter(const at::Tensor& filter, const PackedLayout& layout,
+                         const std::function<at::Tensor()>& pack) {
   if (!cacheable(filter)) return pack();
-  if (at::Tensor hit = cache().find(filter, groups); hit.defined()) return hit;
+  if (at::Tensor hit = cache().find(filter, layout); hit.defined()) return hit;
   at::Tensor packed = pack();  // outside the lock: packing a large filter takes a while
-  cache().insert(filter, groups, packed);
+  cache().insert(filter, layout, packed);
   return packed;
 }
 

@@ -1,6 +1,7 @@
 // The compute kernels of the CPU microkernel family, one file per instruction set compiled with
 // its own flags (tile_avx2.cpp with -mavx2 -mfma; depthwise_avx2.cpp with -mavx2 -mfma -mf16c;
-// convert_avx2.cpp with -mavx2 -mf16c; tile_avx512.cpp, depthwise_avx512.cpp with -mavx512f).
+// convert_avx2.cpp with -mavx2 -mf16c; tile_avx512.cpp, depthwise_avx512.cpp with -mavx512f;
+// tile_avx512_bf16.cpp with -mavx512f -mavx512bw -mavx512vl -mavx512bf16).
 // This header and those files use plain sizes and pointers and include no ATen header: an inline
 // ATen function compiled with AVX2 flags could be the copy the linker keeps for every caller,
 // even on CPUs without AVX2.
@@ -45,23 +46,40 @@ static inline void prefetch_range_to_l2(const void* begin, const void* end) {
 struct TileShape {
   int pixels;    // MR
   int channels;  // NR
+  // Consecutive reduction values of a segment that a packed filter row interleaves per channel:
+  // 1, or 2 for the bfloat16 kernel's pairs (a segment's odd last value pairs with a zero).
+  int group = 1;
 };
 constexpr TileShape kScalarTile{6, 16};
 constexpr TileShape kAvx2Tile{6, 16};     // 12 of the 16 ymm registers accumulate
 constexpr TileShape kAvx512Tile{6, 32};   // 12 zmm accumulators: see tile_avx512.cpp
+constexpr TileShape kAvx512Bf16Tile{6, 32, 2};  // see tile_avx512_bf16.cpp
+
+// float16 and bfloat16 elements as their bits: distinct types, so that a kernel's loads and
+// stores pick their conversion by type (this header includes no ATen header).
+struct Float16Bits {
+  uint16_t bits;
+};
+struct BFloat16Bits {
+  uint16_t bits;
+};
 
 // A run of `tiles` consecutive tiles over one filter panel: what one kernel call computes (a
-// call a tile cost ~5% of a 1x1 layer with a short reduction, pw 1x1 24->144).
+// call a tile cost ~5% of a 1x1 layer with a short reduction, pw 1x1 24->144). T: the input,
+// filter and output elements (float, or bfloat16 for the bfloat16 kernel, which sums in float32).
+template <typename T>
 struct TileArgs {
   // pixels[(t * segments + s) * MR + i]: segment s of tile t's pixel i, `depth` input values
-  // contiguous in the input that meet `depth` consecutive rows of the packed filter (pixels past
-  // `rows` and segments in the padding point at zeros).
-  const float* const* pixels;
+  // contiguous in the input that meet `depth` consecutive reduction rows of the packed filter
+  // (pixels past `rows` and segments in the padding point at zeros).
+  const T* const* pixels;
   int64_t segments;
   int64_t depth;
-  const float* packed;  // filter panel [segments * depth][NR], zero past `cols`
+  // filter panel [segments][depth rounded up to G / G][NR][G] for the kernel's G = TileShape::group,
+  // zero past `cols` and past `depth`
+  const T* packed;
   const float* bias;    // NR values, zero past `cols`
-  float* out;           // output of tile 0's pixel 0, channel 0
+  T* out;               // output of tile 0's pixel 0, channel 0
   int64_t out_stride;   // elements between consecutive pixels' outputs
   int64_t tiles;
   int64_t rows;         // valid pixels of the run, <= tiles * MR
@@ -78,9 +96,9 @@ namespace {
 // Calls tile(one) for each tile of the run `a`: `one` is the tile's own args (tiles = 1) after
 // the tile's prefetch slice is requested. (Unnamed namespace: each kernel file keeps its own
 // copy, compiled with its own flags.)
-template <int kMR, typename Tile>
-inline void for_each_tile(const TileArgs& a, Tile&& tile) {
-  TileArgs one = a;
+template <int kMR, typename T, typename Tile>
+inline void for_each_tile(const TileArgs<T>& a, Tile&& tile) {
+  TileArgs<T> one = a;
   one.tiles = 1;
   for (int64_t t = 0; t < a.tiles; ++t) {
     if (a.prefetch_slice > 0) {
@@ -96,24 +114,17 @@ inline void for_each_tile(const TileArgs& a, Tile&& tile) {
 
 }  // namespace
 
-void tile_scalar(const TileArgs& args);
-void tile_avx2(const TileArgs& args);    // needs AVX2 + FMA
-void tile_avx512(const TileArgs& args);  // needs AVX-512F
+void tile_scalar(const TileArgs<float>& args);
+void tile_avx2(const TileArgs<float>& args);    // needs AVX2 + FMA
+void tile_avx512(const TileArgs<float>& args);  // needs AVX-512F
+// needs AVX-512F, BW, VL and BF16: vdpbf16ps, two bfloat16 products a float32 lane and step
+void tile_avx512_bf16(const TileArgs<BFloat16Bits>& args);
 
 // FLOPs done by `rounds` rounds of 12 independent FMA chains of the instruction set's widest
 // vector: the loop the benchmark times to measure the machine's FMA peak for the ISA in use.
 double fma_chains_scalar(int64_t rounds, float* sink);
 double fma_chains_avx2(int64_t rounds, float* sink);
 double fma_chains_avx512(int64_t rounds, float* sink);
-
-// float16 and bfloat16 elements as their bits: distinct types, so that a kernel's loads and
-// stores pick their conversion by type (this header includes no ATen header).
-struct Float16Bits {
-  uint16_t bits;
-};
-struct BFloat16Bits {
-  uint16_t bits;
-};
 
 // One output row (n, oh) of a depthwise convolution with one output channel per input channel:
 // out[ow, c] = bias[c] + sum over taps inside the input of image[ih, iw, c] * filter[kh, kw, c],

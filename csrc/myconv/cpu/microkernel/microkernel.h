@@ -24,20 +24,28 @@ enum class Isa { kScalar, kAvx2, kAvx512 };
 Isa selected_isa();
 const char* isa_name(Isa isa);
 
+template <typename T>
 struct TileKernel {
-  void (*run)(const TileArgs& args);
+  void (*run)(const TileArgs<T>& args);
   TileShape shape;
 };
-TileKernel tile_kernel(Isa isa);
+TileKernel<float> tile_kernel(Isa isa);
+
+// Whether bfloat16 convolutions run the bfloat16 tile kernel (tile_avx512_bf16.cpp: vdpbf16ps,
+// two products a lane and instruction): with the AVX-512 instruction set on a CPU with
+// AVX512-BF16 (and BW, VL). Otherwise they widen to float32 like float16.
+bool has_bfloat16_tile_kernel();
 
 // out = conv(input, filter) + bias for NHWC input / HWIO filter with the selected tile kernel:
-// packs the filter into NR-wide float32 panels (or finds them packed: the kernel, and so NR, is
-// fixed for the process), then tiles output pixels x panels over threads. float32, float16 and
+// packs the filter into NR-wide panels (or finds them packed: the kernel, and so NR, is fixed
+// for the process), then tiles output pixels x panels over threads. float32, float16 and
 // bfloat16: half types are widened to float32 (the filter once while packing, the input rows of
 // each block of tiles as it starts) and the output narrowed back, so every sum accumulates in
-// float32. Extra memory: the packed filter (kept across calls, see filter_cache.h), and per thread
-// the pointers of one block of tiles, copies of its edge segments and, for half types, its input
-// rows and outputs in float32; independent of N.
+// float32; bfloat16 runs the bfloat16 kernel instead where has_bfloat16_tile_kernel() (its
+// filter panels in bfloat16 pairs, its sums in float32 too, its output rounded in registers).
+// Extra memory: the packed filter (kept across calls, see filter_cache.h), and per thread the
+// pointers of one block of tiles, copies of its edge segments and, for half types widened, its
+// input rows and outputs in float32; independent of N.
 void conv2d_microkernel(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
                         const Conv2dPlan& plan, at::Tensor& output);
 

@@ -13,7 +13,7 @@ constexpr int kMR = kAvx2Tile.pixels;
 constexpr int kNR = kAvx2Tile.channels;
 
 // One tile (a.tiles = 1).
-void tile(const TileArgs& a) {
+void tile(const TileArgs<float>& a) {
   const __m256 bias0 = _mm256_loadu_ps(a.bias), bias1 = _mm256_loadu_ps(a.bias + 8);
   __m256 c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1;
   __m256 c30 = bias0, c31 = bias1, c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1;
@@ -67,7 +67,7 @@ void tile(const TileArgs& a) {
 
 }  // namespace
 
-void tile_avx2(const TileArgs& a) { for_each_tile<kMR>(a, tile); }
+void tile_avx2(const TileArgs<float>& a) { for_each_tile<kMR>(a, tile); }
 
 double fma_chains_avx2(int64_t rounds, float* sink) {
   __m256 acc[12];

@@ -21,7 +21,7 @@ constexpr int kLanes = 16;
 // holds valid channels). The loops unroll completely (8 >= kMR, kVectors), so the accumulators
 // live in registers.
 template <int kVectors>
-void tile(const TileArgs& a) {
+void tile(const TileArgs<float>& a) {
   __m512 acc[kMR][kVectors];
   __m512 bias[kVectors];
 #pragma GCC unroll 8
@@ -74,11 +74,11 @@ void tile(const TileArgs& a) {
 
 }  // namespace
 
-void tile_avx512(const TileArgs& a) {
+void tile_avx512(const TileArgs<float>& a) {
   if (a.cols > kLanes) {
-    for_each_tile<kMR>(a, [](const TileArgs& one) { tile<2>(one); });
+    for_each_tile<kMR>(a, [](const TileArgs<float>& one) { tile<2>(one); });
   } else {
-    for_each_tile<kMR>(a, [](const TileArgs& one) { tile<1>(one); });
+    for_each_tile<kMR>(a, [](const TileArgs<float>& one) { tile<1>(one); });
   }
 }
 

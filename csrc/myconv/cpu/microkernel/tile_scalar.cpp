@@ -10,7 +10,7 @@ constexpr int kMR = kScalarTile.pixels;
 constexpr int kNR = kScalarTile.channels;
 
 // One tile (a.tiles = 1).
-void tile(const TileArgs& a) {
+void tile(const TileArgs<float>& a) {
   float acc[kMR][kNR];
   for (int i = 0; i < kMR; ++i)
     for (int j = 0; j < kNR; ++j) acc[i][j] = a.bias[j];
@@ -30,7 +30,7 @@ void tile(const TileArgs& a) {
 
 }  // namespace
 
-void tile_scalar(const TileArgs& a) { for_each_tile<kMR>(a, tile); }
+void tile_scalar(const TileArgs<float>& a) { for_each_tile<kMR>(a, tile); }
 
 double fma_chains_scalar(int64_t rounds, float* sink) {
   float acc[12];
