@@ -1,21 +1,17 @@
 // The AVX-512 tile kernel: 6 pixels x 32 channels in 12 zmm accumulators; per reduction step two
-// filter loads, six broadcasts and twelve FMAs, each FMA twice the AVX2 kernel's width. A panel of
-// at most 16 valid channels (a group's last, as for 144 = 4 x 32 + 16 outputs) runs the one-vector
-// form, which skips the zero half. On Zen 4, whose 512-bit FMAs take two 256-bit halves, this
-// kernel runs at the AVX2 kernel's speed (both about 98% of the FMA peak alone, with the data in
-// cache); 8 x 32 and 12 x 32 tiles measured slower there. CPUs with full-width 512-bit FMA units
-// double the peak. Compiled with -mavx512f (this file only) and called only where the CPU has it.
+// filter loads, six broadcasts and twelve FMAs, each FMA twice the AVX2 kernel's width (the tile,
+// its store and its one-vector form: tile_avx512.h). On Zen 4, whose 512-bit FMAs take two
+// 256-bit halves, this kernel runs at the AVX2 kernel's speed (both about 98% of the FMA peak
+// alone, with the data in cache); 8 x 32 and 12 x 32 tiles measured slower there. CPUs with
+// full-width 512-bit FMA units double the peak. Compiled with -mavx512f (this file only) and
+// called only where the CPU has it.
 #include <immintrin.h>
 
-#include "myconv/cpu/microkernel/kernels.h"
+#include "myconv/cpu/microkernel/tile_avx512.h"
 
 namespace myconv {
 namespace cpu {
 namespace {
-
-constexpr int kMR = kAvx512Tile.pixels;
-constexpr int kNR = kAvx512Tile.channels;
-constexpr int kLanes = 16;
 
 // One tile (a.tiles = 1) with kVectors of the panel's two 16-channel vectors (1: only the first
 // holds valid channels). The loops unroll completely (8 >= kMR, kVectors), so the accumulators
@@ -53,34 +49,12 @@ void tile(const TileArgs<float>& a) {
       }
     }
   }
-  // Lanes of each vector that hold valid channels.
-  __mmask16 valid[kVectors];
-#pragma GCC unroll 8
-  for (int v = 0; v < kVectors; ++v) {
-    const int lanes = a.cols - v * kLanes;
-    valid[v] = lanes >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << (lanes > 0 ? lanes : 0)) - 1);
-  }
-  // Locals: the vector stores may alias anything, so fields of `a` would be reloaded after each.
-  float* out = a.out;
-  const int64_t out_stride = a.out_stride;
-  const int64_t rows = a.rows;
-#pragma GCC unroll 8
-  for (int i = 0; i < kMR; ++i, out += out_stride) {
-    if (i >= rows) break;
-#pragma GCC unroll 8
-    for (int v = 0; v < kVectors; ++v) _mm512_mask_storeu_ps(out + v * kLanes, valid[v], acc[i][v]);
-  }
+  store_tile(a, acc, [](float* at, __mmask16 valid, __m512 sums) { _mm512_mask_storeu_ps(at, valid, sums); });
 }
 
 }  // namespace
 
-void tile_avx512(const TileArgs<float>& a) {
-  if (a.cols > kLanes) {
-    for_each_tile<kMR>(a, [](const TileArgs<float>& one) { tile<2>(one); });
-  } else {
-    for_each_tile<kMR>(a, [](const TileArgs<float>& one) { tile<1>(one); });
-  }
-}
+void tile_avx512(const TileArgs<float>& a) { run_tiles<float, &tile<2>, &tile<1>>(a); }
 
 double fma_chains_avx512(int64_t rounds, float* sink) {
   __m512 acc[12];

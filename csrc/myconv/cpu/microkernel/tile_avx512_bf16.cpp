@@ -8,15 +8,11 @@
 // The output is rounded once to bfloat16, as c10 rounds. Compiled with -mavx512f -mavx512bw
 // -mavx512vl -mavx512bf16 (this file only) and called only where the CPU has them.
 #include "myconv/cpu/microkernel/bfloat16_avx512.h"  // (first: it includes <immintrin.h>, see there)
-#include "myconv/cpu/microkernel/kernels.h"
+#include "myconv/cpu/microkernel/tile_avx512.h"
 
 namespace myconv {
 namespace cpu {
 namespace {
-
-constexpr int kMR = kAvx512Bf16Tile.pixels;
-constexpr int kNR = kAvx512Bf16Tile.channels;
-constexpr int kLanes = 16;
 
 // The pair of bfloat16 values at `at` as one 32-bit lane, in every lane (the first value in the
 // low half, where vdpbf16ps takes a pair's first element).
@@ -72,36 +68,14 @@ void tile(const TileArgs<BFloat16Bits>& a) {
       b += 2 * kNR;
     }
   }
-  // Lanes of each vector that hold valid channels.
-  __mmask16 valid[kVectors];
-#pragma GCC unroll 8
-  for (int v = 0; v < kVectors; ++v) {
-    const int lanes = a.cols - v * kLanes;
-    valid[v] = lanes >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << (lanes > 0 ? lanes : 0)) - 1);
-  }
-  // Locals: the vector stores may alias anything, so fields of `a` would be reloaded after each.
-  BFloat16Bits* out = a.out;
-  const int64_t out_stride = a.out_stride;
-  const int64_t rows = a.rows;
-#pragma GCC unroll 8
-  for (int i = 0; i < kMR; ++i, out += out_stride) {
-    if (i >= rows) break;
-#pragma GCC unroll 8
-    for (int v = 0; v < kVectors; ++v) {
-      _mm256_mask_storeu_epi16(out + v * kLanes, valid[v], bfloat16_bits_avx512(acc[i][v]));
-    }
-  }
+  store_tile(a, acc, [](BFloat16Bits* at, __mmask16 valid, __m512 sums) {
+    _mm256_mask_storeu_epi16(at, valid, bfloat16_bits_avx512(sums));
+  });
 }
 
 }  // namespace
 
-void tile_avx512_bf16(const TileArgs<BFloat16Bits>& a) {
-  if (a.cols > kLanes) {
-    for_each_tile<kMR>(a, [](const TileArgs<BFloat16Bits>& one) { tile<2>(one); });
-  } else {
-    for_each_tile<kMR>(a, [](const TileArgs<BFloat16Bits>& one) { tile<1>(one); });
-  }
-}
+void tile_avx512_bf16(const TileArgs<BFloat16Bits>& a) { run_tiles<BFloat16Bits, &tile<2>, &tile<1>>(a); }
 
 }  // namespace cpu
 }  // namespace myconv
