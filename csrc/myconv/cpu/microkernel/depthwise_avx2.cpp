@@ -20,13 +20,16 @@ struct Avx2 {
   static void store(float* at, Mask mask, Reg value) { _mm256_maskstore_ps(at, mask, value); }
   // Half types: 8 elements widened (bfloat16: its bits are a float32's top half) or rounded to
   // nearest even (bfloat16: bfloat16_avx2.h).
-  static Reg load(const Float16Bits* at) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(at))); }
+  static Reg load(const Float16Bits* at) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(at)));
+  }
   static Reg load(const BFloat16Bits* at) {
     const __m256i bits = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(at)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(bits, 16));
   }
   static void store(Float16Bits* at, Reg value) {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(at), _mm256_cvtps_ph(value, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(at),
+                     _mm256_cvtps_ph(value, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
   static void store(BFloat16Bits* at, Reg value) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(at), bfloat16_bits_avx2(value));

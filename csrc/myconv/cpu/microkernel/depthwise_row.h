@@ -12,11 +12,11 @@
 // ~1.45 ms).
 // Written once for a vector type V (load, masked load, store, masked store, zero, fmadd, tail
 // mask; loads and stores of whole vectors of float16 and bfloat16 elements too, converting) and
-// for the input and output element type T; included only by the kernel files, one per instruction set, compiled with their own
-// flags: depthwise_avx2.cpp (8 channels a vector), depthwise_avx512.cpp (16). Everything here is
-// in an unnamed namespace so that each of those files keeps its own copy, compiled for its
-// instruction set: an inline function shared between them could be the copy the linker keeps for
-// both, with the other's instructions in it.
+// for the input and output element type T; included only by the kernel files, one per
+// instruction set, compiled with their own flags: depthwise_avx2.cpp (8 channels a vector),
+// depthwise_avx512.cpp (16). Everything here is in an unnamed namespace so that each of those
+// files keeps its own copy, compiled for its instruction set: an inline function shared between
+// them could be the copy the linker keeps for both, with the other's instructions in it.
 #pragma once
 
 #include <type_traits>
@@ -93,8 +93,8 @@ inline void store(T* at, typename V::Mask mask, int64_t lanes, typename V::Reg v
 // Channel vectors [c_begin, c_end) (V::kLanes channels each, the lanes of `mask` when kTail) of
 // the strip of output pixels [ow, ow + 8): filter width, stride and width dilation known at
 // compile time, so that the loops over columns and taps unroll completely and each input
-// column's FMAs are resolved while compiling. kEdge: some columns lie in the padding (read as zeros) and only the first
-// `count` pixels exist.
+// column's FMAs are resolved while compiling. kEdge: some columns lie in the padding (read as
+// zeros) and only the first `count` pixels exist.
 template <typename V, typename T, int kKernelW, int kStride, int kDilation, bool kTail, bool kEdge>
 void strip_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, int64_t ow, int count, int64_t c_begin,
                    int64_t c_end, typename V::Mask mask) {

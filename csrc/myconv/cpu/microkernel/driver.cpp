@@ -409,7 +409,7 @@ void microkernel_conv(const T* input, const at::Tensor& filter_tensor, const flo
       const int64_t slices = p.groups * (panels - 1) * tiles;
       const int64_t slice_elements = slices > 0 ? (next_end - next_begin + slices - 1) / slices : 0;
       const int64_t gj_begin = item % items_per_block, gj_end = run_end - block * items_per_block;
-      E* run_out;  // the block's outputs: float32 ones narrowed into the output below, or the output's
+      E* run_out;  // where the kernels write: the block's float32 outputs (narrowed below), or the output
       if constexpr (kWiden) {
         run_out = block_out;
       } else {

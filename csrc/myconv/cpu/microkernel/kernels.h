@@ -103,7 +103,8 @@ inline void for_each_tile(const TileArgs<T>& a, Tile&& tile) {
   for (int64_t t = 0; t < a.tiles; ++t) {
     if (a.prefetch_slice > 0) {
       const char* const begin = a.prefetch + t * a.prefetch_slice;
-      prefetch_range_to_l2(begin, begin + a.prefetch_slice < a.prefetch_end ? begin + a.prefetch_slice : a.prefetch_end);
+      const char* const end = begin + a.prefetch_slice;
+      prefetch_range_to_l2(begin, end < a.prefetch_end ? end : a.prefetch_end);
     }
     one.rows = a.rows - t * kMR < kMR ? a.rows - t * kMR : kMR;
     tile(one);
