@@ -68,8 +68,13 @@ void tile(const TileArgs<BFloat16Bits>& a) {
       b += 2 * kNR;
     }
   }
+  // vcvtneps2bf16 rounds to nearest even as c10 does, in one instruction; it keeps a NaN's payload
+  // where c10 makes 0x7FC0 (set here), and reads denormals as zero, but these sums are never
+  // denormal (vdpbf16ps flushes its results, and every tile runs at least one).
   store_tile(a, acc, [](BFloat16Bits* at, __mmask16 valid, __m512 sums) {
-    _mm256_mask_storeu_epi16(at, valid, bfloat16_bits_avx512(sums));
+    const __m256i rounded = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(sums));
+    const __mmask16 nan = _mm512_cmp_ps_mask(sums, sums, _CMP_UNORD_Q);
+    _mm256_mask_storeu_epi16(at, valid, _mm256_mask_mov_epi16(rounded, nan, _mm256_set1_epi16(0x7FC0)));
   });
 }
 
