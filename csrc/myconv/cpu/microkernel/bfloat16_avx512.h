@@ -1,7 +1,7 @@
 // float32 -> bfloat16 bits, 16 values at once, as c10::BFloat16 rounds: to nearest even, and a NaN
-// becomes the quiet NaN 0x7FC0 (vcvtneps2bf16 keeps a NaN's payload instead). For the files
-// compiled with -mavx512f (depthwise_avx512.cpp, tile_avx512_bf16.cpp); static, so that each
-// keeps its own copy.
+// becomes the quiet NaN 0x7FC0, with AVX-512F alone (vcvtneps2bf16 needs AVX512-BF16, keeps a
+// NaN's payload and reads denormals as zero). For depthwise_avx512.cpp; static, so that each
+// file including it keeps its own copy.
 #pragma once
 
 // GCC 12 warns inside its own AVX-512 header (its conversions pass an undefined vector as the

@@ -7,7 +7,8 @@
 // random lanes); unlike the float32 kernels it flushes denormal inputs and results to zero.
 // The output is rounded once to bfloat16, as c10 rounds. Compiled with -mavx512f -mavx512bw
 // -mavx512vl -mavx512bf16 (this file only) and called only where the CPU has them.
-#include "myconv/cpu/microkernel/bfloat16_avx512.h"  // (first: it includes <immintrin.h>, see there)
+#include <immintrin.h>
+
 #include "myconv/cpu/microkernel/tile_avx512.h"
 
 namespace myconv {
