@@ -13,9 +13,11 @@ results file (the history of speed steps) is kept.
 import argparse
 import os
 import platform
+import time
 
 import torch
 
+import myconv
 import contextlib
 import sys
 from pathlib import Path
@@ -88,6 +90,27 @@ def draw_chart(records: list[dict], peak: float, title: str, path: Path) -> None
 MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
 
 
+def stream_copy_gbps() -> float:
+    """Bytes read + written per second by a 256 MiB copy on every thread: the machine's memory
+    bandwidth, the yardstick of packing (a streaming copy too). Best of five."""
+    src, dst = torch.randn(64 << 20), torch.empty(64 << 20)
+    best = 0.0
+    for _ in range(5):
+        start = time.perf_counter()
+        dst.copy_(src)
+        best = max(best, 2 * src.nbytes / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def packing_cost(layer: Layer, dtype: torch.dtype, repeats: int, min_time: float) -> tuple[float, float]:
+    """(ms, GB/s) of myconv.prepack_filter on the layer's filter: bytes = filter read + packed written."""
+    w = torch.randn(*layer.hwio).to(dtype)
+    groups = layer.hwc[2] // layer.hwio[2]
+    packed = myconv.prepack_filter(w, groups)
+    ms = median_ms({"pack": lambda: myconv.prepack_filter(w, groups)}, lambda: None, repeats, min_time)["pack"]
+    return ms, (w.nbytes + packed.nbytes) / (ms * 1e-3) / 1e9
+
+
 def main() -> None:
     if any(os.environ.get(name) != value for name, value in MALLOC_SETTINGS.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_SETTINGS})
@@ -111,20 +134,16 @@ def main() -> None:
     # GFLOP/s counts the forward's FLOPs once, or three times (forward, two gradients) with --train.
     passes = 3 if args.train else 1
 
-    if args.train:  # a training step changes the weights, so every call packs its filter
-        os.environ["MYCONV_CPU_FILTER_CACHE_MB"] = "0"
     flags = "".join(f" --{name}" for name in ("quick", "train") if getattr(args, name))
     flags += "" if args.dtype == "float32" else f" --dtype {args.dtype}"
     peak_before = max(torch.ops.myconv.cpu_fma_peak_gflops() for _ in range(5))
     memory_column = not args.train
     ratios_ref, ratios_user, records = [], [], []
-    kept = (0, "")  # the most packed-filter bytes myconv held, and while timing which shape
+    bandwidth = stream_copy_gbps() if not args.train else 0.0
     total = len(LAYERS) * len(batches)
     for layer in LAYERS:
         for n in batches:
             progress(len(records), total, f"{layer.name} N={n}")
-            # Built outside inference mode, as a model's parameters are: myconv keeps packed
-            # forms of such filters across calls (the cache is off for --train, see above).
             fns, reference64 = make_contenders(layer, n, "cpu", dtype)
             with contextlib.nullcontext() if args.train else torch.inference_mode():
                 check_agreement(fns, reference64, tolerance)
@@ -135,7 +154,8 @@ def main() -> None:
             ratios_user.append(r_user)
             records.append({"layer": layer.name, "n": n, "ms": ms, "gflops": gflops})
             records[-1]["memory"] = f" {allocated_bytes(fns['myconv']) / 2**20:.2f} |" if memory_column else ""
-            kept = max(kept, (torch.ops.myconv.cpu_filter_cache_bytes(), f"{layer.name} N={n}"))
+            if not args.train:
+                records[-1]["pack"] = packing_cost(layer, dtype, repeats, args.min_time)
     progress(total, total, "done")
     # Best of several, before and after the shapes: a measurement that overlaps a busy spell of the
     # shared machine reads low (as low as half, once for all five in a row), which would inflate
@@ -158,22 +178,30 @@ def main() -> None:
         "user: permute + F.pad (TF SAME) + F.conv2d + permute + .contiguous()",
         *(["every contender computes the output, then the input and filter gradients for a fixed "
            "grad_output (torch.autograd.grad)"] if args.train else []),
-        "myconv packed filters: " + ("packed on every call (MYCONV_CPU_FILTER_CACHE_MB=0: training changes the "
-                                     "weights each step)" if args.train else
-                                     "kept across calls (the weights are unchanged between calls, as in inference); "
-                                     "their total is given below the table"),
-        *([] if args.train else ["myconv MiB: memory one call allocates besides its output (workspaces, and "
-                                 "the packed filter when not kept), from the profiler's CPU memory events"]),
+        "myconv: myconv.conv2d, which packs its filter on every call (nothing derived from a filter is "
+        "kept across calls)",
+        *([] if args.train else [
+            "frozen: myconv.conv2d_prepacked with the filter packed once by myconv.prepack_filter (what "
+            "myconv.Conv2d.freeze() does for inference)",
+            "pack: myconv.prepack_filter alone, and its bytes (filter read + panels written) per second; "
+            f"a plain copy of 256 MiB (torch copy_, every thread) moves {bandwidth:.1f} GB/s on this machine",
+            "myconv MiB: memory one call allocates besides its output (the packed filter and workspaces), from "
+            "the profiler's CPU memory events"]),
         f"command: python benchmarks/bench_cpu.py{flags}",
     ])
+    frozen_columns = not args.train
     lines += ["| layer | N | myconv ms | torch_cl ms | user ms | myconv GFLOP/s | % of FMA peak | "
-              "myconv/torch_cl | myconv/user |" + (" myconv MiB |" if memory_column else ""),
-              "|---|---|---|---|---|---|---|---|---|" + ("---|" if memory_column else "")]
+              "myconv/torch_cl | myconv/user |" + (" myconv MiB |" if memory_column else "")
+              + (" frozen ms | frozen/torch_cl | pack us | pack GB/s |" if frozen_columns else ""),
+              "|---|---|---|---|---|---|---|---|---|" + ("---|" if memory_column else "")
+              + ("---|---|---|---|" if frozen_columns else "")]
     for r in records:
         ms, gflops = r["ms"], r["gflops"]
+        frozen = (f" {ms['myconv_frozen']:.3f} | {ms['myconv_frozen'] / ms['torch_cl']:.2f} | "
+                  f"{r['pack'][0] * 1e3:.1f} | {r['pack'][1]:.1f} |") if frozen_columns else ""
         lines.append(f"| {r['layer']} | {r['n']} | {ms['myconv']:.3f} | {ms['torch_cl']:.3f} | {ms['user']:.3f} | "
                      f"{gflops['myconv']:.1f} | {100 * gflops['myconv'] / peak:.0f}% | "
-                     f"{ms['myconv'] / ms['torch_cl']:.2f} | {ms['myconv'] / ms['user']:.2f} |" + r["memory"])
+                     f"{ms['myconv'] / ms['torch_cl']:.2f} | {ms['myconv'] / ms['user']:.2f} |" + r["memory"] + frozen)
     RESULTS.mkdir(exist_ok=True)
     chart = Path(output).with_suffix(".png")
     draw_chart(records, peak, lines[0].lstrip("# "), chart)
@@ -196,8 +224,18 @@ def main() -> None:
         summary.append(f"- per call, {TINY.name} N=1: myconv {tiny['myconv'] * 1e3:.1f} us, torch_cl "
                        f"{tiny['torch_cl'] * 1e3:.1f} us, ratio **{tiny['myconv'] / tiny['torch_cl']:.2f}** "
                        f"({target} <= 1.2)")
-        summary.append(f"- packed filters kept across calls: at most {kept[0] / 2**20:.1f} MiB ({kept[1]}; "
-                       "bound: MYCONV_CPU_FILTER_CACHE_MB, default 256)")
+        frozen_ratios = [r["ms"]["myconv_frozen"] / r["ms"]["torch_cl"] for r in records]
+        summary.append(f"- frozen (prepacked filter): geomean time ratio frozen / torch_cl **{geomean(frozen_ratios):.2f}**"
+                       f"; packing is {100 * (1 - geomean(frozen_ratios) / geomean(ratios_ref)):.0f}% of the default "
+                       "path's time (geomean)")
+        for n in batches:
+            rows = [r for r in records if r["n"] == n]
+            summary.append(f"  - N={n}: myconv / torch_cl "
+                           f"{geomean([r['ms']['myconv'] / r['ms']['torch_cl'] for r in rows]):.2f}, frozen / torch_cl "
+                           f"{geomean([r['ms']['myconv_frozen'] / r['ms']['torch_cl'] for r in rows]):.2f}")
+        speeds = [r["pack"][1] for r in records]
+        summary.append(f"- packing speed: {min(speeds):.1f} to {max(speeds):.1f} GB/s (median "
+                       f"{sorted(speeds)[len(speeds) // 2]:.1f}); a plain copy: {bandwidth:.1f} GB/s")
     summary.append("")
     lines += ["", f"![time ratios and share of FMA peak per shape]({chart.name})", "", *summary]
     previous = Path(output).read_text() if Path(output).exists() else ""

@@ -100,6 +100,9 @@ def contenders(layer: Layer, n: int, device: str, dtype: torch.dtype) -> Contend
         "torch_cl": lambda: F.conv2d(ref_input, w_oihw, stride=layer.stride, padding=ref_padding, groups=groups),
         "user": lambda: user_forward(layer, x, w),
     }
+    if device == "cpu":  # the filter packed once, as a frozen layer keeps it (inference)
+        packed = myconv.prepack_filter(w, groups)
+        fns["myconv_frozen"] = lambda: myconv.conv2d_prepacked(x, packed, w.shape, layer.stride, "SAME")
     return fns, lambda: user_forward(layer, x.double(), w.double())
 
 
@@ -206,6 +209,8 @@ def check_agreement(fns: dict[str, Callable[[], object]], reference64: Callable[
     if not accurate_enough(errors, tolerance):
         raise SystemExit(f"myconv is off float64 by {errors['myconv']:.3g} (tolerance {tolerance:g}; "
                          f"torch.conv2d at the same precision: {errors['user']:.3g})")
+    if "myconv_frozen" in fns and not torch.equal(fns["myconv_frozen"](), fns["myconv"]()):
+        raise SystemExit("myconv with a prepacked filter differs from myconv.conv2d")
 
 
 def header(title: str, extra: list[str]) -> list[str]:

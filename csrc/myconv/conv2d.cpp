@@ -51,6 +51,18 @@ TORCH_LIBRARY(myconv, m) {
       "conv2d_backward.explicit(Tensor grad_output, Tensor input, Tensor filter, int[2] stride, "
       "int[4] padding, int[2] dilation, bool[3] output_mask) -> (Tensor, Tensor, Tensor)",
       tags);
+  // Explicit prepacking for inference (prepacked.h): the packed filter is an ordinary uint8
+  // tensor the caller keeps; filter_shape is the HWIO shape it was packed from (checked against
+  // its header), so that shapes are known without reading it.
+  m.def("prepack_filter(Tensor filter, int groups=1, int[2] dilation=1) -> Tensor", tags);
+  m.def(
+      "conv2d_prepacked(Tensor input, Tensor packed_filter, int[4] filter_shape, int[2] stride=1, "
+      "str padding=\"SAME\", int[2] dilation=1, Tensor? bias=None) -> Tensor",
+      tags);
+  m.def(
+      "conv2d_prepacked.explicit(Tensor input, Tensor packed_filter, int[4] filter_shape, int[2] stride, "
+      "int[4] padding, int[2] dilation=1, Tensor? bias=None) -> Tensor",
+      tags);
   // TF's SAME split of one axis, [before, after], for code outside the kernels that needs the
   // exact padding (the ONNX translation), so the rule stays in geometry.h alone.
   m.def("same_padding(int input_size, int kernel_size, int stride=1, int dilation=1) -> int[]",
@@ -107,6 +119,31 @@ Grads conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input,
                      at::IntArrayRef, at::IntArrayRef, std::array<bool, 3>)>(
           "myconv::conv2d_backward", "explicit");
   return op.call(grad_output, input, filter, stride, padding, dilation, output_mask);
+}
+
+at::Tensor prepack_filter(const at::Tensor& filter, int64_t groups, at::IntArrayRef dilation) {
+  static const auto op =
+      typed_op<at::Tensor(const at::Tensor&, int64_t, at::IntArrayRef)>("myconv::prepack_filter", "");
+  return op.call(filter, groups, dilation);
+}
+
+at::Tensor conv2d_prepacked(const at::Tensor& input, const at::Tensor& packed_filter, at::IntArrayRef filter_shape,
+                            at::IntArrayRef stride, c10::string_view padding, at::IntArrayRef dilation,
+                            const std::optional<at::Tensor>& bias) {
+  static const auto op =
+      typed_op<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef, at::IntArrayRef, c10::string_view,
+                          at::IntArrayRef, const std::optional<at::Tensor>&)>("myconv::conv2d_prepacked", "");
+  return op.call(input, packed_filter, filter_shape, stride, padding, dilation, bias);
+}
+
+at::Tensor conv2d_prepacked(const at::Tensor& input, const at::Tensor& packed_filter, at::IntArrayRef filter_shape,
+                            at::IntArrayRef stride, std::array<int64_t, 4> padding, at::IntArrayRef dilation,
+                            const std::optional<at::Tensor>& bias) {
+  static const auto op =
+      typed_op<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef,
+                          at::IntArrayRef, const std::optional<at::Tensor>&)>("myconv::conv2d_prepacked",
+                                                                              "explicit");
+  return op.call(input, packed_filter, filter_shape, stride, padding, dilation, bias);
 }
 
 std::vector<int64_t> same_padding(int64_t input_size, int64_t kernel_size, int64_t stride,

@@ -38,6 +38,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
     at::IntArrayRef stride, std::array<int64_t, 4> padding, at::IntArrayRef dilation,
     std::array<bool, 3> output_mask = {true, true, true});
 
+// The filter packed for this process's kernels and a call with `groups` groups and `dilation`,
+// as a uint8 tensor to keep for inference (the library keeps nothing across calls itself);
+// it records what it was packed from and for, so that a mismatching use is an error.
+at::Tensor prepack_filter(const at::Tensor& filter, int64_t groups = 1, at::IntArrayRef dilation = {1, 1});
+
+// conv2d with a filter from prepack_filter; filter_shape is the HWIO shape it was packed from.
+// No gradients: train with conv2d and the filter itself.
+at::Tensor conv2d_prepacked(const at::Tensor& input, const at::Tensor& packed_filter, at::IntArrayRef filter_shape,
+                            at::IntArrayRef stride = {1, 1}, c10::string_view padding = "SAME",
+                            at::IntArrayRef dilation = {1, 1}, const std::optional<at::Tensor>& bias = std::nullopt);
+
+// conv2d_prepacked with explicit padding {top, bottom, left, right}.
+at::Tensor conv2d_prepacked(const at::Tensor& input, const at::Tensor& packed_filter, at::IntArrayRef filter_shape,
+                            at::IntArrayRef stride, std::array<int64_t, 4> padding, at::IntArrayRef dilation = {1, 1},
+                            const std::optional<at::Tensor>& bias = std::nullopt);
+
 // Output shape [N, OH, OW, O] of conv2d for these shapes and "SAME"/"VALID" padding; throws on bad input.
 std::vector<int64_t> output_shape(at::IntArrayRef input_shape, at::IntArrayRef filter_shape,
                                   at::IntArrayRef stride = {1, 1},

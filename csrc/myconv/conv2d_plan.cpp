@@ -16,12 +16,22 @@ std::string upper(std::string_view text) {
   return out;
 }
 
+// Every entry at most geometry::kMaxGeometryValue (2^60), the bound that keeps index math exact.
+void check_at_most_max(at::IntArrayRef values, const char* name) {
+  for (const int64_t v : values) {
+    TORCH_CHECK_VALUE(v <= geometry::kMaxGeometryValue, "myconv.conv2d: ", name, " entries must be <= 2^60 (",
+                      geometry::kMaxGeometryValue, "), got ", values,
+                      "; larger values only add outputs that read nothing but padding");
+  }
+}
+
 // stride/dilation: exactly two entries (height, width), each >= 1.
 void check_pair(at::IntArrayRef values, const char* name) {
   TORCH_CHECK_VALUE(values.size() == 2, "myconv.conv2d: ", name,
                     " must have 2 entries (height, width), got ", values.size(), ": ", values);
   TORCH_CHECK_VALUE(values[0] >= 1 && values[1] >= 1, "myconv.conv2d: ", name,
                     " entries must be >= 1, got ", values);
+  check_at_most_max(values, name);
 }
 
 // A condition on sizes: a plain bool for concrete sizes; for symbolic ones (SymBool) it holds
@@ -73,6 +83,9 @@ Int output_size_of_axis(const char* axis, const Int& in, const Int& k, int64_t s
   Int eff = 0;
   TORCH_CHECK_VALUE(fits_effective_kernel(k, d, &eff), "myconv.conv2d: filter ", axis, " ", k,
                     " with dilation ", d, " overflows int64");
+  MYCONV_CHECK_SIZES(c10::sym_le(eff, Int(geometry::kMaxGeometryValue)), "myconv.conv2d: the dilated filter ",
+                     axis, " (", k, " taps, dilation ", d, ": ", eff, ") must be <= 2^60 (",
+                     geometry::kMaxGeometryValue, ")");
   if (padding.mode == PaddingSpec::Mode::kSame) return geometry::same_output_size(in, s);
   const geometry::Padding pad = explicit_pad(padding, axis_index);
   Int padded = 0;
@@ -117,6 +130,7 @@ PaddingSpec parse_explicit_padding(at::IntArrayRef padding) {
     TORCH_CHECK_VALUE(p >= 0, "myconv.conv2d: explicit padding entries must be >= 0, got ",
                       padding);
   }
+  check_at_most_max(padding, "explicit padding");
   return {PaddingSpec::Mode::kExplicit, {padding[0], padding[1], padding[2], padding[3]}};
 }
 
@@ -158,18 +172,28 @@ Conv2dShape<Int> check_conv2d_shapes(c10::ArrayRef<Int> input_sizes,
   return shape;
 }
 
-template <typename Int>
-Conv2dShape<Int> check_conv2d(const at::Tensor& input, const at::Tensor& filter,
-                              const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                              const PaddingSpec& padding, at::IntArrayRef dilation) {
+void check_input_dtype(const at::Tensor& input) {
   const auto dtype = input.scalar_type();
   TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
                        dtype == at::kBFloat16,
                    "myconv.conv2d: input dtype must be float32, float64, float16 or bfloat16, got ",
                    dtype);
+}
+
+template <typename Int>
+Conv2dShape<Int> check_conv2d(const at::Tensor& input, const at::Tensor& filter,
+                              const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                              const PaddingSpec& padding, at::IntArrayRef dilation) {
+  check_input_dtype(input);
   check_same_dtype_and_device(input, filter, "filter");
   const Conv2dShape<Int> shape = check_conv2d_shapes<Int>(
       detail::sizes_of<Int>(input), detail::sizes_of<Int>(filter), stride, padding, dilation);
+  check_bias<Int>(input, bias, shape);
+  return shape;
+}
+
+template <typename Int>
+void check_bias(const at::Tensor& input, const std::optional<at::Tensor>& bias, const Conv2dShape<Int>& shape) {
   if (bias.has_value()) {
     check_same_dtype_and_device(input, *bias, "bias");
     const auto bias_sizes = detail::sizes_of<Int>(*bias);
@@ -180,7 +204,6 @@ Conv2dShape<Int> check_conv2d(const at::Tensor& input, const at::Tensor& filter,
     TORCH_CHECK_VALUE(bias_sizes.size() == 1, bias_error());
     MYCONV_CHECK_SIZES(c10::sym_eq(bias_sizes[0], shape.out_channels), bias_error());
   }
-  return shape;
 }
 
 template <typename Int>
@@ -214,6 +237,13 @@ Conv2dPlan make_plan(const Conv2dShape<int64_t>& shape, at::IntArrayRef stride,
   };
   plan.pad_h = pad(shape.in_h, shape.kernel_h, plan.stride_h, plan.dilation_h, 0);
   plan.pad_w = pad(shape.in_w, shape.kernel_w, plan.stride_w, plan.dilation_w, 1);
+  // Equivalent values where one does not matter (after the SAME split, which reads the stride):
+  // the stride of an axis with one output, the dilation of a one-tap axis. Kernels then see the
+  // small values their fast paths are written for.
+  if (shape.out_h == 1) plan.stride_h = 1;
+  if (shape.out_w == 1) plan.stride_w = 1;
+  if (shape.kernel_h == 1) plan.dilation_h = 1;
+  if (shape.kernel_w == 1) plan.dilation_w = 1;
   return plan;
 }
 
@@ -225,7 +255,9 @@ Conv2dPlan make_plan(const Conv2dShape<int64_t>& shape, at::IntArrayRef stride,
                                               const std::optional<at::Tensor>&, at::IntArrayRef, \
                                               const PaddingSpec&, at::IntArrayRef);             \
   template void check_grad_output<Int>(const at::Tensor&, const at::Tensor&,                    \
-                                       const Conv2dShape<Int>&);
+                                       const Conv2dShape<Int>&);                                 \
+  template void check_bias<Int>(const at::Tensor&, const std::optional<at::Tensor>&,           \
+                                const Conv2dShape<Int>&);
 MYCONV_INSTANTIATE(int64_t)
 MYCONV_INSTANTIATE(c10::SymInt)
 #undef MYCONV_INSTANTIATE

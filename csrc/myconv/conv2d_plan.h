@@ -57,6 +57,12 @@ Conv2dShape<Int> check_conv2d(const at::Tensor& input, const at::Tensor& filter,
                               const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                               const PaddingSpec& padding, at::IntArrayRef dilation);
 
+// The input's dtype is one the kernels compute in (float32, float64, float16, bfloat16).
+void check_input_dtype(const at::Tensor& input);
+// An optional bias is [O] of the input's dtype and device.
+template <typename Int>
+void check_bias(const at::Tensor& input, const std::optional<at::Tensor>& bias, const Conv2dShape<Int>& shape);
+
 // grad_output of conv2d_backward must be the forward output's shape, dtype and device.
 template <typename Int>
 void check_grad_output(const at::Tensor& grad_output, const at::Tensor& input,

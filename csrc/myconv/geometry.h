@@ -23,6 +23,19 @@ struct Padding {
   int64_t after;
 };
 
+// The largest stride, dilation, padding entry and dilated filter extent a call may use (2^60).
+// A non-empty tensor's sizes are below 2^62 (2-byte elements, 2^63 bytes), so a size plus a few
+// of these values stays below 2^63: the sums the index math forms (a padded size, a window's
+// last tap, a strip's columns) cannot overflow. Larger values give outputs no real tensor can
+// have, or only outputs that read padding, and are refused (conv2d_plan.cpp).
+constexpr int64_t kMaxGeometryValue = int64_t{1} << 60;
+
+// ceil(a / b) for b >= 1 and any a, without forming a + b - 1 (which overflows near 2^63).
+MYCONV_HOST_DEVICE constexpr int64_t ceil_div(int64_t a, int64_t b) {
+  const int64_t q = a / b;  // truncates toward zero: rounds up already when a < 0
+  return q + (a % b > 0 ? 1 : 0);
+}
+
 // The size formulas are templates over the integer type: int64_t in the kernels, c10::SymInt in
 // the Meta kernel (symbolic sizes under torch.compile / torch.export). On symbolic sizes they use
 // only + - * /, never a comparison, so a symbolic size never gets specialised; comparisons (does
@@ -78,11 +91,10 @@ struct IndexRange {
 // The taps of a window whose tap 0 reads input coordinate `first` (input_index of tap 0) that
 // land inside [0, in): with a fixed dilation the inside taps are one contiguous range.
 MYCONV_HOST_DEVICE constexpr IndexRange taps_inside(int64_t first, int64_t d, int64_t kernel, int64_t in) {
-  // ceil((0 - first) / d) and ceil((in - first) / d) where positive; truncation elsewhere only
-  // gives values the clamps replace
-  const int64_t below = (-first + d - 1) / d;
+  // the first tap at or past 0 and the first at or past `in`, clamped to [0, kernel]
+  const int64_t below = ceil_div(-first, d);
   const int64_t begin = below < 0 ? 0 : (below > kernel ? kernel : below);
-  const int64_t above = (in - first + d - 1) / d;
+  const int64_t above = ceil_div(in - first, d);
   return {begin, above < begin ? begin : (above > kernel ? kernel : above)};
 }
 
@@ -90,7 +102,7 @@ MYCONV_HOST_DEVICE constexpr IndexRange taps_inside(int64_t first, int64_t d, in
 // interior, where no tap falls into the padding.
 MYCONV_HOST_DEVICE constexpr IndexRange outputs_inside(int64_t in, int64_t eff, int64_t s, int64_t pad_before,
                                                       int64_t out) {
-  const int64_t first = (pad_before + s - 1) / s;  // tap 0 inside from here on
+  const int64_t first = ceil_div(pad_before, s);  // tap 0 inside from here on
   const int64_t begin = first > out ? out : first;
   const int64_t last_start = in - eff + pad_before;  // the largest out * s whose last tap is inside
   const int64_t end = last_start < 0 ? begin : last_start / s + 1;

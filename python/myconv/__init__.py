@@ -63,7 +63,7 @@ def _load_library() -> None:
 
 _load_library()
 
-from myconv.ops import conv2d, cuda_compiled, output_shape  # noqa: E402
+from myconv.ops import conv2d, conv2d_prepacked, cuda_compiled, output_shape, prepack_filter  # noqa: E402
 from myconv.nn import Conv2d  # noqa: E402
 from myconv.keras import from_keras  # noqa: E402
 
@@ -73,4 +73,7 @@ except PackageNotFoundError:  # imported from a source tree that was never pip-i
     _source_version = Path(__file__).resolve().parents[2] / "VERSION"
     __version__ = _source_version.read_text().strip() if _source_version.exists() else "unknown"
 
-__all__ = ["Conv2d", "cmake_prefix_path", "conv2d", "cuda_compiled", "from_keras", "output_shape", "__version__"]
+__all__ = [
+    "Conv2d", "cmake_prefix_path", "conv2d", "conv2d_prepacked", "cuda_compiled", "from_keras", "output_shape",
+    "prepack_filter", "__version__",
+]

@@ -49,6 +49,10 @@ class Conv2d(torch.nn.Module):
     explicit_padding: List[int]
     activation: str
     groups: int
+    packed_weight: Optional[torch.Tensor]
+    _frozen: bool
+    _frozen_version: int
+    _frozen_data_ptr: int
 
     def __init__(
         self,
@@ -92,6 +96,11 @@ class Conv2d(torch.nn.Module):
             torch.nn.Parameter(torch.empty(out_channels, **factory)) if use_bias else None
         )
         self.reset_parameters()
+        self._frozen = False
+        self._frozen_version = 0
+        self._frozen_data_ptr = 0
+        # The packed weight of a frozen layer (CPU), not saved in state_dict: freeze() remakes it.
+        self.register_buffer("packed_weight", None, persistent=False)
 
     def reset_parameters(self) -> None:
         """Keras's defaults: Glorot-uniform kernel (fans of the HWIO shape) and zero bias."""
@@ -132,6 +141,49 @@ class Conv2d(torch.nn.Module):
                 self.bias.copy_(bias)
         return self
 
+    @torch.jit.unused
+    def freeze(self) -> "Conv2d":
+        """Packs the weight once for inference and puts the layer in eval mode; returns self.
+
+        Every unfrozen call packs the weight anew (myconv never trusts a packed form it did not
+        just make). A frozen layer computes with the form packed here until :meth:`unfreeze` or
+        ``train()``; if the weight is then changed in a way the layer can see (an in-place update
+        such as ``load_state_dict`` or an optimizer step, or a new tensor), its next call raises
+        instead of using the stale packed form. Writes it cannot see (``weight.data``, a numpy
+        view) are the caller's to follow with ``freeze()`` again. On CUDA, whose kernels read the
+        weight as it is, freezing keeps the weight and the same check.
+        """
+        self.train(False)
+        weight = self.weight.detach()
+        if weight.device.type == "cpu":
+            self.packed_weight = torch.ops.myconv.prepack_filter(weight, self.groups, self.dilation)
+        self._frozen = True
+        self._frozen_version = self.weight._version
+        self._frozen_data_ptr = self.weight.data_ptr()
+        return self
+
+    @torch.jit.unused
+    def unfreeze(self) -> "Conv2d":
+        """Drops the packed weight: every call packs the current weight again. Returns self."""
+        self.packed_weight = None
+        self._frozen = False
+        return self
+
+    @torch.jit.unused
+    def train(self, mode: bool = True) -> "Conv2d":
+        """``nn.Module.train``; training mode also unfreezes (the weights are about to change)."""
+        if mode:
+            self.unfreeze()
+        return super().train(mode)
+
+    @torch.jit.unused
+    def _check_frozen_weight(self) -> None:
+        if self.weight._version != self._frozen_version or self.weight.data_ptr() != self._frozen_data_ptr:
+            raise RuntimeError(
+                "myconv.Conv2d: the weight changed after freeze() (an in-place update or a new tensor); "
+                "call freeze() again to pack the new weight, or unfreeze() to compute with it unpacked"
+            )
+
     def _activate(self, y: torch.Tensor) -> torch.Tensor:
         if self.activation == "relu":
             return torch.relu(y)
@@ -152,6 +204,20 @@ class Conv2d(torch.nn.Module):
         return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._frozen and not torch.jit.is_scripting() and not torch.compiler.is_compiling():
+            self._check_frozen_weight()
+        packed = self.packed_weight
+        if packed is not None:
+            shape = [int(v) for v in self.weight.shape]
+            if self.padding_mode == "EXPLICIT":
+                y = torch.ops.myconv.conv2d_prepacked(
+                    x, packed, shape, self.stride, self.explicit_padding, self.dilation, self.bias
+                )
+            else:
+                y = torch.ops.myconv.conv2d_prepacked(
+                    x, packed, shape, self.stride, self.padding_mode, self.dilation, self.bias
+                )
+            return self._activate(y)
         # The overload (str or int[4] padding) is picked from the argument's type.
         if self.padding_mode == "EXPLICIT":
             y = torch.ops.myconv.conv2d(

@@ -110,6 +110,53 @@ def conv2d(
     )
 
 
+def prepack_filter(filters: torch.Tensor, groups: int = 1, dilations: IntOrSeq = 1) -> torch.Tensor:
+    """The filter packed once for inference: a 1-D uint8 tensor for :func:`conv2d_prepacked`.
+
+    myconv never keeps a packed filter across calls by itself (a filter's contents can change
+    unseen: ``.data``, numpy views, fused optimizers), so every :func:`conv2d` call packs its
+    filter. Keeping the packed form is the caller's decision: the result records the filter's
+    shape and dtype and this process's kernels (instruction set, panel width), so using it with
+    another call or on another CPU is an error, never a wrong result. It does not follow later
+    changes of ``filters``: pack again after changing them.
+
+    Args:
+        filters: ``[KH, KW, C / groups, O]`` (CPU; the CUDA kernels read the filter as it is).
+        groups: the calls' group count, C / filters.shape[2] (depthwise: C).
+        dilations: the calls' dilation (int, ``(dh, dw)`` or ``[1, dh, dw, 1]``).
+
+    Example:
+        >>> w = torch.randn(3, 3, 16, 32)
+        >>> packed = myconv.prepack_filter(w)
+        >>> y = myconv.conv2d_prepacked(torch.randn(1, 8, 8, 16), packed, w.shape)
+    """
+    return torch.ops.myconv.prepack_filter(filters, groups, _spatial_pair(dilations, "dilations"))
+
+
+def conv2d_prepacked(
+    input: torch.Tensor,
+    packed_filter: torch.Tensor,
+    filter_shape: Sequence[int],
+    strides: IntOrSeq = 1,
+    padding: Padding = "SAME",
+    dilations: IntOrSeq = 1,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`conv2d` with a filter from :func:`prepack_filter` (inference only: no gradients).
+
+    ``filter_shape`` is the HWIO shape the filter was packed from; the other arguments are
+    :func:`conv2d`'s.
+    """
+    stride = _spatial_pair(strides, "strides")
+    dilation = _spatial_pair(dilations, "dilations")
+    shape = [int(v) for v in filter_shape]
+    if isinstance(padding, str):
+        return torch.ops.myconv.conv2d_prepacked(input, packed_filter, shape, stride, padding, dilation, bias)
+    return torch.ops.myconv.conv2d_prepacked.explicit(
+        input, packed_filter, shape, stride, _explicit_padding(padding), dilation, bias
+    )
+
+
 def output_shape(
     input_shape: Sequence[int],
     filter_shape: Sequence[int],

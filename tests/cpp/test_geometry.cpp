@@ -150,3 +150,27 @@ TEST(Geometry, CheckedHelpersCatchOverflow) {
   EXPECT_FALSE(g::checked_padded_size(kMax, {0, 1}, &value));
   EXPECT_FALSE(g::checked_padded_size(1, {kMax, 0}, &value));
 }
+
+TEST(Geometry, CeilDivNeverFormsAnOverflowingSum) {
+  EXPECT_EQ(g::ceil_div(0, 3), 0);
+  EXPECT_EQ(g::ceil_div(7, 3), 3);
+  EXPECT_EQ(g::ceil_div(-7, 3), -2);
+  EXPECT_EQ(g::ceil_div(kMax, kMax), 1);
+  EXPECT_EQ(g::ceil_div(kMax - 1, kMax), 1);
+  EXPECT_EQ(g::ceil_div(2, kMax), 1);  // (2 + kMax - 1) / kMax would overflow
+  EXPECT_EQ(g::ceil_div(-kMax, 2), -(kMax / 2));
+}
+
+TEST(Geometry, RangesAtTheGeometryBound) {
+  constexpr int64_t big = g::kMaxGeometryValue;
+  // A tap far in the padding, dilation at the bound: only the tap at `big` lands inside.
+  const g::IndexRange taps = g::taps_inside(-big + 1, big, 3, 4);
+  EXPECT_EQ(taps.begin, 1);
+  EXPECT_EQ(taps.end, 2);
+  // A huge stride with a padding of 2: output 0 starts in the padding, no output is inside.
+  const g::IndexRange outs = g::outputs_inside(4, 3, big, 2, 1);
+  EXPECT_EQ(outs.begin, 1);
+  EXPECT_EQ(outs.end, 1);
+  // The largest stride that int64 holds: the first output's tap 0 is inside from output 1 on.
+  EXPECT_EQ(g::outputs_inside(10, 1, kMax, 5, 3).begin, 1);
+}

@@ -71,6 +71,32 @@ def conv_matmul(x, w, stride, padding, dilation, bias=None):
     return out if bias is None else out + bias.double()
 
 
+def conv_direct(x, w, stride, pads, dilation, bias=None):
+    """(d) the definition itself, tap by tap in Python integers: no padded copy, so explicit pads,
+    strides and dilations up to 2^63 work (the output must be small). pads = [t, b, l, r]."""
+    n, h, width, c = x.shape
+    kh, kw, cg, o = w.shape
+    groups, og = c // cg, o // (c // cg)
+    t, b, l, r = pads
+    out_h = (h + t + b - (kh - 1) * dilation[0] - 1) // stride[0] + 1
+    out_w = (width + l + r - (kw - 1) * dilation[1] - 1) // stride[1] + 1
+    out = torch.zeros(n, out_h, out_w, o, dtype=torch.float64)
+    xd, wd = x.double(), w.double()
+    for oy in range(out_h):
+        for ox in range(out_w):
+            for i in range(kh):
+                iy = oy * stride[0] - t + i * dilation[0]
+                if not 0 <= iy < h:
+                    continue
+                for j in range(kw):
+                    ix = ox * stride[1] - l + j * dilation[1]
+                    if not 0 <= ix < width:
+                        continue
+                    for g in range(groups):
+                        out[:, oy, ox, g * og:(g + 1) * og] += xd[:, iy, ix, g * cg:(g + 1) * cg] @ wd[i, j, :, g * og:(g + 1) * og]
+    return out if bias is None else out + bias.double()
+
+
 REFERENCES = {"torch": conv_torch, "einsum": conv_einsum, "matmul": conv_matmul}
 
 

@@ -76,10 +76,18 @@ def test_raw_op_rejects_bad_lengths_and_strings():
 def test_int64_overflow_is_an_error_not_garbage():
     x = torch.empty(1, 4, 4, 1, device="meta")
     w = torch.empty(3, 3, 1, 1, device="meta")
-    with pytest.raises(ValueError, match="overflows int64"):
+    # Beyond 2^60 (geometry.h: the bound that keeps the index math exact), and overflows.
+    with pytest.raises(ValueError, match=r"dilation entries must be <= 2\^60 .*got \[4611686018427387904, 1\]"):
         torch.ops.myconv.conv2d(x, w, [1, 1], "SAME", [2**62, 1])
-    with pytest.raises(ValueError, match="overflows int64"):
+    with pytest.raises(ValueError, match=r"explicit padding entries must be <= 2\^60"):
         torch.ops.myconv.conv2d.explicit(x, w, [1, 1], [2**62, 2**62, 0, 0], [1, 1])
+    with pytest.raises(ValueError, match=r"stride entries must be <= 2\^60"):
+        torch.ops.myconv.conv2d(x, w, [1, 2**63 - 1])
+    long_filter = torch.empty(2**40, 1, 1, 1, device="meta")
+    with pytest.raises(ValueError, match="overflows int64"):
+        torch.ops.myconv.conv2d(x, long_filter, [1, 1], "SAME", [2**30, 1])
+    with pytest.raises(ValueError, match=r"dilated filter height .* must be <= 2\^60"):
+        torch.ops.myconv.conv2d(x, long_filter, [1, 1], "SAME", [2**21, 1])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -1,5 +1,5 @@
 """The CPU microkernel family: every compiled instruction-set path runs the CPU parity and gradient
-suites (in a subprocess, since MYCONV_CPU_ISA is read once per process)."""
+suites and the packed-filter tests (in a subprocess, since MYCONV_CPU_ISA is read once per process)."""
 
 import os
 import subprocess
@@ -42,7 +42,7 @@ def test_every_compiled_path_passes_the_cpu_suites(isa):
                           text=True, check=True).stdout.strip() == isa
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cpu",
-         "tests/python/test_parity.py", "tests/python/test_gradients.py"],
+         "tests/python/test_parity.py", "tests/python/test_gradients.py", "tests/python/test_packed_filters.py"],
         env=env, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     print(f"MYCONV_CPU_ISA={isa}: {result.stdout.strip().splitlines()[-1]}")
@@ -54,91 +54,6 @@ def test_unknown_isa_is_a_clear_error():
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert 'MYCONV_CPU_ISA must be one of scalar, avx2, avx512 (or unset), got "avx9000"' in result.stderr
-
-
-# The packed-filter cache (csrc/myconv/cpu/microkernel/filter_cache.h): entries belong to one
-# filter tensor and version; anything else must repack.
-def _conv(x, w, bias=None):
-    return myconv.conv2d(x, w, 1, "SAME", bias=bias)
-
-
-def _reference(x, w):
-    return torch.nn.functional.conv2d(
-        x.double().permute(0, 3, 1, 2), w.double().permute(3, 2, 0, 1),
-        padding=(w.shape[0] // 2, w.shape[1] // 2), groups=x.shape[-1] // w.shape[2]).permute(0, 2, 3, 1)
-
-
-def _assert_close(out, ref):
-    assert ((out.double() - ref).norm() / ref.norm()).item() <= 1e-5
-
-
-def test_filter_cache_keeps_a_filter_once_and_repacks_after_in_place_updates():
-    x = torch.randn(2, 9, 9, 8)
-    w = torch.randn(3, 3, 8, 24)
-    before = torch.ops.myconv.cpu_filter_cache_bytes()
-    _assert_close(_conv(x, w), _reference(x, w))
-    held = torch.ops.myconv.cpu_filter_cache_bytes() - before
-    assert held >= w.numel() * 4  # packed: 24 channels in panels of 16 or 32
-    _assert_close(_conv(x, w), _reference(x, w))
-    assert torch.ops.myconv.cpu_filter_cache_bytes() - before == held  # a hit, not a second entry
-    with torch.no_grad():
-        w.mul_(-2.0)  # in place: the version counter moves, the storage stays
-    _assert_close(_conv(x, w), _reference(x, w))
-    w[1, 1, 0, 0] = 5.0
-    _assert_close(_conv(x, w), _reference(x, w))
-    assert torch.ops.myconv.cpu_filter_cache_bytes() - before == held  # the stale entry was replaced
-    del w
-    assert torch.ops.myconv.cpu_filter_cache_bytes() == before  # dropped with its storage
-
-
-def test_filter_cache_tells_views_of_one_storage_and_group_counts_apart():
-    x = torch.randn(1, 7, 8, 4)
-    both = torch.randn(2, 3, 3, 4, 16)
-    for w in (both[0], both[1]):  # contiguous views at different offsets
-        _assert_close(_conv(x, w), _reference(x, w))
-    w = torch.randn(3, 3, 2, 16)
-    for channels in (2, 4, 8):  # the same filter with 1, 2 and 4 groups
-        x = torch.randn(1, 6, 7, channels)
-        _assert_close(_conv(x, w), _reference(x, w))
-
-
-def test_filter_cache_tells_segment_lengths_apart():
-    # The bfloat16 kernel pairs values within a segment: a filter row's KW x C values without width
-    # dilation (a 3x3x3 row: 9, odd), a tap's C with it (3). One filter, both ways, in both types.
-    for dtype in (torch.bfloat16, torch.float32):
-        x, w = torch.randn(1, 9, 10, 3).to(dtype), torch.randn(3, 3, 3, 20).to(dtype)
-        for dilation in (1, 2, 1):
-            out = myconv.conv2d(x, w, 1, "SAME", dilation)
-            ref = myconv.conv2d(x.double(), w.double(), 1, "SAME", dilation)
-            assert ((out.double() - ref).norm() / ref.norm()).item() <= (1e-2 if dtype == torch.bfloat16 else 1e-5)
-
-
-def test_filter_cache_skips_inference_and_non_contiguous_filters():
-    x = torch.randn(1, 6, 6, 4)
-    before = torch.ops.myconv.cpu_filter_cache_bytes()
-    with torch.inference_mode():
-        w = torch.randn(3, 3, 4, 16)  # no version counter: could change unseen
-        _assert_close(_conv(x, w), _reference(x, w))
-        w.add_(1.0)
-        _assert_close(_conv(x, w), _reference(x, w))
-    w = torch.randn(16, 4, 3, 3).permute(2, 3, 1, 0)  # a fresh copy every call
-    _assert_close(_conv(x, w), _reference(x, w))
-    assert torch.ops.myconv.cpu_filter_cache_bytes() == before
-
-
-@pytest.mark.parametrize("setting, expected", [("0", "disabled"), ("abc", "error"), ("-1", "error")])
-def test_filter_cache_size_setting(setting, expected):
-    env = dict(os.environ, MYCONV_CPU_FILTER_CACHE_MB=setting)
-    code = ("import torch, myconv; w = torch.randn(3, 3, 4, 16); "
-            "myconv.conv2d(torch.randn(1, 5, 5, 4), w, 1, 'SAME'); "
-            "print(torch.ops.myconv.cpu_filter_cache_bytes())")
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    if expected == "disabled":
-        assert result.returncode == 0 and result.stdout.strip() == "0", result.stderr
-    else:
-        assert result.returncode != 0
-        assert f'MYCONV_CPU_FILTER_CACHE_MB must be a whole number of MiB >= 0 (0 disables the cache), got "{setting}"' \
-            in result.stderr
 
 
 def _bfloat16_kernel_sums(x, w, b, dilation):

@@ -191,6 +191,51 @@ Grads conv2d_backward_explicit_autograd(const at::Tensor& grad_output, const at:
                   output_mask);
 }
 
+// conv2d_prepacked differentiates in its bias (a sum over pixels) but not in its input, whose
+// gradient needs the filter the packed bytes stand for: asking for it is an error naming the fix.
+template <typename Padding>
+class Conv2dPrepackedFunction : public torch::autograd::Function<Conv2dPrepackedFunction<Padding>> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& packed_filter,
+                            at::IntArrayRef filter_shape, Padding padding, at::IntArrayRef stride,
+                            at::IntArrayRef dilation, const std::optional<at::Tensor>& bias) {
+    ctx->saved_data["bias_dtype"] = bias ? bias->scalar_type() : input.scalar_type();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return conv2d_prepacked(input, packed_filter, filter_shape, stride, padding, dilation, bias);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    TORCH_CHECK(!ctx->needs_input_grad(0),
+                "myconv.conv2d_prepacked has no input gradient (its filter is packed, for inference): compute "
+                "gradients with myconv.conv2d and the filter itself (myconv.Conv2d.unfreeze())");
+    at::Tensor grad_bias;
+    if (ctx->needs_input_grad(2)) {
+      const auto dtype = ctx->saved_data["bias_dtype"].toScalarType();
+      grad_bias = at::sum(grads[0], {0, 1, 2}, false, at::toOpMathType(dtype)).to(dtype);
+    }
+    return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), grad_bias};
+  }
+};
+
+template <typename Padding>
+at::Tensor conv2d_prepacked_autograd(const at::Tensor& input, const at::Tensor& packed_filter,
+                                     at::IntArrayRef filter_shape, at::IntArrayRef stride, Padding padding,
+                                     at::IntArrayRef dilation, const std::optional<at::Tensor>& bias) {
+  if constexpr (std::is_same_v<Padding, at::IntArrayRef>) {
+    return Conv2dPrepackedFunction<std::array<int64_t, 4>>::apply(
+        input, packed_filter, filter_shape, parse_explicit_padding(padding).explicit_pads, stride, dilation, bias);
+  } else {
+    return Conv2dPrepackedFunction<Padding>::apply(input, packed_filter, filter_shape, padding, stride, dilation,
+                                                   bias);
+  }
+}
+
+// Packing is not differentiable: the packed tensor is bytes, whatever the filter requires.
+at::Tensor prepack_filter_autograd(const at::Tensor& filter, int64_t groups, at::IntArrayRef dilation) {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return prepack_filter(filter, groups, dilation);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(myconv, Autograd, m) {
@@ -198,6 +243,9 @@ TORCH_LIBRARY_IMPL(myconv, Autograd, m) {
   m.impl("conv2d.explicit", &conv2d_explicit_autograd);
   m.impl("conv2d_backward", &conv2d_backward_autograd);
   m.impl("conv2d_backward.explicit", &conv2d_backward_explicit_autograd);
+  m.impl("prepack_filter", &prepack_filter_autograd);
+  m.impl("conv2d_prepacked", &conv2d_prepacked_autograd<c10::string_view>);
+  m.impl("conv2d_prepacked.explicit", &conv2d_prepacked_autograd<at::IntArrayRef>);
 }
 
 }  // namespace myconv

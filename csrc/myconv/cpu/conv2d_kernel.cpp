@@ -25,6 +25,8 @@
 #include "myconv/indexing.h"
 #include "myconv/cpu/im2row.h"
 #include "myconv/cpu/microkernel/microkernel.h"
+#include "myconv/cpu/microkernel/packing.h"
+#include "myconv/prepacked.h"
 #include "myconv/cpu/simd_clones.h"
 
 namespace myconv {
@@ -145,14 +147,20 @@ void conv2d_depthwise(const at::Tensor& input, const at::Tensor& filter,
   });
 }
 
-void conv2d_cpu(const at::Tensor& input, const at::Tensor& filter,
-                const std::optional<at::Tensor>& bias, const Conv2dPlan& plan,
-                at::Tensor& output) {
+// The call with its filter in `form`: `packed` holds the payload (packing.h), `filter` the HWIO
+// filter itself for FilterForm::kAsIs.
+void conv2d_cpu_in_form(const at::Tensor& input, const PackedForm& form, const void* packed, const at::Tensor& filter,
+                        const std::optional<at::Tensor>& bias, const Conv2dPlan& plan, at::Tensor& output) {
   const at::Tensor x = input.contiguous();
-  if (x.scalar_type() != at::kDouble && (!plan.is_depthwise() || has_depthwise_microkernel(plan))) {
-    const auto microkernel = plan.is_depthwise() ? &conv2d_depthwise_microkernel : &conv2d_microkernel;
-    microkernel(x, filter, bias, plan, output);
-    return;
+  switch (static_cast<FilterForm>(form.kind)) {
+    case FilterForm::kPanels:
+      conv2d_microkernel(x, packed, bias, plan, output);
+      return;
+    case FilterForm::kDepthwise:
+      conv2d_depthwise_microkernel(x, static_cast<const float*>(packed), bias, plan, output);
+      return;
+    case FilterForm::kAsIs:
+      break;
   }
   if (!plan.is_depthwise()) {
     conv2d_gemm_double(x, filter, bias, plan, output);
@@ -163,9 +171,52 @@ void conv2d_cpu(const at::Tensor& input, const at::Tensor& filter,
   });
 }
 
+// Packs the filter for this call alone: nothing derived from it outlives the call (prepacked.h).
+void conv2d_cpu(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
+                const Conv2dPlan& plan, at::Tensor& output) {
+  const PackedForm form = cpu_filter_form(plan, input.scalar_type());
+  if (static_cast<FilterForm>(form.kind) == FilterForm::kAsIs) {
+    conv2d_cpu_in_form(input, form, nullptr, filter, bias, plan, output);
+    return;
+  }
+  at::Tensor packed = at::empty({form.payload_bytes}, at::kByte);
+  pack_filter(filter, plan, form, packed.mutable_data_ptr());
+  conv2d_cpu_in_form(input, form, packed.const_data_ptr(), filter, bias, plan, output);
+}
+
+at::Tensor prepack_filter_cpu(const at::Tensor& filter, int64_t groups, at::IntArrayRef dilation) {
+  check_input_dtype(filter);
+  const Conv2dPlan plan = filter_plan(filter.sizes(), groups, dilation);
+  PackedFilterHeader header{};
+  std::copy(std::begin(kPackedMagic), std::end(kPackedMagic), header.magic);
+  header.format_version = kPackedFormatVersion;
+  header.filter_dtype = static_cast<int32_t>(filter.scalar_type());
+  std::copy(filter.sizes().begin(), filter.sizes().end(), header.filter_shape);
+  header.form = cpu_filter_form(plan, filter.scalar_type());
+  at::Tensor packed = new_packed_filter(header, filter.device());
+  pack_filter(filter, plan, header.form, mutable_payload_of(packed));
+  return packed;
+}
+
+void conv2d_prepacked_cpu(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias,
+                          const Conv2dPlan& plan, at::Tensor& output) {
+  const PackedFilterHeader header = read_packed_header(packed);
+  const std::array<int64_t, 4> shape{plan.kernel_h, plan.kernel_w, plan.group_in_channels, plan.out_channels};
+  check_packed_header(header, input.scalar_type(), shape, cpu_filter_form(plan, input.scalar_type()),
+                      &describe_cpu_form);
+  at::Tensor filter;  // the payload as the HWIO filter, for the kernels that read it as it is
+  if (static_cast<FilterForm>(header.form.kind) == FilterForm::kAsIs) {
+    filter = packed.narrow(0, kPackedHeaderBytes, header.form.payload_bytes).view(input.scalar_type()).view(shape);
+  }
+  conv2d_cpu_in_form(input, header.form, payload_of(packed), filter, bias, plan, output);
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(myconv, CPU, m) { register_conv2d_kernels<conv2d_cpu, conv2d_backward_cpu>(m); }
+TORCH_LIBRARY_IMPL(myconv, CPU, m) {
+  register_conv2d_kernels<conv2d_cpu, conv2d_backward_cpu>(m);
+  PrepackedEntryPoints<int64_t, prepack_filter_cpu, conv2d_prepacked_cpu>::register_all(m);
+}
 
 }  // namespace cpu
 }  // namespace myconv

@@ -34,6 +34,7 @@ void copy_filter_row(const scalar_t* row, const Conv2dPlan& p, int64_t iw0, acc_
   const auto [kw_begin, kw_end] = geometry::taps_inside(iw0, p.dilation_w, p.kernel_w, p.in_w);
   std::fill(dst, dst + kw_begin * cg, acc_t(0));
   std::fill(dst + kw_end * cg, dst + p.kernel_w * cg, acc_t(0));
+  if (kw_begin == kw_end) return;  // (no pointer to a column far in the padding)
   if (cg == p.in_channels && p.dilation_w == 1) {
     copy_cast(row + (iw0 + kw_begin) * p.in_channels, dst + kw_begin * cg, (kw_end - kw_begin) * cg);
     return;

@@ -13,6 +13,7 @@
 #include <torch/library.h>
 
 #include "myconv/conv2d_plan.h"
+#include "myconv/prepacked.h"
 #include "myconv/cuda/conv2d_backward.h"
 #include "myconv/cuda/im2row_gemm.cuh"
 
@@ -104,9 +105,24 @@ void conv2d_cuda(const at::Tensor& input, const at::Tensor& filter,
   });
 }
 
+// The CUDA kernels read the HWIO filter as it is: there is no packed form to keep (yet).
+constexpr const char* kNoPackedForm =
+    "the CUDA kernels read the HWIO filter as it is, so there is nothing to prepack on CUDA: "
+    "call conv2d with the filter (myconv.Conv2d.freeze() keeps the weight there)";
+at::Tensor prepack_filter_cuda(const at::Tensor&, int64_t, at::IntArrayRef) {
+  TORCH_CHECK_NOT_IMPLEMENTED(false, "myconv.prepack_filter: ", kNoPackedForm);
+}
+void conv2d_prepacked_cuda(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, const Conv2dPlan&,
+                           at::Tensor&) {
+  TORCH_CHECK_NOT_IMPLEMENTED(false, "myconv.conv2d_prepacked: ", kNoPackedForm);
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(myconv, CUDA, m) { register_conv2d_kernels<conv2d_cuda, conv2d_backward_cuda>(m); }
+TORCH_LIBRARY_IMPL(myconv, CUDA, m) {
+  register_conv2d_kernels<conv2d_cuda, conv2d_backward_cuda>(m);
+  PrepackedEntryPoints<int64_t, prepack_filter_cuda, conv2d_prepacked_cuda>::register_all(m);
+}
 
 }  // namespace cuda
 }  // namespace myconv

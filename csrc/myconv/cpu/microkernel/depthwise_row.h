@@ -105,8 +105,9 @@ void strip_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, int6
   const float* const bias_values = a.bias;
   const int64_t first_col = geometry::input_index(ow, int64_t{kStride}, a.pad_left, 0, 1);
   const int64_t row_step = a.dilation_h * in_w * channels;
-  const T* image_rows =
-      a.image + ((a.first_row + rows.begin * a.dilation_h) * in_w + first_col) * channels;  // column first_col
+  // Pointers only to inside columns: at the edges first_col may lie far in the padding (a large
+  // explicit padding), where first_col * channels alone could overflow.
+  const T* image_rows = a.image + (a.first_row + rows.begin * a.dilation_h) * in_w * channels;  // column 0
   const float* filter_rows = a.filter + rows.begin * kKernelW * channels;
   T* const out = a.out + ow * channels;
   for (int64_t c = c_begin; c < c_end; c += V::kLanes) {
@@ -121,11 +122,14 @@ void strip_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, int6
       typename V::Reg w[kKernelW];
 #pragma GCC unroll 8
       for (int kw = 0; kw < kKernelW; ++kw, w_row += channels) w[kw] = load<V, kTail>(w_row, mask, lanes);
-      const T* x = x_row;  // column first_col + col, stepped a column at a time (no per-column offset)
+      // column first_col + col, stepped a column at a time inside (no per-column offset)
+      const T* x = kEdge ? x_row : x_row + first_col * channels;
 #pragma GCC unroll 64
       for (int col = 0; col < kColumns; ++col, x += channels) {
         const int64_t iw = first_col + col;
-        typename V::Reg value = !kEdge || (iw >= 0 && iw < in_w) ? load<V, kTail>(x, mask, lanes) : V::zero();
+        typename V::Reg value = !kEdge                      ? load<V, kTail>(x, mask, lanes)
+                                : iw >= 0 && iw < in_w ? load<V, kTail>(x_row + iw * channels, mask, lanes)
+                                                       : V::zero();
         // In a register from here on: GCC otherwise folds the load into each FMA that uses the
         // column, loading it up to kKernelW times, and the strips become bound by loads.
         asm("" : "+v"(value));
@@ -198,11 +202,11 @@ inline void pixels_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange ro
   const int64_t pixel_step = a.stride_w * a.channels;
   const int64_t first_col = geometry::input_index(ow, a.stride_w, a.pad_left, 0, a.dilation_w);
   for (int64_t kh = rows.begin; kh < rows.end; ++kh) {
-    const T* x_row = a.image + ((a.first_row + kh * a.dilation_h) * a.in_w + first_col) * a.channels + c;
+    const T* x_row = a.image + (a.first_row + kh * a.dilation_h) * a.in_w * a.channels + c;
     const float* w_row = a.filter + kh * a.kernel_w * a.channels + c;
     for (int64_t kw = cols.begin; kw < cols.end; ++kw) {
       const typename V::Reg w = load<V, kTail>(w_row + kw * a.channels, mask, lanes);
-      const T* x = x_row + kw * a.dilation_w * a.channels;
+      const T* x = x_row + (first_col + kw * a.dilation_w) * a.channels;  // an inside column
 #pragma GCC unroll 4
       for (int i = 0; i < kPixels; ++i) {
         acc[i] = V::fmadd(load<V, kTail>(x + i * pixel_step, mask, lanes), w, acc[i]);

@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "myconv/cpu/im2row.h"
-#include "myconv/cpu/microkernel/filter_cache.h"
 #include "myconv/cpu/microkernel/microkernel.h"
 #include "myconv/indexing.h"
 
@@ -122,21 +121,6 @@ bool has_bfloat16_tile_kernel() {
 
 namespace {
 
-// How one pixel's reduction (taps x input channels, in HWIO order) splits into segments: runs
-// contiguous both in the NHWC input and in the packed filter. With one group and no width
-// dilation, the KW taps of a filter row read KW * C consecutive input values: one segment per
-// filter row (7x7 taps of 3 channels become 7 runs of 21); otherwise one segment per tap.
-struct Segments {
-  bool whole_rows;
-  int64_t count;
-  int64_t length;
-
-  explicit Segments(const Conv2dPlan& p)
-      : whole_rows(p.groups == 1 && p.dilation_w == 1),
-        count(whole_rows ? p.kernel_h : p.kernel_h * p.kernel_w),
-        length(whole_rows ? p.kernel_w * p.in_channels : p.group_in_channels) {}
-};
-
 // The segment pointers of a block of tiles for one group: [tile][segment][pixel]. Segments in
 // the padding point at `zeros`; a filter row only partly inside the input (at the left or right
 // edge) is copied into the edge buffer, with zeros where it leaves the input. Storage comes from
@@ -212,7 +196,7 @@ class BlockPointers {
   void add_filter_rows(int64_t x, const E** slots) {
     const int64_t iw0 = geometry::input_index(x, p_.stride_w, p_.pad_w.before, int64_t{0}, int64_t{1});
     const bool inside_width = iw0 >= 0 && iw0 + p_.kernel_w <= p_.in_w;
-    const int64_t column = iw0 * p_.in_channels;
+    const int64_t column = inside_width ? iw0 * p_.in_channels : 0;  // (far in the padding it could overflow)
     for (int64_t kh = 0; kh < p_.kernel_h; ++kh) {
       const E* const row = row_starts_[kh];
       slots[kh * mr_] = row == nullptr ? zeros_ : inside_width ? row + column : copy_edge_row(row, iw0);
@@ -286,56 +270,23 @@ struct KernelElement<at::BFloat16> {
 // (T float, or a half type whose input rows each block reads are widened to float32 first and
 // whose output is narrowed from a float32 block), or E = T = at::BFloat16 for the bfloat16 kernel.
 template <typename T, typename E>
-void microkernel_conv(const T* input, const at::Tensor& filter_tensor, const float* bias, const Conv2dPlan& p,
-                      T* output, const TileKernel<typename KernelElement<E>::type>& kernel) {
+void microkernel_conv(const T* input, const E* packed, const float* bias, const Conv2dPlan& p, T* output,
+                      const TileKernel<typename KernelElement<E>::type>& kernel) {
   static_assert(std::is_same_v<E, float> || std::is_same_v<E, T>);
   using KernelE = typename KernelElement<E>::type;
   constexpr bool kWiden = !std::is_same_v<T, E>;
   const at::ScalarType element_type = c10::CppTypeToScalarType<E>::value;
-  const int64_t mr = kernel.shape.pixels, nr = kernel.shape.channels, pack = kernel.shape.group;
+  const int64_t mr = kernel.shape.pixels;
   const Segments seg(p);
-  const int64_t og = p.group_out_channels;
-  const int64_t panels = (og + nr - 1) / nr;
-  const int64_t packed_length = (seg.length + pack - 1) / pack * pack;  // a segment's packed rows
-  const int64_t panel_elements = seg.count * packed_length * nr;
-
-  // Panel gj = g * panels + j holds output channels [first, first + width) (width < nr in a
-  // group's last panel).
-  const auto panel_channels = [&](int64_t gj) {
-    const int64_t first = (gj / panels) * og + (gj % panels) * nr;
-    return std::pair<int64_t, int64_t>{first, std::min<int64_t>(nr, (gj / panels + 1) * og - first)};
-  };
-  // Reduction value k = s * length + c (over taps x Cg) of output channel first + r is
-  // packed[gj][s][c / pack][r][c % pack] (TileArgs::packed), zero past og and past the length.
-  // From ATen's CPU allocator: 64-byte aligned, so that every panel row starts a cache line (a
-  // malloc'ed buffer is not, and loads across lines measured up to 2x slower on some calls).
-  const at::Tensor packed_buffer = packed_filter(filter_tensor, {p.groups, seg.length}, [&] {
-    const at::Tensor contiguous = filter_tensor.contiguous().to(element_type);
-    const E* filter = contiguous.const_data_ptr<E>();
-    at::Tensor buffer = at::zeros({p.groups * panels * panel_elements}, element_type);
-    E* const packed = buffer.mutable_data_ptr<E>();
-    at::parallel_for(0, p.groups * panels, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t gj = begin; gj < end; ++gj) {
-        const auto [first_channel, width] = panel_channels(gj);
-        for (int64_t s = 0; s < seg.count; ++s) {
-          E* const dst = packed + gj * panel_elements + s * packed_length * nr;
-          const E* src = filter + s * seg.length * p.out_channels + first_channel;
-          for (int64_t c = 0; c < seg.length; ++c, src += p.out_channels) {
-            E* const row = dst + (c - c % pack) * nr + c % pack;
-            for (int64_t r = 0; r < width; ++r) row[r * pack] = src[r];
-          }
-        }
-      }
-    });
-    return buffer;
-  });
-  const E* const packed = packed_buffer.const_data_ptr<E>();
+  const PanelLayout layout(p, seg, kernel.shape);
+  const int64_t og = p.group_out_channels, nr = layout.nr, panels = layout.panels;
+  const int64_t panel_elements = layout.panel_elements;
   // The bias in panels (zero past og), and the zero segment the padding points at.
   const at::Tensor bias_buffer = at::zeros({p.groups * panels * nr}, at::kFloat);
   float* const bias_packed = bias_buffer.mutable_data_ptr<float>();
   if (bias) {
     for (int64_t gj = 0; gj < p.groups * panels; ++gj) {
-      const auto [first_channel, width] = panel_channels(gj);
+      const auto [first_channel, width] = layout.channels(gj);
       std::copy_n(bias + first_channel, width, bias_packed + gj * nr);
     }
   }
@@ -428,8 +379,8 @@ void microkernel_conv(const T* input, const at::Tensor& filter_tensor, const flo
                     prefetch_end, prefetches ? slice_elements * static_cast<int64_t>(sizeof(T)) : 0});
       }
       if constexpr (kWiden) {  // this run's channels of the block's pixels, narrowed
-        const int64_t channel_begin = panel_channels(gj_begin).first;
-        const auto [last_first, last_width] = panel_channels(gj_end - 1);
+        const int64_t channel_begin = layout.channels(gj_begin).first;
+        const auto [last_first, last_width] = layout.channels(gj_end - 1);
         const int64_t count = std::min(block_pixels, pixels - first);
         for (int64_t i = 0; i < count; ++i) {
           convert(block_out + i * p.out_channels + channel_begin, output + (first + i) * p.out_channels + channel_begin,
@@ -443,19 +394,28 @@ void microkernel_conv(const T* input, const at::Tensor& filter_tensor, const flo
 
 }  // namespace
 
-void conv2d_microkernel(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
+bool uses_bfloat16_tile_kernel(at::ScalarType dtype) {
+  return dtype == at::kBFloat16 && has_bfloat16_tile_kernel();
+}
+
+TileShape tile_shape(at::ScalarType dtype) {
+  return uses_bfloat16_tile_kernel(dtype) ? kAvx512Bf16Tile : tile_kernel(selected_isa()).shape;
+}
+
+void conv2d_microkernel(const at::Tensor& input, const void* panels, const std::optional<at::Tensor>& bias,
                         const Conv2dPlan& plan, at::Tensor& output) {
   const at::Tensor bias_float = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
   const float* const bias_values = bias ? bias_float.const_data_ptr<float>() : nullptr;
-  if (input.scalar_type() == at::kBFloat16 && has_bfloat16_tile_kernel()) {
-    microkernel_conv<at::BFloat16, at::BFloat16>(input.const_data_ptr<at::BFloat16>(), filter, bias_values, plan,
+  if (uses_bfloat16_tile_kernel(input.scalar_type())) {
+    microkernel_conv<at::BFloat16, at::BFloat16>(input.const_data_ptr<at::BFloat16>(),
+                                                 static_cast<const at::BFloat16*>(panels), bias_values, plan,
                                                  output.mutable_data_ptr<at::BFloat16>(),
                                                  {&tile_avx512_bf16, kAvx512Bf16Tile});
     return;
   }
   MYCONV_DISPATCH_MICROKERNEL_TYPES(input.scalar_type(), "myconv_cpu_microkernel", [&] {
-    microkernel_conv<scalar_t, float>(input.const_data_ptr<scalar_t>(), filter, bias_values, plan,
-                                      output.mutable_data_ptr<scalar_t>(), tile_kernel(selected_isa()));
+    microkernel_conv<scalar_t, float>(input.const_data_ptr<scalar_t>(), static_cast<const float*>(panels), bias_values,
+                                      plan, output.mutable_data_ptr<scalar_t>(), tile_kernel(selected_isa()));
   });
 }
 
@@ -490,14 +450,13 @@ void depthwise_conv(const T* input, const float* filter, const float* bias, cons
 
 }  // namespace
 
-void conv2d_depthwise_microkernel(const at::Tensor& input, const at::Tensor& filter,
+void conv2d_depthwise_microkernel(const at::Tensor& input, const float* filter,
                                   const std::optional<at::Tensor>& bias, const Conv2dPlan& plan, at::Tensor& output) {
   TORCH_INTERNAL_ASSERT(has_depthwise_microkernel(plan));
-  const at::Tensor filter_float = filter.contiguous().to(at::kFloat);
   const at::Tensor bias_float = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
   const float* const bias_values = bias ? bias_float.const_data_ptr<float>() : nullptr;
   MYCONV_DISPATCH_MICROKERNEL_TYPES(input.scalar_type(), "myconv_cpu_depthwise", [&] {
-    depthwise_conv<scalar_t>(input.const_data_ptr<scalar_t>(), filter_float.const_data_ptr<float>(), bias_values, plan,
+    depthwise_conv<scalar_t>(input.const_data_ptr<scalar_t>(), filter, bias_values, plan,
                              output.mutable_data_ptr<scalar_t>());
   });
 }

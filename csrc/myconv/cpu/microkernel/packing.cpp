@@ -1,0 +1,135 @@
+#include "myconv/cpu/microkernel/packing.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "myconv/cpu/microkernel/microkernel.h"
+
+namespace myconv {
+namespace cpu {
+namespace {
+
+// Panels written per parallel_for chunk: packing a small filter is not worth waking threads.
+constexpr int64_t kPackGrainBytes = int64_t{1} << 16;
+
+// The panels of `filter` (contiguous HWIO of type T) as elements E: one pass, each panel row
+// written whole (channels past the group's, values past a segment's length: zeros).
+template <typename T, typename E>
+void pack_panels(const T* filter, const Conv2dPlan& p, const Segments& seg, const PanelLayout& layout, E* packed) {
+  const int64_t nr = layout.nr, pair = layout.pair, rows = layout.packed_length / pair;
+  const int64_t panel_bytes = layout.panel_elements * static_cast<int64_t>(sizeof(E));
+  at::parallel_for(0, p.groups * layout.panels, std::max<int64_t>(1, kPackGrainBytes / panel_bytes),
+                   [&](int64_t begin, int64_t end) {
+    for (int64_t gj = begin; gj < end; ++gj) {
+      const auto [first_channel, width] = layout.channels(gj);
+      E* dst = packed + gj * layout.panel_elements;
+      for (int64_t s = 0; s < seg.count; ++s) {
+        const T* const segment = filter + s * seg.length * p.out_channels + first_channel;
+        for (int64_t row = 0; row < rows; ++row) {
+          for (int64_t q = 0; q < pair; ++q) {
+            const int64_t c = row * pair + q;
+            if (c >= seg.length) {
+              for (int64_t r = 0; r < nr; ++r) dst[r * pair + q] = E(0);
+              continue;
+            }
+            const T* const src = segment + c * p.out_channels;
+            for (int64_t r = 0; r < width; ++r) dst[r * pair + q] = static_cast<E>(src[r]);
+            for (int64_t r = width; r < nr; ++r) dst[r * pair + q] = E(0);
+          }
+          dst += nr * pair;
+        }
+      }
+    }
+  });
+}
+
+const char* dtype_name(int32_t dtype) { return c10::toString(static_cast<at::ScalarType>(dtype)); }
+
+}  // namespace
+
+PackedForm cpu_filter_form(const Conv2dPlan& p, at::ScalarType dtype) {
+  PackedForm form;
+  form.groups = p.groups;
+  form.isa = static_cast<int32_t>(selected_isa());
+  const bool microkernel_type = dtype != at::kDouble;
+  if (microkernel_type && p.is_depthwise() && has_depthwise_microkernel(p)) {
+    form.kind = static_cast<int32_t>(FilterForm::kDepthwise);
+    form.element_dtype = static_cast<int32_t>(at::kFloat);
+    form.payload_bytes = p.kernel_h * p.kernel_w * p.out_channels * static_cast<int64_t>(sizeof(float));
+  } else if (microkernel_type && !p.is_depthwise()) {
+    const TileShape tile = tile_shape(dtype);
+    const Segments seg(p);
+    const PanelLayout layout(p, seg, tile);
+    const at::ScalarType element = uses_bfloat16_tile_kernel(dtype) ? at::kBFloat16 : at::kFloat;
+    form.kind = static_cast<int32_t>(FilterForm::kPanels);
+    form.element_dtype = static_cast<int32_t>(element);
+    form.pair = tile.group;
+    form.panel_channels = tile.channels;
+    form.segments = seg.count;
+    form.segment_length = seg.length;
+    form.payload_bytes = p.groups * layout.panels * layout.panel_elements * static_cast<int64_t>(c10::elementSize(element));
+  } else {  // float64, and depthwise calls the generic loops run
+    form.kind = static_cast<int32_t>(FilterForm::kAsIs);
+    form.isa = 0;  // read by plain C++ loops on any CPU
+    form.element_dtype = static_cast<int32_t>(dtype);
+    form.payload_bytes =
+        p.kernel_h * p.kernel_w * p.group_in_channels * p.out_channels * static_cast<int64_t>(c10::elementSize(dtype));
+  }
+  return form;
+}
+
+void pack_filter(const at::Tensor& filter_tensor, const Conv2dPlan& p, const PackedForm& form, void* dst) {
+  const at::Tensor filter = filter_tensor.contiguous();
+  switch (static_cast<FilterForm>(form.kind)) {
+    case FilterForm::kAsIs:
+      std::memcpy(dst, filter.const_data_ptr(), form.payload_bytes);
+      return;
+    case FilterForm::kDepthwise:
+      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, filter.scalar_type(), "myconv_pack_depthwise", [&] {
+        const scalar_t* src = filter.const_data_ptr<scalar_t>();
+        float* out = static_cast<float*>(dst);
+        for (int64_t i = 0; i < filter.numel(); ++i) out[i] = static_cast<float>(src[i]);
+      });
+      return;
+    case FilterForm::kPanels: {
+      const Segments seg(p);
+      const PanelLayout layout(p, seg, tile_shape(filter.scalar_type()));
+      if (static_cast<at::ScalarType>(form.element_dtype) == at::kBFloat16) {
+        pack_panels(filter.const_data_ptr<at::BFloat16>(), p, seg, layout, static_cast<at::BFloat16*>(dst));
+        return;
+      }
+      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, filter.scalar_type(), "myconv_pack_panels", [&] {
+        pack_panels(filter.const_data_ptr<scalar_t>(), p, seg, layout, static_cast<float*>(dst));
+      });
+      return;
+    }
+  }
+  TORCH_INTERNAL_ASSERT(false, "unknown CPU filter form ", form.kind);
+}
+
+std::string describe_cpu_form(const PackedForm& form) {
+  std::string text;
+  switch (static_cast<FilterForm>(form.kind)) {
+    case FilterForm::kAsIs:
+      text = c10::str("the filter as it is (", dtype_name(form.element_dtype), ")");
+      break;
+    case FilterForm::kDepthwise:
+      text = c10::str("a float32 depthwise filter for the ", isa_name(static_cast<Isa>(form.isa)), " kernels");
+      break;
+    case FilterForm::kPanels:
+      text = c10::str(isa_name(static_cast<Isa>(form.isa)), " panels of ", form.panel_channels, " ",
+                      dtype_name(form.element_dtype), " channels", form.pair > 1 ? " in pairs" : "", ", ",
+                      form.segments, " segments of ", form.segment_length);
+      break;
+    default:
+      text = c10::str("an unknown form (", form.kind, ")");
+  }
+  return c10::str(text, ", ", form.groups, " group(s), ", form.payload_bytes, " bytes");
+}
+
+}  // namespace cpu
+}  // namespace myconv
