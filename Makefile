@@ -35,20 +35,28 @@ test-cpp: build
 
 # Builds the installable package as a C++ user would: a fresh tree configured exactly once,
 # installed to a temporary prefix; checks the installed library's search path; builds the
-# examples against that prefix alone and runs them.
+# examples (and README.md's C++ blocks) against that prefix alone and runs them; then one against the editable install's
+# myconv.cmake_prefix_path (the source tree's package).
 test-examples: build
 	rm -rf $(PACKAGE_BUILD) $(PREFIX_DIR) build/examples
 	cmake -S . -B $(PACKAGE_BUILD) -DCMAKE_PREFIX_PATH="$(TORCH_CMAKE)" -DMYCONV_BUILD_TESTS=OFF
 	cmake --build $(PACKAGE_BUILD) -j $(JOBS)
 	cmake --install $(PACKAGE_BUILD) --prefix $(PREFIX_DIR)
 	$(PY) scripts/check_library.py --allow "$(TORCH_LIB)" $(PREFIX_DIR)/lib/libmyconv.so
-	cmake -S examples/cpp -B build/examples -DCMAKE_PREFIX_PATH="$(CURDIR)/$(PREFIX_DIR);$(TORCH_CMAKE)"
+	$(PY) scripts/readme_cpp.py README.md build/readme/readme_blocks.cpp
+	cmake -S examples/cpp -B build/examples -DCMAKE_PREFIX_PATH="$(CURDIR)/$(PREFIX_DIR);$(TORCH_CMAKE)" \
+	  -DMYCONV_README_BLOCKS="$(CURDIR)/build/readme/readme_blocks.cpp"
 	cmake --build build/examples -j $(JOBS)
 	build/examples/direct_conv
 	$(PY) examples/cpp/torchscript/make_model.py build/examples/torchscript
 	build/examples/run_torchscript build/examples/torchscript/model.pt build/examples/torchscript/data.pt
 	$(PY) examples/cpp/aoti/make_package.py build/examples/aoti
 	build/examples/run_aoti build/examples/aoti/model.pt2 build/examples/aoti/data.pt
+	rm -rf build/examples-editable
+	cmake -S examples/cpp -B build/examples-editable \
+	  -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import myconv; print(myconv.cmake_prefix_path)');$(TORCH_CMAKE)"
+	cmake --build build/examples-editable -j $(JOBS) --target direct_conv
+	build/examples-editable/direct_conv
 
 # Builds the wheel, installs it into a separate site directory (with torch beside it, as in any
 # environment where both are pip-installed), checks its library's search path, runs a smoke test

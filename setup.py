@@ -43,6 +43,8 @@ class CMakeBuild(build_ext):
             # The package is the library alone: installing it must not need GoogleTest
             # (`make test-cpp` configures the same tree with the tests on).
             "-DMYCONV_BUILD_TESTS=OFF",
+            # An editable install's library stays in the source tree: it must find torch itself.
+            f"-DMYCONV_EDITABLE={'ON' if self.inplace or getattr(self, 'editable_mode', False) else 'OFF'}",
         ]
         if shutil.which("ninja") and not (build_dir / "CMakeCache.txt").exists():
             configure += ["-G", "Ninja"]
@@ -71,8 +73,18 @@ class CMakeBuild(build_ext):
                 self.copy_file(str(path), str(target), level=self.verbose)
 
 
+def torch_requirement() -> str:
+    """The torch this build is for: the library loads only under the major.minor it compiled against."""
+    import torch
+
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return f"torch=={major}.{minor}.*"
+
+
 setup(
     version=(ROOT / "VERSION").read_text().strip(),
+    install_requires=[torch_requirement()],
+    package_data={"myconv": ["py.typed"]},
     package_dir={"": "python"},
     packages=["myconv"],
     ext_modules=[Extension("myconv.lib.libmyconv", sources=[])],

@@ -157,9 +157,10 @@ Conv2dShape<Int> check_conv2d_shapes(c10::ArrayRef<Int> input_sizes,
   MYCONV_CHECK_SIZES(c10::sym_ge(shape.in_channels, Int(1)),
                      "myconv.conv2d: input must have at least 1 channel, got shape ", input_sizes);
   MYCONV_CHECK_SIZES(c10::sym_eq(shape.in_channels % shape.group_in_channels, Int(0)),
-                     "myconv.conv2d: input channels (", shape.in_channels,
-                     ") must be divisible by the filter's in-channels (filter.size(2) = ",
-                     shape.group_in_channels, ")");
+                     "myconv.conv2d: the NHWC input [N, H, W, C] has C = ", shape.in_channels,
+                     " channels, which the HWIO filter [KH, KW, C/groups, O]'s in-channels (",
+                     shape.group_in_channels, ") must divide; input shape ", input_sizes, ", filter shape ",
+                     filter_sizes, " (an NCHW input or an OIHW filter by mistake?)");
   shape.groups = shape.in_channels / shape.group_in_channels;
   MYCONV_CHECK_SIZES(c10::sym_eq(shape.out_channels % shape.groups, Int(0)),
                      "myconv.conv2d: filter out-channels (", shape.out_channels,

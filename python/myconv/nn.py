@@ -31,20 +31,46 @@ def _as_tensor(value, name: str) -> torch.Tensor:
 class Conv2d(torch.nn.Module):
     """Keras-style ``Conv2D`` on NHWC tensors with an HWIO ``weight`` ``[KH, KW, C/groups, O]``.
 
-    Argument names and defaults follow ``keras.layers.Conv2D`` (``padding="valid"``,
-    ``dilation_rate``, ``use_bias``, Glorot-uniform kernel, zero bias, ``activation``), with the
-    input channel count given up front as PyTorch layers do. ``padding`` may also be explicit:
-    ``((top, bottom), (left, right))``. Scriptable with ``torch.jit.script``.
+    Argument names and defaults follow ``keras.layers.Conv2D``, with the input channel count given
+    up front as PyTorch layers do. Scriptable with ``torch.jit.script``; ``torch.compile`` and
+    ``torch.export`` trace it.
+
+    Args:
+        in_channels: C of the NHWC input; a call with another channel count is refused.
+        out_channels: O, Keras's ``filters``.
+        kernel_size: int or ``(kh, kw)``.
+        strides: int, ``(sh, sw)`` or TF's ``[1, sh, sw, 1]``.
+        padding: ``"valid"`` (default) or ``"same"`` (TF's split), or explicit
+            ``((top, bottom), (left, right))``.
+        dilation_rate: int or ``(dh, dw)``.
+        groups: in_channels / groups input channels per filter (depthwise: groups = in_channels).
+        activation: None or one of ``ACTIVATIONS``: ``"linear"``, ``"relu"``, ``"relu6"``,
+            ``"sigmoid"``, ``"tanh"``, ``"softplus"``, ``"elu"``, ``"gelu"``, ``"silu"``/``"swish"``.
+        use_bias: whether the layer adds a bias ``[O]`` (zeros at first).
+        device, dtype: of the weight and bias (Glorot-uniform weight, as Keras initialises it).
+
+    Attributes:
+        weight: ``[KH, KW, in_channels / groups, out_channels]`` (HWIO), bias: ``[out_channels]`` or None.
+        in_channels, out_channels, kernel_size, stride, dilation, groups: as ``torch.nn.Conv2d`` names them.
+        padding: ``"SAME"``, ``"VALID"`` or ``"EXPLICIT"`` (then ``explicit_padding`` is
+            ``[top, bottom, left, right]``); padding_mode: ``"zeros"``, as torch's.
+
+    Raises:
+        ValueError: channel counts not divisible by groups, an unknown padding or activation,
+            and, when called, an input that is not ``[N, H, W, in_channels]``.
 
     Example:
         >>> layer = myconv.Conv2d(3, 64, kernel_size=7, strides=2, padding="same")
         >>> layer(torch.randn(1, 224, 224, 3)).shape
         torch.Size([1, 112, 112, 64])
-        >>> layer.load_keras_weights(keras_layer.get_weights()[0], keras_layer.get_weights()[1])
     """
 
+    in_channels: int
+    out_channels: int
+    kernel_size: List[int]
     stride: List[int]
     dilation: List[int]
+    padding: str
     padding_mode: str
     explicit_padding: List[int]
     activation: str
@@ -75,16 +101,18 @@ class Conv2d(torch.nn.Module):
                 f"must be divisible by groups ({groups})"
             )
         kh, kw = _spatial_pair(kernel_size, "kernel_size")
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, [kh, kw]
+        self.padding_mode = "zeros"
         self.stride = _spatial_pair(strides, "strides")
         self.dilation = _spatial_pair(dilation_rate, "dilation_rate")
         self.groups = groups
         if isinstance(padding, str):
             if padding.upper() not in ("SAME", "VALID"):
                 raise ValueError(f'myconv.Conv2d: padding must be "same" or "valid", got "{padding}"')
-            self.padding_mode = padding.upper()
+            self.padding = padding.upper()
             self.explicit_padding = []
         else:
-            self.padding_mode = "EXPLICIT"
+            self.padding = "EXPLICIT"
             self.explicit_padding = _explicit_padding(padding)
         name = "linear" if activation is None else activation
         if name not in ACTIVATIONS:
@@ -203,39 +231,53 @@ class Conv2d(torch.nn.Module):
             return torch.nn.functional.silu(y)
         return y
 
+    def _check_input(self, x: torch.Tensor) -> None:
+        """Keras's input spec: [N, H, W, in_channels], with a hint for an NCHW tensor."""
+        if x.dim() == 4 and x.shape[3] == self.in_channels:
+            return
+        hint = ""
+        if x.dim() == 4 and x.shape[1] == self.in_channels:
+            hint = " (it looks like NCHW: myconv takes NHWC, e.g. x.permute(0, 2, 3, 1))"
+        raise ValueError(
+            "myconv.Conv2d: input must be NHWC [N, H, W, " + str(self.in_channels) + "] (in_channels = "
+            + str(self.in_channels) + "), got shape " + str(list(x.shape)) + hint
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``activation(conv2d(x, weight) + bias)`` for NHWC ``x`` ``[N, H, W, in_channels]``."""
+        self._check_input(x)
         if self._frozen and not torch.jit.is_scripting() and not torch.compiler.is_compiling():
             self._check_frozen_weight()
         packed = self.packed_weight
         if packed is not None:
             shape = [int(v) for v in self.weight.shape]
-            if self.padding_mode == "EXPLICIT":
+            if self.padding == "EXPLICIT":
                 y = torch.ops.myconv.conv2d_prepacked(
                     x, packed, shape, self.stride, self.explicit_padding, self.dilation, self.bias
                 )
             else:
                 y = torch.ops.myconv.conv2d_prepacked(
-                    x, packed, shape, self.stride, self.padding_mode, self.dilation, self.bias
+                    x, packed, shape, self.stride, self.padding, self.dilation, self.bias
                 )
             return self._activate(y)
         # The overload (str or int[4] padding) is picked from the argument's type.
-        if self.padding_mode == "EXPLICIT":
+        if self.padding == "EXPLICIT":
             y = torch.ops.myconv.conv2d(
                 x, self.weight, self.stride, self.explicit_padding, self.dilation, self.bias
             )
         else:
             y = torch.ops.myconv.conv2d(
-                x, self.weight, self.stride, self.padding_mode, self.dilation, self.bias
+                x, self.weight, self.stride, self.padding, self.dilation, self.bias
             )
         return self._activate(y)
 
     def extra_repr(self) -> str:
         kh, kw, cg, o = self.weight.shape
-        if self.padding_mode == "EXPLICIT":
+        if self.padding == "EXPLICIT":
             t, b, l, r = self.explicit_padding
             padding = ((t, b), (l, r))
         else:
-            padding = self.padding_mode.lower()
+            padding = self.padding.lower()
         text = (
             f"{cg * self.groups}, {o}, kernel_size=({kh}, {kw}), strides={tuple(self.stride)}, "
             f"padding={padding!r}, dilation_rate={tuple(self.dilation)}, groups={self.groups}, "

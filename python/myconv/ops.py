@@ -1,13 +1,13 @@
 """TF-friendly Python wrappers over ``torch.ops.myconv.conv2d``.
 
 They only translate TensorFlow's argument spellings (``[1, s, s, 1]`` strides, nested explicit
-padding); every check on tensors and geometry happens once, in the C++ op.
+padding, a bias given as a list); every check on tensors and geometry happens once, in the C++ op.
+They are Python, not TorchScript (their arguments are unions): scripted code calls
+``torch.ops.myconv.conv2d`` itself.
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
@@ -68,13 +68,26 @@ def _explicit_padding(padding: Sequence[Sequence[int]]) -> list[int]:
     return flat
 
 
+def _bias_tensor(bias: object, input: torch.Tensor) -> Optional[torch.Tensor]:
+    """None, a tensor, or numbers (list, tuple, numpy array) as a 1-D tensor like the input."""
+    if bias is None or isinstance(bias, torch.Tensor):
+        return bias
+    try:
+        values = torch.as_tensor(bias, dtype=input.dtype, device=input.device)
+    except (TypeError, ValueError, RuntimeError):
+        values = None
+    if values is None or values.dim() != 1:
+        raise ValueError(f"myconv.conv2d: bias must be a tensor or a 1-D list/array of numbers [O], got {bias!r}")
+    return values
+
+
 def conv2d(
     input: torch.Tensor,
     filters: torch.Tensor,
     strides: IntOrSeq = 1,
     padding: Padding = "SAME",
     dilations: IntOrSeq = 1,
-    bias: torch.Tensor | None = None,
+    bias: Optional[Union[torch.Tensor, Sequence[float]]] = None,
 ) -> torch.Tensor:
     """TensorFlow's ``tf.nn.conv2d`` on PyTorch tensors: NHWC input, HWIO filters, NHWC output.
 
@@ -85,10 +98,17 @@ def conv2d(
         padding: ``"SAME"`` or ``"VALID"`` (any case), or explicit ``((top, bottom), (left, right))``
             or TF's ``[[0, 0], [top, bottom], [left, right], [0, 0]]``.
         dilations: int, ``(dh, dw)`` or ``[1, dh, dw, 1]``.
-        bias: optional ``[O]`` tensor added to every output pixel.
+        bias: optional ``[O]`` added to every output pixel: a tensor, or a list or numpy array
+            (converted to the input's dtype and device).
 
     Returns:
         Contiguous ``[N, OH, OW, O]`` tensor of the input's dtype.
+
+    Raises:
+        TypeError: input or filters not tensors, non-integer strides/dilations/padding, dtypes
+            that differ or that the kernels lack.
+        ValueError: shapes, strides, dilations or padding that do not make a convolution (the
+            message names the argument, the expected and the received value).
 
     Example:
         >>> x = torch.randn(1, 224, 224, 3)
@@ -103,6 +123,7 @@ def conv2d(
         )
     stride = _spatial_pair(strides, "strides")
     dilation = _spatial_pair(dilations, "dilations")
+    bias = _bias_tensor(bias, input)
     if isinstance(padding, str):
         return torch.ops.myconv.conv2d(input, filters, stride, padding, dilation, bias)
     return torch.ops.myconv.conv2d.explicit(
@@ -140,7 +161,7 @@ def conv2d_prepacked(
     strides: IntOrSeq = 1,
     padding: Padding = "SAME",
     dilations: IntOrSeq = 1,
-    bias: torch.Tensor | None = None,
+    bias: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """:func:`conv2d` with a filter from :func:`prepack_filter` (inference only: no gradients).
 
@@ -163,7 +184,7 @@ def output_shape(
     strides: IntOrSeq = 1,
     padding: Padding = "SAME",
     dilations: IntOrSeq = 1,
-) -> tuple[int, ...]:
+) -> tuple:
     """Shape ``(N, OH, OW, O)`` that :func:`conv2d` returns for these shapes, without computing it.
 
     It runs the op's Meta kernel, so it applies exactly the op's geometry and checks.

@@ -19,7 +19,8 @@ BAD_CALLS = [
     ("input-rank", lambda d: dict(input=_x(d, 6, 6, 4)), ValueError, r"input must be 4-D NHWC .*\[6, 6, 4\]"),
     ("filter-rank", lambda d: dict(filters=_w(d, 3, 3, 4)), ValueError, r"filter must be 4-D HWIO .*\[3, 3, 4\]"),
     ("channels-not-divisible", lambda d: dict(filters=_w(d, 3, 3, 3, 2)), ValueError,
-     r"input channels \(4\) must be divisible by the filter's in-channels .* 3"),
+     r"NHWC input \[N, H, W, C\] has C = 4 channels, which the HWIO filter \[KH, KW, C/groups, O\]'s in-channels "
+     r"\(3\) must divide; input shape \[1, 6, 6, 4\], filter shape \[3, 3, 3, 2\]"),
     ("out-not-divisible-by-groups", lambda d: dict(filters=_w(d, 3, 3, 2, 3)), ValueError,
      r"out-channels \(3\) must be divisible by groups \(2"),
     ("empty-filter", lambda d: dict(filters=_w(d, 0, 3, 4, 2)), ValueError, r"filter must be non-empty.*\[0, 3, 4, 2\]"),
@@ -27,6 +28,9 @@ BAD_CALLS = [
     ("padding-unknown", lambda d: dict(padding="FULL"), ValueError, r"padding must be \"SAME\" or \"VALID\".*got \"FULL\""),
     ("padding-explicit-string", lambda d: dict(padding="EXPLICIT"), ValueError, r"got \"EXPLICIT\"; pass explicit padding"),
     ("padding-negative", lambda d: dict(padding=((1, -1), (0, 0))), ValueError, r"explicit padding entries must be >= 0, got \[1, -1, 0, 0\]"),
+    ("bias-list-converted-then-checked", lambda d: dict(bias=[0.0, 0.0, 0.0]), ValueError,
+     r"bias must have shape \[2\].*got \[3\]"),
+    ("bias-not-numbers", lambda d: dict(bias=["a", "b"]), ValueError, r"bias must be a tensor or a 1-D list"),
     ("padding-wrong-shape", lambda d: dict(padding=((1, 1, 1), (0, 0))), ValueError, r"explicit padding must be"),
     ("padding-pads-batch", lambda d: dict(padding=[[1, 0], [1, 1], [1, 1], [0, 0]]), ValueError, r"must not pad the batch or channel"),
     ("padding-type", lambda d: dict(padding=3), TypeError, r"explicit padding must be pairs of ints"),
@@ -97,3 +101,22 @@ def test_device_mismatch():
         myconv.conv2d(x, w.cuda())
     with pytest.raises(ValueError, match=r"bias must be on the input's device cuda:0, got cpu"):
         myconv.conv2d(x.cuda(), w.cuda(), bias=torch.randn(2))
+
+
+def test_bias_as_a_list_or_array_is_converted():
+    import numpy as np
+
+    x, w = torch.randn(1, 6, 6, 4), torch.randn(3, 3, 4, 2)
+    expected = myconv.conv2d(x, w, bias=torch.tensor([0.5, -1.0]))
+    assert torch.equal(myconv.conv2d(x, w, bias=[0.5, -1.0]), expected)
+    assert torch.equal(myconv.conv2d(x, w, bias=np.array([0.5, -1.0])), expected)
+
+
+def test_layer_refuses_an_input_it_was_not_built_for():
+    layer = myconv.Conv2d(4, 4, 3)
+    with pytest.raises(ValueError, match=r"input must be NHWC \[N, H, W, 4\] .*got shape \[1, 8, 8, 8\]$"):
+        layer(torch.randn(1, 8, 8, 8))  # would be taken as 2 groups by the functional op
+    with pytest.raises(ValueError, match=r"got shape \[2, 4, 9, 9\] \(it looks like NCHW"):
+        layer(torch.randn(2, 4, 9, 9))
+    with pytest.raises(ValueError, match=r"got shape \[8, 8, 4\]"):
+        layer(torch.randn(8, 8, 4))

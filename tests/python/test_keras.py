@@ -56,7 +56,9 @@ def _reference(x, weights):
 
 def test_ported_keras_stack_matches_reference_and_fine_tunes(keras_export):
     configs, weights = _load(keras_export)
-    model = torch.nn.Sequential(*[myconv.from_keras(c, weights[c["name"]]) for c in configs])
+    # As keras.saving.serialize_keras_object gives them: the class beside the config.
+    layers = [{"class_name": "DepthwiseConv2D" if "depth_multiplier" in c else "Conv2D", "config": c} for c in configs]
+    model = torch.nn.Sequential(*[myconv.from_keras(layer, weights[layer["config"]["name"]]) for layer in layers])
     x = torch.randn(4, 15, 14, 3)
     with torch.no_grad():
         out = model(x)
@@ -78,7 +80,7 @@ def test_ported_keras_stack_matches_reference_and_fine_tunes(keras_export):
 
 def test_keras_defaults_and_repr():
     layer = myconv.Conv2d(4, 6, 3)
-    assert layer.padding_mode == "VALID" and layer.bias is not None
+    assert layer.padding == "VALID" and layer.padding_mode == "zeros" and layer.bias is not None
     assert torch.equal(layer.bias, torch.zeros(6))
     limit = (6 / (3 * 3 * (4 + 6))) ** 0.5  # Glorot uniform over the HWIO fans
     assert layer.weight.abs().max() <= limit and layer.weight.std() > limit / 3
@@ -124,13 +126,33 @@ def test_load_keras_weights_checks_shapes():
 def test_from_keras_rejects_what_it_cannot_port():
     config = dict(CONFIGS[0])
     weights = [np.zeros((3, 3, 3, 8), np.float32), np.zeros(8, np.float32)]
+
+    def port(changes=None, arrays=weights, class_name="Conv2D"):
+        return myconv.from_keras({**config, **(changes or {})}, arrays, class_name=class_name)
+
+    assert port().out_channels == 8
+    with pytest.raises(ValueError, match="the layer's class is needed .*class_name='Conv2D'"):
+        myconv.from_keras(config, weights)
+    for unsupported in ("Conv2DTranspose", "SeparableConv2D", "Dense"):
+        with pytest.raises(ValueError, match=f"Keras layer class '{unsupported}' is not supported"):
+            myconv.from_keras({"class_name": unsupported, "config": config}, weights)
     with pytest.raises(ValueError, match='data_format must be "channels_last"'):
-        myconv.from_keras({**config, "data_format": "channels_first"}, weights)
+        port({"data_format": "channels_first"})
     with pytest.raises(ValueError, match=r"weights must be \[kernel, bias\]"):
-        myconv.from_keras(config, weights[:1])
+        port(arrays=weights[:1])
+    with pytest.raises(ValueError, match=r"weights must be \[kernel\] for use_bias=False"):
+        port({"use_bias": False})
     with pytest.raises(ValueError, match="activation must be None or one of"):
-        myconv.from_keras({**config, "activation": "softmax"}, weights)
+        port({"activation": "softmax"})
     with pytest.raises(ValueError, match="kernel_size \\(5, 5\\) does not match"):
-        myconv.from_keras({**config, "kernel_size": [5, 5]}, weights)
+        port({"kernel_size": [5, 5]})
+    with pytest.raises(ValueError, match="filters 16 does not match"):
+        port({"filters": 16})
+    with pytest.raises(ValueError, match="groups must be a positive int dividing filters"):
+        port({"groups": 3})
+    with pytest.raises(ValueError, match="depth_multiplier 3 does not match"):
+        port({"depth_multiplier": 3}, class_name="DepthwiseConv2D")
+    with pytest.raises(ValueError, match="contradicts the serialized layer's class"):
+        myconv.from_keras({"class_name": "Conv2D", "config": config}, weights, class_name="DepthwiseConv2D")
     with pytest.raises(ValueError, match='padding must be "same" or "valid"'):
         myconv.Conv2d(3, 8, 3, padding="full")
