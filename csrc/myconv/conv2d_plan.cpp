@@ -21,7 +21,7 @@ void check_at_most_max(at::IntArrayRef values, const char* name) {
   for (const int64_t v : values) {
     TORCH_CHECK_VALUE(v <= geometry::kMaxGeometryValue, "myconv.conv2d: ", name, " entries must be <= 2^60 (",
                       geometry::kMaxGeometryValue, "), got ", values,
-                      "; larger values only add outputs that read nothing but padding");
+                      "; myconv refuses larger ones so that no index computation can overflow");
   }
 }
 

@@ -115,6 +115,20 @@ inline at::Tensor empty_of(c10::ArrayRef<int64_t> sizes, const at::TensorOptions
 inline at::Tensor empty_of(c10::ArrayRef<c10::SymInt> sizes, const at::TensorOptions& options) {
   return at::empty_symint(sizes, options);
 }
+// An empty input (H or W of 0) can still have outputs, when explicit padding alone holds a
+// window: every one reads only padding, so it is the bias (or zero). Fills them and returns true
+// then; the kernels never see such a call (their index math assumes a non-empty input).
+inline bool fill_reading_only_padding(const at::Tensor& input, const std::optional<at::Tensor>& bias,
+                                      at::Tensor& output) {
+  if (input.numel() > 0) return false;
+  if (bias) {
+    output.copy_(bias->expand_as(output));
+  } else {
+    output.zero_();
+  }
+  return true;
+}
+
 template <typename Int>
 c10::ArrayRef<Int> sizes_of(const at::Tensor& tensor) {
   if constexpr (std::is_same_v<Int, c10::SymInt>) {
@@ -137,7 +151,7 @@ struct Conv2dEntryPoints {
     const auto shape = check_conv2d<Int>(input, filter, bias, stride, padding, dilation);
     at::Tensor output = detail::empty_of(shape.output_sizes(), input.options());
     if constexpr (kConcrete) {
-      if (output.numel() > 0) {
+      if (output.numel() > 0 && !detail::fill_reading_only_padding(input, bias, output)) {
         forward_kernel(input, filter, bias, make_plan(shape, stride, padding, dilation), output);
       }
     }
@@ -155,16 +169,19 @@ struct Conv2dEntryPoints {
     if (output_mask[1]) grads.filter = detail::empty_of(detail::sizes_of<Int>(filter), filter.options());
     if (output_mask[2]) grads.bias = detail::empty_of(c10::ArrayRef<Int>(shape.out_channels), filter.options());
     if constexpr (kConcrete) {
-      if (grad_output.numel() > 0) {
+      if (grad_output.numel() > 0 && input.numel() > 0) {
         backward_kernel(grad_output, input, filter, make_plan(shape, stride, padding, dilation), grads);
         // The same reduction on every device: sum over N, OH, OW, accumulated in float32 for
         // half types.
         if (grads.bias.defined()) {
           grads.bias.copy_(at::sum(grad_output, {0, 1, 2}, false, at::toOpMathType(input.scalar_type())));
         }
-      } else {  // no output pixel: every gradient is zero
-        for (at::Tensor* grad : {&grads.input, &grads.filter, &grads.bias}) {
+      } else {  // no output pixel, or no input pixel (outputs that read only padding)
+        for (at::Tensor* grad : {&grads.input, &grads.filter}) {
           if (grad->defined()) grad->zero_();
+        }
+        if (grads.bias.defined()) {
+          grads.bias.copy_(at::sum(grad_output, {0, 1, 2}, false, at::toOpMathType(input.scalar_type())));
         }
       }
     }

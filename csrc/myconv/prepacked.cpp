@@ -31,9 +31,14 @@ PackedFilterHeader read_packed_header(const at::Tensor& packed) {
   TORCH_CHECK_VALUE(header.format_version == kPackedFormatVersion, "myconv.conv2d_prepacked: packed_filter has "
                     "format version ", header.format_version, ", this library reads version ", kPackedFormatVersion,
                     "; pack the filter again with myconv.prepack_filter");
-  TORCH_CHECK_VALUE(packed.numel() == kPackedHeaderBytes + header.form.payload_bytes,
-                    "myconv.conv2d_prepacked: packed_filter must hold ", kPackedHeaderBytes + header.form.payload_bytes,
-                    " bytes (its header's size), got ", packed.numel());
+  TORCH_CHECK_VALUE(header.form.payload_bytes == packed.numel() - kPackedHeaderBytes,
+                    "myconv.conv2d_prepacked: packed_filter's header gives a payload of ", header.form.payload_bytes,
+                    " bytes, the tensor holds ", packed.numel() - kPackedHeaderBytes, " after its header");
+  const auto element_bytes = static_cast<uintptr_t>(c10::elementSize(static_cast<at::ScalarType>(header.form.element_dtype)));
+  TORCH_CHECK_VALUE(reinterpret_cast<uintptr_t>(payload_of(packed)) % element_bytes == 0,
+                    "myconv.conv2d_prepacked: packed_filter's payload must be aligned to its ", element_bytes,
+                    "-byte elements (a view at an odd offset?); pass the tensor prepack_filter returned, or a "
+                    ".clone() of it");
   return header;
 }
 
@@ -89,6 +94,15 @@ Conv2dShape<Int> check_conv2d_prepacked(const at::Tensor& input, const at::Tenso
   TORCH_CHECK_VALUE(packed.is_contiguous(), "myconv.conv2d_prepacked: packed_filter must be contiguous");
   TORCH_CHECK_VALUE(packed.sym_numel() > kPackedHeaderBytes, "myconv.conv2d_prepacked: packed_filter must be "
                     "longer than its ", kPackedHeaderBytes, "-byte header, got ", packed.sym_numel(), " bytes");
+  TORCH_CHECK_VALUE(filter_shape.size() == 4, "myconv.conv2d_prepacked: filter_shape must be the HWIO shape "
+                    "[KH, KW, C/groups, O] the filter was packed from, got ", filter_shape);
+  int64_t elements = 1;
+  for (const int64_t size : filter_shape) {
+    TORCH_CHECK_VALUE(size >= 1 && !__builtin_mul_overflow(elements, size, &elements) &&
+                          elements <= kMaxPackedFilterElements,
+                      "myconv.conv2d_prepacked: filter_shape ", filter_shape, " is not the shape of a filter "
+                      "(sizes >= 1, at most 2^50 elements)");
+  }
   std::vector<Int> filter_sizes(filter_shape.begin(), filter_shape.end());
   const Conv2dShape<Int> shape = check_conv2d_shapes<Int>(detail::sizes_of<Int>(input), filter_sizes, stride,
                                                          padding, dilation);

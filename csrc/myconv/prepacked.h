@@ -41,8 +41,9 @@ struct PackedForm {
   bool operator==(const PackedForm& other) const;
 };
 
-// The first kPackedHeaderBytes of a packed filter tensor (so the payload after it stays
-// 64-byte aligned).
+// The first kPackedHeaderBytes of a packed filter tensor (so that the payload of a tensor from
+// prepack_filter starts 64-byte aligned, as the kernels read fastest; a view must at least keep
+// the payload's elements aligned).
 struct PackedFilterHeader {
   char magic[8];                    // kPackedMagic
   int32_t format_version;           // kPackedFormatVersion
@@ -51,6 +52,9 @@ struct PackedFilterHeader {
   PackedForm form;
 };
 constexpr int64_t kPackedHeaderBytes = 128;
+// The most elements a packed filter's filter_shape may describe (2^50: more memory than any
+// machine has), so that every size derived from it, padded panels included, fits in int64.
+constexpr int64_t kMaxPackedFilterElements = int64_t{1} << 50;
 static_assert(sizeof(PackedFilterHeader) <= kPackedHeaderBytes);
 constexpr char kPackedMagic[8] = {'m', 'y', 'c', 'o', 'n', 'v', 'P', 'F'};
 constexpr int32_t kPackedFormatVersion = 1;
@@ -85,25 +89,34 @@ Conv2dShape<Int> check_conv2d_prepacked(const at::Tensor& input, const at::Tenso
                                         at::IntArrayRef stride, const PaddingSpec& padding,
                                         at::IntArrayRef dilation);
 
-// A backend's prepack (filter, groups, dilation) -> packed tensor, and its convolution with one.
+// A backend's prepack (filter, groups, dilation) -> packed tensor; its check that a packed tensor
+// was made for a call (before anything is allocated: an error, never a wrong or partial result);
+// and its convolution with one.
 using PrepackKernel = at::Tensor (*)(const at::Tensor& filter, int64_t groups, at::IntArrayRef dilation);
+using PackedCheckKernel = void (*)(const at::Tensor& input, const at::Tensor& packed, const Conv2dPlan& plan);
 using Conv2dPrepackedKernel = void (*)(const at::Tensor& input, const at::Tensor& packed,
                                        const std::optional<at::Tensor>& bias, const Conv2dPlan& plan,
                                        at::Tensor& output);
 
-// prepack_filter and both overloads of conv2d_prepacked on one backend; Int = c10::SymInt and a
-// null conv kernel give the Meta backend (its prepack kernel only sizes the tensor).
-template <typename Int, PrepackKernel prepack, Conv2dPrepackedKernel conv_kernel>
+// prepack_filter and both overloads of conv2d_prepacked on one backend; Int = c10::SymInt and null
+// check and conv kernels give the Meta backend (its prepack kernel only sizes the tensor).
+template <typename Int, PrepackKernel prepack, PackedCheckKernel check_kernel, Conv2dPrepackedKernel conv_kernel>
 struct PrepackedEntryPoints {
   static at::Tensor forward(const at::Tensor& input, const at::Tensor& packed, at::IntArrayRef filter_shape,
                             at::IntArrayRef stride, const PaddingSpec& padding, at::IntArrayRef dilation,
                             const std::optional<at::Tensor>& bias) {
     const auto shape = check_conv2d_prepacked<Int>(input, packed, filter_shape, bias, stride, padding, dilation);
-    at::Tensor output = detail::empty_of(shape.output_sizes(), input.options());
     if constexpr (std::is_same_v<Int, int64_t>) {
-      if (output.numel() > 0) conv_kernel(input, packed, bias, make_plan(shape, stride, padding, dilation), output);
+      const Conv2dPlan plan = make_plan(shape, stride, padding, dilation);
+      check_kernel(input, packed, plan);
+      at::Tensor output = detail::empty_of(shape.output_sizes(), input.options());
+      if (output.numel() > 0 && !detail::fill_reading_only_padding(input, bias, output)) {
+        conv_kernel(input, packed, bias, plan, output);
+      }
+      return output;
+    } else {
+      return detail::empty_of(shape.output_sizes(), input.options());
     }
-    return output;
   }
   static at::Tensor same_or_valid(const at::Tensor& input, const at::Tensor& packed, at::IntArrayRef filter_shape,
                                   at::IntArrayRef stride, c10::string_view padding, at::IntArrayRef dilation,

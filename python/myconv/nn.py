@@ -79,6 +79,7 @@ class Conv2d(torch.nn.Module):
     _frozen: bool
     _frozen_version: int
     _frozen_data_ptr: int
+    _frozen_requires_grad: bool
 
     def __init__(
         self,
@@ -127,6 +128,7 @@ class Conv2d(torch.nn.Module):
         self._frozen = False
         self._frozen_version = 0
         self._frozen_data_ptr = 0
+        self._frozen_requires_grad = True
         # The packed weight of a frozen layer (CPU), not saved in state_dict: freeze() remakes it.
         self.register_buffer("packed_weight", None, persistent=False)
 
@@ -171,28 +173,42 @@ class Conv2d(torch.nn.Module):
 
     @torch.jit.unused
     def freeze(self) -> "Conv2d":
-        """Packs the weight once for inference and puts the layer in eval mode; returns self.
+        """Packs the weight once for inference, stops its gradient and sets eval mode; returns self.
 
         Every unfrozen call packs the weight anew (myconv never trusts a packed form it did not
         just make). A frozen layer computes with the form packed here until :meth:`unfreeze` or
-        ``train()``; if the weight is then changed in a way the layer can see (an in-place update
-        such as ``load_state_dict`` or an optimizer step, or a new tensor), its next call raises
-        instead of using the stale packed form. Writes it cannot see (``weight.data``, a numpy
-        view) are the caller's to follow with ``freeze()`` again. On CUDA, whose kernels read the
-        weight as it is, freezing keeps the weight and the same check.
+        ``train()`` (which restore the weight's ``requires_grad``). In eager mode, if the weight is
+        changed in a way the layer can see (an in-place update such as ``load_state_dict`` or an
+        optimizer step, a new tensor, ``requires_grad`` set again), its next call raises instead of
+        using the stale form. Writes it cannot see (``weight.data``, a numpy view) are the caller's
+        to follow with ``freeze()`` again. A frozen layer that is scripted, compiled or exported
+        computes with the form packed at ``freeze()`` and checks nothing: freeze final weights. A
+        copy (``copy.deepcopy``, pickling) packs its own weight again. On CUDA, whose kernels read
+        the weight as it is, freezing keeps the weight and the same check.
         """
         self.train(False)
-        weight = self.weight.detach()
-        if weight.device.type == "cpu":
-            self.packed_weight = torch.ops.myconv.prepack_filter(weight, self.groups, self.dilation)
-        self._frozen = True
-        self._frozen_version = self.weight._version
-        self._frozen_data_ptr = self.weight.data_ptr()
+        if not self._frozen:
+            self._frozen_requires_grad = self.weight.requires_grad
+        self.weight.requires_grad_(False)
+        self._pack()
         return self
 
     @torch.jit.unused
+    def _pack(self) -> None:
+        weight = self.weight.detach()
+        self.packed_weight = (
+            torch.ops.myconv.prepack_filter(weight, self.groups, self.dilation) if weight.device.type == "cpu" else None
+        )
+        self._frozen = True
+        self._frozen_version = self.weight._version
+        self._frozen_data_ptr = self.weight.data_ptr()
+
+    @torch.jit.unused
     def unfreeze(self) -> "Conv2d":
-        """Drops the packed weight: every call packs the current weight again. Returns self."""
+        """Drops the packed weight and restores its ``requires_grad``: every call packs the
+        current weight again. Returns self."""
+        if self._frozen:
+            self.weight.requires_grad_(self._frozen_requires_grad)
         self.packed_weight = None
         self._frozen = False
         return self
@@ -205,11 +221,20 @@ class Conv2d(torch.nn.Module):
         return super().train(mode)
 
     @torch.jit.unused
+    def __setstate__(self, state) -> None:
+        # A copy's weight is another tensor (and maybe another CPU's): it packs its own.
+        super().__setstate__(state)
+        if self.__dict__.get("_frozen", False):
+            self._pack()
+
+    @torch.jit.unused
     def _check_frozen_weight(self) -> None:
-        if self.weight._version != self._frozen_version or self.weight.data_ptr() != self._frozen_data_ptr:
+        if (self.weight._version != self._frozen_version or self.weight.data_ptr() != self._frozen_data_ptr
+                or self.weight.requires_grad):
             raise RuntimeError(
-                "myconv.Conv2d: the weight changed after freeze() (an in-place update or a new tensor); "
-                "call freeze() again to pack the new weight, or unfreeze() to compute with it unpacked"
+                "myconv.Conv2d: the weight changed after freeze() (an in-place update, a new tensor, or "
+                "requires_grad set again); call freeze() again to pack the new weight, or unfreeze() to "
+                "compute with it unpacked"
             )
 
     def _activate(self, y: torch.Tensor) -> torch.Tensor:

@@ -149,7 +149,7 @@ def test_cpu_prepacked_refuses_what_it_was_not_packed_for():
         myconv.conv2d_prepacked(x.double(), packed, w.shape)
     with pytest.raises(ValueError, match=r"filter_shape \[3, 3, 8, 32\] differs .* \[3, 3, 8, 24\]"):
         myconv.conv2d_prepacked(x, packed, (3, 3, 8, 32))
-    with pytest.raises(ValueError, match="must hold"):
+    with pytest.raises(ValueError, match="header gives a payload of 9216 bytes, the tensor holds 9215"):
         myconv.conv2d_prepacked(x, packed[:-1].clone(), w.shape)
     with pytest.raises(ValueError, match="not a packed filter"):
         myconv.conv2d_prepacked(x, torch.zeros_like(packed), w.shape)
@@ -258,3 +258,59 @@ def test_cpu_extreme_strides_dilations_and_paddings(size, kh, kw, depthwise, cha
     elif not allowed or None in sizes:
         with pytest.raises(ValueError, match="myconv.conv2d: "):
             myconv.conv2d(x, w, stride, padding, dilation)
+
+
+def test_cpu_crafted_packed_filters_are_refused_before_anything_is_read():
+    # A header claiming a filter whose packed size wraps int64 around to a tiny payload.
+    real = myconv.prepack_filter(torch.randn(3, 3, 1, 2), 2)
+    for shape in ([16, 2**57 + 1, 1, 2], [2**57 + 1, 16, 1, 2], [3, 3, 8, 2**40]):
+        with pytest.raises(ValueError, match=r"is not the shape of a filter|differs from the shape"):
+            myconv.conv2d_prepacked(torch.randn(1, 1, 1, 2 if shape[2] == 1 else 8), real, shape)
+    header = real[:128].clone()
+    header[96:104] = torch.tensor([255] * 7 + [127], dtype=torch.uint8)  # payload_bytes = 2^63 - 1
+    with pytest.raises(ValueError, match="header gives a payload of 9223372036854775807 bytes"):
+        myconv.conv2d_prepacked(torch.randn(1, 4, 4, 2), torch.cat([header, real[128:]]), [3, 3, 1, 2])
+    storage = torch.zeros(real.numel() + 4, dtype=torch.uint8)
+    storage[1:1 + real.numel()] = real  # a view whose float32 payload is not aligned
+    with pytest.raises(ValueError, match="aligned to its 4-byte elements"):
+        myconv.conv2d_prepacked(torch.randn(1, 4, 4, 2), storage[1:1 + real.numel()], [3, 3, 1, 2])
+
+
+def test_cpu_packed_filter_is_checked_even_when_the_output_is_empty():
+    packed = myconv.prepack_filter(torch.randn(3, 3, 4, 6))
+    with pytest.raises(TypeError, match="holds a Float filter, the input is Double"):
+        myconv.conv2d_prepacked(torch.randn(0, 6, 6, 4).double(), packed, [3, 3, 4, 6])
+    with pytest.raises(ValueError, match="not a packed filter"):
+        myconv.conv2d_prepacked(torch.randn(0, 6, 6, 4), torch.zeros_like(packed), [3, 3, 4, 6])
+
+
+def test_cpu_empty_input_with_outputs_that_read_only_padding():
+    # H = 0 yet explicit padding holds windows: every output is the bias, on every path.
+    x, w, b = torch.randn(2, 0, 5, 4), torch.randn(1, 3, 4, 6), torch.randn(6)
+    out = myconv.conv2d(x, w, 1, [[0, 0], [2, 1], [1, 1], [0, 0]], bias=b)
+    assert out.shape == (2, 3, 5, 6) and torch.equal(out, b.expand(2, 3, 5, 6))
+    packed = myconv.prepack_filter(w)
+    assert torch.equal(myconv.conv2d_prepacked(x, packed, w.shape, 1, [[0, 0], [2, 1], [1, 1], [0, 0]], bias=b), out)
+    x.requires_grad_(), w.requires_grad_(), b.requires_grad_()
+    y = myconv.conv2d(x, w, 1, [[0, 0], [2, 1], [1, 1], [0, 0]], bias=b)
+    gx, gw, gb = torch.autograd.grad(y.sum(), (x, w, b))
+    assert gx.shape == x.shape and torch.equal(gw, torch.zeros_like(w)) and torch.equal(gb, torch.full((6,), 30.0))
+
+
+def test_cpu_frozen_layer_stops_the_weight_gradient_and_copies_pack_their_own():
+    import copy
+    import pickle
+
+    layer = myconv.Conv2d(4, 6, 3, padding="same")
+    x = torch.randn(1, 5, 5, 4)
+    expected = layer(x)
+    layer.freeze()
+    assert not layer.weight.requires_grad  # visible, not a silently missing gradient
+    for twin in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        torch.testing.assert_close(twin(x), expected, rtol=0, atol=0)
+        assert twin.packed_weight.data_ptr() != layer.packed_weight.data_ptr()
+    layer.weight.requires_grad_(True)
+    with pytest.raises(RuntimeError, match="requires_grad set again"):
+        layer(x)
+    layer.freeze().unfreeze()
+    assert layer.weight.requires_grad and layer.packed_weight is None

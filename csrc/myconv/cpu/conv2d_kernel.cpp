@@ -198,12 +198,17 @@ at::Tensor prepack_filter_cpu(const at::Tensor& filter, int64_t groups, at::IntA
   return packed;
 }
 
+void check_prepacked_cpu(const at::Tensor& input, const at::Tensor& packed, const Conv2dPlan& plan) {
+  const std::array<int64_t, 4> shape{plan.kernel_h, plan.kernel_w, plan.group_in_channels, plan.out_channels};
+  check_packed_header(read_packed_header(packed), input.scalar_type(), shape,
+                      cpu_filter_form(plan, input.scalar_type()), &describe_cpu_form);
+}
+
+// (check_prepacked_cpu ran first.)
 void conv2d_prepacked_cpu(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias,
                           const Conv2dPlan& plan, at::Tensor& output) {
   const PackedFilterHeader header = read_packed_header(packed);
   const std::array<int64_t, 4> shape{plan.kernel_h, plan.kernel_w, plan.group_in_channels, plan.out_channels};
-  check_packed_header(header, input.scalar_type(), shape, cpu_filter_form(plan, input.scalar_type()),
-                      &describe_cpu_form);
   at::Tensor filter;  // the payload as the HWIO filter, for the kernels that read it as it is
   if (static_cast<FilterForm>(header.form.kind) == FilterForm::kAsIs) {
     filter = packed.narrow(0, kPackedHeaderBytes, header.form.payload_bytes).view(input.scalar_type()).view(shape);
@@ -215,7 +220,7 @@ void conv2d_prepacked_cpu(const at::Tensor& input, const at::Tensor& packed, con
 
 TORCH_LIBRARY_IMPL(myconv, CPU, m) {
   register_conv2d_kernels<conv2d_cpu, conv2d_backward_cpu>(m);
-  PrepackedEntryPoints<int64_t, prepack_filter_cpu, conv2d_prepacked_cpu>::register_all(m);
+  PrepackedEntryPoints<int64_t, prepack_filter_cpu, check_prepacked_cpu, conv2d_prepacked_cpu>::register_all(m);
 }
 
 }  // namespace cpu

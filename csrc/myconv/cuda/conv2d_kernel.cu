@@ -112,6 +112,9 @@ constexpr const char* kNoPackedForm =
 at::Tensor prepack_filter_cuda(const at::Tensor&, int64_t, at::IntArrayRef) {
   TORCH_CHECK_NOT_IMPLEMENTED(false, "myconv.prepack_filter: ", kNoPackedForm);
 }
+void check_prepacked_cuda(const at::Tensor&, const at::Tensor&, const Conv2dPlan&) {
+  TORCH_CHECK_NOT_IMPLEMENTED(false, "myconv.conv2d_prepacked: ", kNoPackedForm);
+}
 void conv2d_prepacked_cuda(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, const Conv2dPlan&,
                            at::Tensor&) {
   TORCH_CHECK_NOT_IMPLEMENTED(false, "myconv.conv2d_prepacked: ", kNoPackedForm);
@@ -121,7 +124,7 @@ void conv2d_prepacked_cuda(const at::Tensor&, const at::Tensor&, const std::opti
 
 TORCH_LIBRARY_IMPL(myconv, CUDA, m) {
   register_conv2d_kernels<conv2d_cuda, conv2d_backward_cuda>(m);
-  PrepackedEntryPoints<int64_t, prepack_filter_cuda, conv2d_prepacked_cuda>::register_all(m);
+  PrepackedEntryPoints<int64_t, prepack_filter_cuda, check_prepacked_cuda, conv2d_prepacked_cuda>::register_all(m);
 }
 
 }  // namespace cuda

@@ -25,7 +25,7 @@ at::Tensor prepack_filter_meta(const at::Tensor& filter, int64_t groups, at::Int
 
 TORCH_LIBRARY_IMPL(myconv, Meta, m) {
   Conv2dEntryPoints<c10::SymInt, nullptr, nullptr>::register_all(m);
-  PrepackedEntryPoints<c10::SymInt, prepack_filter_meta, nullptr>::register_all(m);
+  PrepackedEntryPoints<c10::SymInt, prepack_filter_meta, nullptr, nullptr>::register_all(m);
 }
 
 }  // namespace myconv

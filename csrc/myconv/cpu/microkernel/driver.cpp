@@ -1,5 +1,5 @@
 // The microkernel driver shared by every instruction set: instruction-set selection (once, at
-// load time), filter packing, and the tiling of output pixels x channel panels over threads.
+// load time) and the tiling of output pixels x channel panels over threads (packing.cpp packs).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>

@@ -2,8 +2,9 @@
 // channels (sizes per instruction set), accumulated over every (tap, input channel) of the window
 // straight from the NHWC input through per-pixel row pointers (taps in the padding point at a zero
 // row): an indirect GEMM with no im2row copy; and a depthwise kernel (AVX2, AVX-512). The kernels
-// (kernels.h) are one file per instruction set, compiled with its own flags; the driver (packing,
-// tiling, threading) is shared, and the instruction set is chosen once at load time.
+// (kernels.h) are one file per instruction set, compiled with its own flags; the driver (tiling,
+// threading) and the packing (packing.h) are shared, and the instruction set is chosen once at
+// load time.
 #pragma once
 
 #include <algorithm>
