@@ -16,11 +16,27 @@ namespace {
 // Panels written per parallel_for chunk: packing a small filter is not worth waking threads.
 constexpr int64_t kPackGrainBytes = int64_t{1} << 16;
 
+// Panel rows of kPair interleaved reduction values: dst[r * kPair + q] = value c0 + q of channel r,
+// from `src` (that channel run of value c0, consecutive values `stride` apart); zeros past `width`
+// channels and past `valid` values. Compile-time kPair: the plain copy (kPair 1) vectorises.
+template <int kPair, typename T, typename E>
+inline void pack_row(const T* src, int64_t stride, int64_t width, int64_t nr, int64_t valid, E* dst) {
+  if constexpr (kPair == 1) {
+    for (int64_t r = 0; r < width; ++r) dst[r] = static_cast<E>(src[r]);
+  } else {
+    for (int64_t r = 0; r < width; ++r) {
+      for (int q = 0; q < kPair; ++q) dst[r * kPair + q] = q < valid ? static_cast<E>(src[q * stride + r]) : E(0);
+    }
+  }
+  std::fill(dst + width * kPair, dst + nr * kPair, E(0));
+}
+
 // The panels of `filter` (contiguous HWIO of type T) as elements E: one pass, each panel row
-// written whole (channels past the group's, values past a segment's length: zeros).
-template <typename T, typename E>
+// written whole (channels past the group's, values past a segment's length: zeros). Threads take
+// whole panels; within one, the filter is read a channel run at a time, the panel written in order.
+template <int kPair, typename T, typename E>
 void pack_panels(const T* filter, const Conv2dPlan& p, const Segments& seg, const PanelLayout& layout, E* packed) {
-  const int64_t nr = layout.nr, pair = layout.pair, rows = layout.packed_length / pair;
+  const int64_t nr = layout.nr, rows = layout.packed_length / kPair;
   const int64_t panel_bytes = layout.panel_elements * static_cast<int64_t>(sizeof(E));
   at::parallel_for(0, p.groups * layout.panels, std::max<int64_t>(1, kPackGrainBytes / panel_bytes),
                    [&](int64_t begin, int64_t end) {
@@ -29,18 +45,13 @@ void pack_panels(const T* filter, const Conv2dPlan& p, const Segments& seg, cons
       E* dst = packed + gj * layout.panel_elements;
       for (int64_t s = 0; s < seg.count; ++s) {
         const T* const segment = filter + s * seg.length * p.out_channels + first_channel;
-        for (int64_t row = 0; row < rows; ++row) {
-          for (int64_t q = 0; q < pair; ++q) {
-            const int64_t c = row * pair + q;
-            if (c >= seg.length) {
-              for (int64_t r = 0; r < nr; ++r) dst[r * pair + q] = E(0);
-              continue;
-            }
-            const T* const src = segment + c * p.out_channels;
-            for (int64_t r = 0; r < width; ++r) dst[r * pair + q] = static_cast<E>(src[r]);
-            for (int64_t r = width; r < nr; ++r) dst[r * pair + q] = E(0);
+        for (int64_t row = 0; row < rows; ++row, dst += nr * kPair) {
+          const int64_t c = row * kPair;
+          if (c >= seg.length) {
+            std::fill(dst, dst + nr * kPair, E(0));
+          } else {
+            pack_row<kPair>(segment + c * p.out_channels, p.out_channels, width, nr, seg.length - c, dst);
           }
-          dst += nr * pair;
         }
       }
     }
@@ -99,12 +110,13 @@ void pack_filter(const at::Tensor& filter_tensor, const Conv2dPlan& p, const Pac
     case FilterForm::kPanels: {
       const Segments seg(p);
       const PanelLayout layout(p, seg, tile_shape(filter.scalar_type()));
+      TORCH_INTERNAL_ASSERT(layout.pair == form.pair && (form.pair == 1 || form.pair == 2));
       if (static_cast<at::ScalarType>(form.element_dtype) == at::kBFloat16) {
-        pack_panels(filter.const_data_ptr<at::BFloat16>(), p, seg, layout, static_cast<at::BFloat16*>(dst));
+        pack_panels<2>(filter.const_data_ptr<at::BFloat16>(), p, seg, layout, static_cast<at::BFloat16*>(dst));
         return;
       }
       AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, filter.scalar_type(), "myconv_pack_panels", [&] {
-        pack_panels(filter.const_data_ptr<scalar_t>(), p, seg, layout, static_cast<float*>(dst));
+        pack_panels<1>(filter.const_data_ptr<scalar_t>(), p, seg, layout, static_cast<float*>(dst));
       });
       return;
     }
