@@ -51,6 +51,18 @@ TORCH_LIBRARY(myconv, m) {
       "conv2d_backward.explicit(Tensor grad_output, Tensor input, Tensor filter, int[2] stride, "
       "int[4] padding, int[2] dilation, bool[3] output_mask) -> (Tensor, Tensor, Tensor)",
       tags);
+  // TF's conv2d_transpose (the input gradient of a conv2d, run forwards): input [N, H, W, C_in],
+  // filter [KH, KW, C_out, C_in]; output_size is TF's output_shape (spatial), or when absent
+  // Keras's Conv2DTranspose rule with output_padding. The backends run their conv2d_backward
+  // input-gradient kernel; its gradients are conv2d and conv2d_backward (autograd/).
+  m.def(
+      "conv2d_transpose(Tensor input, Tensor filter, int[]? output_size=None, int[]? output_padding=None, "
+      "int[2] stride=1, str padding=\"SAME\", int[2] dilation=1, Tensor? bias=None) -> Tensor",
+      tags);
+  m.def(
+      "conv2d_transpose.explicit(Tensor input, Tensor filter, int[]? output_size, int[]? output_padding, "
+      "int[2] stride, int[4] padding, int[2] dilation=1, Tensor? bias=None) -> Tensor",
+      tags);
   // Explicit prepacking for inference (prepacked.h): the packed filter is an ordinary uint8
   // tensor the caller keeps; filter_shape is the HWIO shape it was packed from (checked against
   // its header), so that shapes are known without reading it.
@@ -119,6 +131,27 @@ Grads conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input,
                      at::IntArrayRef, at::IntArrayRef, std::array<bool, 3>)>(
           "myconv::conv2d_backward", "explicit");
   return op.call(grad_output, input, filter, stride, padding, dilation, output_mask);
+}
+
+at::Tensor conv2d_transpose(const at::Tensor& input, const at::Tensor& filter, at::OptionalIntArrayRef output_size,
+                            at::OptionalIntArrayRef output_padding, at::IntArrayRef stride, c10::string_view padding,
+                            at::IntArrayRef dilation, const std::optional<at::Tensor>& bias) {
+  static const auto op =
+      typed_op<at::Tensor(const at::Tensor&, const at::Tensor&, at::OptionalIntArrayRef, at::OptionalIntArrayRef,
+                          at::IntArrayRef, c10::string_view, at::IntArrayRef, const std::optional<at::Tensor>&)>(
+          "myconv::conv2d_transpose", "");
+  return op.call(input, filter, output_size, output_padding, stride, padding, dilation, bias);
+}
+
+at::Tensor conv2d_transpose(const at::Tensor& input, const at::Tensor& filter, at::OptionalIntArrayRef output_size,
+                            at::OptionalIntArrayRef output_padding, at::IntArrayRef stride,
+                            std::array<int64_t, 4> padding, at::IntArrayRef dilation,
+                            const std::optional<at::Tensor>& bias) {
+  static const auto op =
+      typed_op<at::Tensor(const at::Tensor&, const at::Tensor&, at::OptionalIntArrayRef, at::OptionalIntArrayRef,
+                          at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, const std::optional<at::Tensor>&)>(
+          "myconv::conv2d_transpose", "explicit");
+  return op.call(input, filter, output_size, output_padding, stride, padding, dilation, bias);
 }
 
 at::Tensor prepack_filter(const at::Tensor& filter, int64_t groups, at::IntArrayRef dilation) {

@@ -38,6 +38,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
     at::IntArrayRef stride, std::array<int64_t, 4> padding, at::IntArrayRef dilation,
     std::array<bool, 3> output_mask = {true, true, true});
 
+// TF's conv2d_transpose: input [N, H, W, C_in], filter [KH, KW, C_out, C_in] -> [N, OH, OW, C_out],
+// the input gradient of the conv2d that maps OH x OW to H x W. output_size {OH, OW} is TF's
+// output_shape; without it, Keras's Conv2DTranspose rule (with output_padding, if given).
+at::Tensor conv2d_transpose(const at::Tensor& input, const at::Tensor& filter,
+                            at::OptionalIntArrayRef output_size = std::nullopt,
+                            at::OptionalIntArrayRef output_padding = std::nullopt, at::IntArrayRef stride = {1, 1},
+                            c10::string_view padding = "SAME", at::IntArrayRef dilation = {1, 1},
+                            const std::optional<at::Tensor>& bias = std::nullopt);
+
+// conv2d_transpose with the conv2d's explicit padding {top, bottom, left, right}.
+at::Tensor conv2d_transpose(const at::Tensor& input, const at::Tensor& filter, at::OptionalIntArrayRef output_size,
+                            at::OptionalIntArrayRef output_padding, at::IntArrayRef stride,
+                            std::array<int64_t, 4> padding, at::IntArrayRef dilation = {1, 1},
+                            const std::optional<at::Tensor>& bias = std::nullopt);
+
 // The filter packed for this process's kernels and a call with `groups` groups and `dilation`,
 // as a uint8 tensor to keep for inference (the library keeps nothing across calls itself);
 // it records what it was packed from and for, so that a mismatching use is an error.

@@ -207,6 +207,103 @@ void check_bias(const at::Tensor& input, const std::optional<at::Tensor>& bias, 
   }
 }
 
+namespace {
+
+// One axis of check_conv2d_transpose: the output size, given or by Keras's rule.
+template <typename Int>
+Int transposed_size_of_axis(const char* axis, const Int& in, int64_t k, int64_t s, int64_t d,
+                            const PaddingSpec& padding, int axis_index, at::OptionalIntArrayRef output_size,
+                            at::OptionalIntArrayRef output_padding) {
+  if (output_size.has_value()) return Int((*output_size)[axis_index]);
+  int64_t eff = 0;
+  TORCH_CHECK_VALUE(geometry::checked_effective_kernel(k, d, &eff), "myconv.conv2d_transpose: filter ", axis, " ",
+                    k, " with dilation ", d, " overflows int64");
+  const bool has_output_padding = output_padding.has_value();
+  const int64_t extra = has_output_padding ? (*output_padding)[axis_index] : 0;
+  return geometry::transposed_output_size(in, eff, s, padding.mode == PaddingSpec::Mode::kSame,
+                                          explicit_pad(padding, axis_index), has_output_padding, extra);
+}
+
+// The output sizes that would give `in` along one axis, for the error when they do not.
+std::string transposed_range_text(int64_t in, int64_t k, int64_t s, int64_t d, const PaddingSpec& padding,
+                                  int axis_index) {
+  int64_t eff = 0;
+  if (!geometry::checked_effective_kernel(k, d, &eff)) return "";
+  const geometry::IndexRange range = geometry::transposed_output_range(
+      in, eff, s, padding.mode == PaddingSpec::Mode::kSame, explicit_pad(padding, axis_index));
+  if (range.end <= range.begin) return "; no size does";
+  return range.end - range.begin == 1 ? c10::str("; ", range.begin, " would")
+                                      : c10::str("; ", range.begin, " to ", range.end - 1, " would");
+}
+std::string transposed_range_text(const c10::SymInt& in, int64_t k, int64_t s, int64_t d, const PaddingSpec& padding,
+                                  int axis_index) {
+  const auto concrete = in.maybe_as_int();
+  return concrete ? transposed_range_text(*concrete, k, s, d, padding, axis_index) : "";
+}
+
+int64_t concrete_size(const c10::SymInt& size) { return size.guard_int(__FILE__, __LINE__); }
+int64_t concrete_size(int64_t size) { return size; }
+
+}  // namespace
+
+template <typename Int>
+Conv2dShape<Int> check_conv2d_transpose(const at::Tensor& input, const at::Tensor& filter,
+                                        at::OptionalIntArrayRef output_size, at::OptionalIntArrayRef output_padding,
+                                        const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                        const PaddingSpec& padding, at::IntArrayRef dilation) {
+  check_input_dtype(input);
+  check_same_dtype_and_device(input, filter, "filter");
+  const auto in = detail::sizes_of<Int>(input);
+  const auto fs = detail::sizes_of<Int>(filter);
+  TORCH_CHECK_VALUE(in.size() == 4, "myconv.conv2d_transpose: input must be 4-D NHWC [N, H, W, C_in], got shape ",
+                    in);
+  TORCH_CHECK_VALUE(fs.size() == 4, "myconv.conv2d_transpose: filter must be 4-D [KH, KW, C_out, C_in] (TF's "
+                    "conv2d_transpose layout), got shape ", fs);
+  MYCONV_CHECK_SIZES(c10::sym_eq(fs[3], in[3]), "myconv.conv2d_transpose: filter [KH, KW, C_out, C_in] must have "
+                     "C_in = the input's channels (", in[3], "), got filter shape ", fs,
+                     " (a Keras Conv2DTranspose kernel is [KH, KW, filters, C_in] as it is)");
+  check_pair(stride, "stride");
+  check_pair(dilation, "dilation");
+  if (output_size.has_value()) {
+    TORCH_CHECK_VALUE(output_size->size() == 2, "myconv.conv2d_transpose: output_size must have 2 entries "
+                      "(height, width), got ", *output_size);
+    TORCH_CHECK_VALUE((*output_size)[0] >= 0 && (*output_size)[1] >= 0,
+                      "myconv.conv2d_transpose: output_size entries must be >= 0, got ", *output_size);
+    TORCH_CHECK_VALUE(!output_padding.has_value(), "myconv.conv2d_transpose: pass output_size (TF's output_shape) "
+                      "or output_padding (Keras's), not both");
+  }
+  if (output_padding.has_value()) {
+    TORCH_CHECK_VALUE(output_padding->size() == 2, "myconv.conv2d_transpose: output_padding must have 2 entries "
+                      "(height, width), got ", *output_padding);
+    for (int axis = 0; axis < 2; ++axis) {
+      TORCH_CHECK_VALUE((*output_padding)[axis] >= 0 && (*output_padding)[axis] < stride[axis],
+                        "myconv.conv2d_transpose: output_padding entries must be >= 0 and smaller than the "
+                        "stride ", stride, ", got ", *output_padding);
+    }
+  }
+  const int64_t kh = concrete_size(fs[0]), kw = concrete_size(fs[1]);
+  const Int out_h = transposed_size_of_axis<Int>("height", in[1], kh, stride[0], dilation[0], padding, 0,
+                                                 output_size, output_padding);
+  const Int out_w = transposed_size_of_axis<Int>("width", in[2], kw, stride[1], dilation[1], padding, 1,
+                                                 output_size, output_padding);
+  const std::vector<Int> conv_input{in[0], out_h, out_w, fs[2]};
+  const Conv2dShape<Int> shape = check_conv2d_shapes<Int>(conv_input, fs, stride, padding, dilation);
+  MYCONV_CHECK_SIZES(c10::sym_eq(shape.out_h, in[1]), "myconv.conv2d_transpose: an output height of ", out_h,
+                     " is not one the input's height ", in[1], " transposes to (conv2d maps it to ", shape.out_h, ")",
+                     transposed_range_text(in[1], kh, stride[0], dilation[0], padding, 0));
+  MYCONV_CHECK_SIZES(c10::sym_eq(shape.out_w, in[2]), "myconv.conv2d_transpose: an output width of ", out_w,
+                     " is not one the input's width ", in[2], " transposes to (conv2d maps it to ", shape.out_w, ")",
+                     transposed_range_text(in[2], kw, stride[1], dilation[1], padding, 1));
+  if (bias.has_value()) {
+    check_same_dtype_and_device(input, *bias, "bias");
+    const auto bias_sizes = detail::sizes_of<Int>(*bias);
+    TORCH_CHECK_VALUE(bias_sizes.size() == 1 && holds(c10::sym_eq(bias_sizes[0], fs[2]), __FILE__, __LINE__),
+                      "myconv.conv2d_transpose: bias must have shape [", fs[2], "] (C_out, filter.size(2)), got ",
+                      bias_sizes);
+  }
+  return shape;
+}
+
 template <typename Int>
 void check_grad_output(const at::Tensor& grad_output, const at::Tensor& input,
                        const Conv2dShape<Int>& shape) {
@@ -258,7 +355,10 @@ Conv2dPlan make_plan(const Conv2dShape<int64_t>& shape, at::IntArrayRef stride,
   template void check_grad_output<Int>(const at::Tensor&, const at::Tensor&,                    \
                                        const Conv2dShape<Int>&);                                 \
   template void check_bias<Int>(const at::Tensor&, const std::optional<at::Tensor>&,           \
-                                const Conv2dShape<Int>&);
+                                const Conv2dShape<Int>&);                                        \
+  template Conv2dShape<Int> check_conv2d_transpose<Int>(                                        \
+      const at::Tensor&, const at::Tensor&, at::OptionalIntArrayRef, at::OptionalIntArrayRef,    \
+      const std::optional<at::Tensor>&, at::IntArrayRef, const PaddingSpec&, at::IntArrayRef);
 MYCONV_INSTANTIATE(int64_t)
 MYCONV_INSTANTIATE(c10::SymInt)
 #undef MYCONV_INSTANTIATE

@@ -7,6 +7,7 @@
 #include <ATen/OpMathType.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/sum.h>
+#include <ATen/ops/zeros.h>
 #include <c10/core/SymInt.h>
 #include <torch/library.h>
 
@@ -56,6 +57,16 @@ template <typename Int>
 Conv2dShape<Int> check_conv2d(const at::Tensor& input, const at::Tensor& filter,
                               const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                               const PaddingSpec& padding, at::IntArrayRef dilation);
+
+// conv2d_transpose's checks: input [N, H, W, C_in], filter [KH, KW, C_out, C_in] (TF's layout,
+// the HWIO filter of the conv2d it transposes), the output's spatial size given (TF's
+// output_shape: that conv2d must map it back to H x W) or from Keras's rule (with output_padding),
+// the bias [C_out]. Returns the shape of that conv2d, whose input is the transposed op's output.
+template <typename Int>
+Conv2dShape<Int> check_conv2d_transpose(const at::Tensor& input, const at::Tensor& filter,
+                                        at::OptionalIntArrayRef output_size, at::OptionalIntArrayRef output_padding,
+                                        const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                        const PaddingSpec& padding, at::IntArrayRef dilation);
 
 // The input's dtype is one the kernels compute in (float32, float64, float16, bfloat16).
 void check_input_dtype(const at::Tensor& input);
@@ -188,6 +199,29 @@ struct Conv2dEntryPoints {
     return {grads.input, grads.filter, grads.bias};
   }
 
+  // conv2d_transpose: the input gradient of the conv2d whose input has this op's output shape,
+  // with this op's input as that conv2d's grad_output (backward_kernel computes only it), plus bias.
+  static at::Tensor transpose(const at::Tensor& input, const at::Tensor& filter,
+                              at::OptionalIntArrayRef output_size, at::OptionalIntArrayRef output_padding,
+                              at::IntArrayRef stride, const PaddingSpec& padding, at::IntArrayRef dilation,
+                              const std::optional<at::Tensor>& bias) {
+    const auto shape =
+        check_conv2d_transpose<Int>(input, filter, output_size, output_padding, bias, stride, padding, dilation);
+    at::Tensor output = detail::empty_of(std::vector<Int>{shape.batch, shape.in_h, shape.in_w, shape.in_channels},
+                                         input.options());
+    if constexpr (kConcrete) {
+      if (output.numel() > 0) {
+        Conv2dGrads grads;
+        grads.input = output;
+        // The conv2d's input: only its sizes are read when only grad_input is computed.
+        const at::Tensor conv_input = at::zeros({}, input.options()).expand(output.sizes());
+        backward_kernel(input, conv_input, filter, make_plan(shape, stride, padding, dilation), grads);
+        if (bias) output.add_(*bias);
+      }
+    }
+    return output;
+  }
+
   static PaddingSpec padding_of(c10::string_view padding) {
     return parse_padding_mode(std::string_view(padding.data(), padding.size()));
   }
@@ -217,12 +251,31 @@ struct Conv2dEntryPoints {
                     output_mask);
   }
 
-  // Registers every overload of myconv::conv2d and myconv::conv2d_backward for one dispatch key.
+  static at::Tensor transpose_same_or_valid(const at::Tensor& input, const at::Tensor& filter,
+                                            at::OptionalIntArrayRef output_size,
+                                            at::OptionalIntArrayRef output_padding, at::IntArrayRef stride,
+                                            c10::string_view padding, at::IntArrayRef dilation,
+                                            const std::optional<at::Tensor>& bias) {
+    return transpose(input, filter, output_size, output_padding, stride, padding_of(padding), dilation, bias);
+  }
+  static at::Tensor transpose_explicit_padding(const at::Tensor& input, const at::Tensor& filter,
+                                               at::OptionalIntArrayRef output_size,
+                                               at::OptionalIntArrayRef output_padding, at::IntArrayRef stride,
+                                               at::IntArrayRef padding, at::IntArrayRef dilation,
+                                               const std::optional<at::Tensor>& bias) {
+    return transpose(input, filter, output_size, output_padding, stride, parse_explicit_padding(padding), dilation,
+                     bias);
+  }
+
+  // Registers every overload of myconv::conv2d, conv2d_backward and conv2d_transpose for one
+  // dispatch key.
   static void register_all(torch::Library& m) {
     m.impl("conv2d", &same_or_valid);
     m.impl("conv2d.explicit", &explicit_padding);
     m.impl("conv2d_backward", &backward_same_or_valid);
     m.impl("conv2d_backward.explicit", &backward_explicit_padding);
+    m.impl("conv2d_transpose", &transpose_same_or_valid);
+    m.impl("conv2d_transpose.explicit", &transpose_explicit_padding);
   }
 };
 

@@ -118,6 +118,34 @@ MYCONV_HOST_DEVICE constexpr int64_t output_index(int64_t in, int64_t s, int64_t
   return shifted >= 0 && shifted % s == 0 ? shifted / s : -1;
 }
 
+// The transposed convolution (conv2d_transpose) runs a conv2d backwards: its output has the size
+// of a conv2d input whose output is the transposed op's input. Two rules pick that size.
+
+// Keras's Conv2DTranspose rule along one axis (keras.src.backend.common.backend_utils.
+// compute_conv_transpose_output_length) for a transposed input of size `in`: without
+// output_padding, SAME gives in * s and VALID in * s + max(eff - s, 0); with it, the exact
+// (in - 1) * s + eff - 2 * pad + output_padding, pad = eff / 2 for SAME and 0 for VALID. Explicit
+// padding (not Keras's) takes the exact form with pad = before + after (no output_padding: 0).
+template <typename Int>
+constexpr Int transposed_output_size(const Int& in, int64_t eff, int64_t s, bool same, Padding pad,
+                                     bool has_output_padding, int64_t output_padding) {
+  if (same && !has_output_padding) return in * s;
+  if (!same && pad.before == 0 && pad.after == 0 && !has_output_padding) {
+    return in * s + (eff > s ? eff - s : 0);
+  }
+  const int64_t removed = same ? 2 * (eff / 2) : pad.before + pad.after;
+  return (in - 1) * s + (eff - removed + output_padding);
+}
+
+// TF's output_shape rule: the conv2d input sizes along one axis whose output size is `out`, the
+// sizes a transposed convolution of input size `out` may produce: [begin, end) (for errors).
+// SAME: ceil(in / s) = out; explicit/VALID: floor((in + before + after - eff) / s) + 1 = out.
+inline IndexRange transposed_output_range(int64_t out, int64_t eff, int64_t s, bool same, Padding pad) {
+  if (same) return out == 0 ? IndexRange{0, 1} : IndexRange{(out - 1) * s + 1, out * s + 1};
+  const int64_t first = (out - 1) * s + eff - pad.before - pad.after;
+  return {first < 0 ? 0 : first, first + s < 0 ? 0 : first + s};
+}
+
 // Overflow-checked effective_kernel for validating user input; false when it does not fit.
 inline bool checked_effective_kernel(int64_t k, int64_t d, int64_t* eff) {
   int64_t span = 0;

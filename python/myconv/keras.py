@@ -1,15 +1,16 @@
-"""Keras weight import: a ``myconv.Conv2d`` from a Keras ``Conv2D`` or ``DepthwiseConv2D`` layer's
-config and ``get_weights()``, with no TensorFlow needed (numpy arrays or tensors)."""
+"""Keras weight import: a ``myconv.Conv2d`` from a Keras ``Conv2D`` or ``DepthwiseConv2D`` layer, or a
+``myconv.Conv2DTranspose`` from a ``Conv2DTranspose``, given its config and ``get_weights()``, with no
+TensorFlow needed (numpy arrays or tensors)."""
 
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union
 
 import torch
 
-from myconv.nn import ACTIVATIONS, Conv2d
+from myconv.nn import ACTIVATIONS, Conv2d, Conv2DTranspose
 
 #: The Keras layer classes from_keras ports.
-SUPPORTED_CLASSES = ("Conv2D", "DepthwiseConv2D")
+SUPPORTED_CLASSES = ("Conv2D", "DepthwiseConv2D", "Conv2DTranspose")
 
 
 def _pair(value: Any, name: str, class_name: str) -> tuple:
@@ -39,8 +40,10 @@ def _class_and_config(layer: Mapping, class_name: Optional[str]) -> tuple:
 
 
 def from_keras(layer: Mapping, weights: Sequence, *, class_name: Optional[str] = None,
-               dtype: Optional[torch.dtype] = None, device: Optional[Union[torch.device, str]] = None) -> Conv2d:
-    """Builds a ``myconv.Conv2d`` equal to a Keras ``Conv2D`` or ``DepthwiseConv2D`` layer.
+               dtype: Optional[torch.dtype] = None,
+               device: Optional[Union[torch.device, str]] = None) -> Union[Conv2d, Conv2DTranspose]:
+    """Builds a ``myconv.Conv2d`` equal to a Keras ``Conv2D`` or ``DepthwiseConv2D`` layer, or a
+    ``myconv.Conv2DTranspose`` equal to a Keras ``Conv2DTranspose``.
 
     Args:
         layer: ``keras.saving.serialize_keras_object(layer)`` (a dict with ``class_name`` and
@@ -48,17 +51,19 @@ def from_keras(layer: Mapping, weights: Sequence, *, class_name: Optional[str] =
         weights: the layer's ``get_weights()``: ``[kernel]`` or ``[kernel, bias]``. A ``Conv2D``
             kernel is HWIO ``[KH, KW, C/groups, filters]``; a ``DepthwiseConv2D`` kernel
             ``[KH, KW, C, depth_multiplier]`` becomes ``[KH, KW, 1, C * depth_multiplier]`` (output
-            channel ``c * depth_multiplier + j``, Keras's order).
-        class_name: ``"Conv2D"`` or ``"DepthwiseConv2D"`` when ``layer`` is a bare config.
+            channel ``c * depth_multiplier + j``, Keras's order); a ``Conv2DTranspose`` kernel
+            ``[KH, KW, filters, C]`` is used as it is.
+        class_name: ``"Conv2D"``, ``"DepthwiseConv2D"`` or ``"Conv2DTranspose"`` when ``layer`` is a
+            bare config.
         dtype, device: of the new layer; by default the kernel's dtype and the CPU.
 
     Returns:
         The layer, weights loaded, in training mode like any new module.
 
     Raises:
-        ValueError: a class other than Conv2D/DepthwiseConv2D (named), ``channels_first``, an
-            activation the layer does not have, or a config field that contradicts the weights
-            (``filters``, ``kernel_size``, ``depth_multiplier``, ``groups``, ``use_bias``).
+        ValueError: a class other than these three (named), ``channels_first``, an activation the
+            layer does not have, or a config field that contradicts the weights (``filters``,
+            ``kernel_size``, ``depth_multiplier``, ``groups``, ``use_bias``, ``output_padding``).
         TypeError: ``layer`` is not a dict.
 
     Example:
@@ -96,6 +101,26 @@ def from_keras(layer: Mapping, weights: Sequence, *, class_name: Optional[str] =
     if "kernel_size" in config and _pair(config["kernel_size"], "kernel_size", class_name) != (kh, kw):
         raise ValueError(f"myconv.from_keras: kernel_size {tuple(config['kernel_size'])} does not match the kernel's "
                          f"shape {tuple(kernel.shape)}")
+    if class_name == "Conv2DTranspose":
+        if config.get("filters", in_per_group) != in_per_group:
+            raise ValueError(f"myconv.from_keras: filters {config['filters']!r} does not match the kernel's shape "
+                             f"{tuple(kernel.shape)} ([KH, KW, filters, C])")
+        if config.get("groups", 1) != 1:
+            raise ValueError(f"myconv.from_keras: Conv2DTranspose groups must be 1, got {config['groups']!r}")
+        padding = config.get("padding", "valid")
+        output_padding = config.get("output_padding")
+        layer_module = Conv2DTranspose(
+            last, in_per_group, (kh, kw),
+            strides=_pair(config.get("strides", 1), "strides", class_name),
+            padding=padding,
+            output_padding=None if output_padding is None else _pair(output_padding, "output_padding", class_name),
+            dilation_rate=_pair(config.get("dilation_rate", 1), "dilation_rate", class_name),
+            activation=activation,
+            use_bias=use_bias,
+            dtype=dtype or (kernel.dtype if kernel.is_floating_point() else None),
+            device=device,
+        )
+        return layer_module.load_keras_weights(kernel, weights[1] if use_bias else None)
     if class_name == "DepthwiseConv2D":
         multiplier = config.get("depth_multiplier", 1)
         if multiplier != last:

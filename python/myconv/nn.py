@@ -23,9 +23,81 @@ def _as_tensor(value, name: str) -> torch.Tensor:
         return torch.as_tensor(value)
     except (TypeError, RuntimeError, ValueError):
         raise TypeError(
-            f"myconv.Conv2d.load_keras_weights: {name} must be a numpy array or a tensor, "
+            f"myconv: load_keras_weights: {name} must be a numpy array or a tensor, "
             f"got {type(value).__name__}"
         ) from None
+
+
+def _apply_activation(y: torch.Tensor, activation: str) -> torch.Tensor:
+    """The layers' activation by its (normalised) name; "linear": none."""
+    if activation == "relu":
+        return torch.relu(y)
+    if activation == "relu6":
+        return torch.nn.functional.relu6(y)
+    if activation == "sigmoid":
+        return torch.sigmoid(y)
+    if activation == "tanh":
+        return torch.tanh(y)
+    if activation == "softplus":
+        return torch.nn.functional.softplus(y)
+    if activation == "elu":
+        return torch.nn.functional.elu(y)
+    if activation == "gelu":
+        return torch.nn.functional.gelu(y)
+    if activation == "silu":
+        return torch.nn.functional.silu(y)
+    return y
+
+
+def _activation_name(activation: Optional[str], layer: str) -> str:
+    name = "linear" if activation is None else activation
+    if name not in ACTIVATIONS:
+        raise ValueError(f"myconv.{layer}: activation must be None or one of {ACTIVATIONS}, got {activation!r}")
+    return "silu" if name == "swish" else name
+
+
+def _padding_mode(padding: Padding, layer: str) -> "tuple[str, List[int]]":
+    """("SAME" | "VALID" | "EXPLICIT", [top, bottom, left, right] for explicit)."""
+    if isinstance(padding, str):
+        if padding.upper() not in ("SAME", "VALID"):
+            raise ValueError(f'myconv.{layer}: padding must be "same" or "valid", got "{padding}"')
+        return padding.upper(), []
+    return "EXPLICIT", _explicit_padding(padding)
+
+
+def _load_keras_weights(layer: torch.nn.Module, kernel, bias, layout: str) -> None:
+    """Copies a Keras kernel (in the layer's own layout) and bias after checking both shapes."""
+    name = type(layer).__name__
+    kernel = _as_tensor(kernel, "kernel")
+    if tuple(kernel.shape) != tuple(layer.weight.shape):
+        raise ValueError(
+            f"myconv.{name}.load_keras_weights: kernel must have shape {tuple(layer.weight.shape)} ({layout}), "
+            f"got {tuple(kernel.shape)}"
+        )
+    if (bias is None) != (layer.bias is None):
+        raise ValueError(
+            f"myconv.{name}.load_keras_weights: "
+            + ("this layer has a bias (use_bias=True): pass bias" if bias is None
+               else "this layer has no bias (use_bias=False), got a bias")
+        )
+    if layer.bias is not None:  # checked before anything is copied: no half-loaded layer
+        bias = _as_tensor(bias, "bias")
+        if tuple(bias.shape) != tuple(layer.bias.shape):
+            raise ValueError(
+                f"myconv.{name}.load_keras_weights: bias must have shape {tuple(layer.bias.shape)}, "
+                f"got {tuple(bias.shape)}"
+            )
+    with torch.no_grad():
+        layer.weight.copy_(kernel)
+        if layer.bias is not None:
+            layer.bias.copy_(bias)
+
+
+def _glorot_uniform_(weight: torch.Tensor) -> None:
+    """Keras's default kernel initializer: fans of a 4-D kernel are KH * KW * each of its last two sizes."""
+    kh, kw, a, b = weight.shape
+    limit = math.sqrt(6.0 / (kh * kw * (a + b)))
+    torch.nn.init.uniform_(weight, -limit, limit)
 
 
 class Conv2d(torch.nn.Module):
@@ -107,18 +179,8 @@ class Conv2d(torch.nn.Module):
         self.stride = _spatial_pair(strides, "strides")
         self.dilation = _spatial_pair(dilation_rate, "dilation_rate")
         self.groups = groups
-        if isinstance(padding, str):
-            if padding.upper() not in ("SAME", "VALID"):
-                raise ValueError(f'myconv.Conv2d: padding must be "same" or "valid", got "{padding}"')
-            self.padding = padding.upper()
-            self.explicit_padding = []
-        else:
-            self.padding = "EXPLICIT"
-            self.explicit_padding = _explicit_padding(padding)
-        name = "linear" if activation is None else activation
-        if name not in ACTIVATIONS:
-            raise ValueError(f"myconv.Conv2d: activation must be None or one of {ACTIVATIONS}, got {activation!r}")
-        self.activation = "silu" if name == "swish" else name
+        self.padding, self.explicit_padding = _padding_mode(padding, "Conv2d")
+        self.activation = _activation_name(activation, "Conv2d")
         factory = {"device": device, "dtype": dtype}
         self.weight = torch.nn.Parameter(torch.empty(kh, kw, in_channels // groups, out_channels, **factory))
         self.bias: Optional[torch.nn.Parameter] = (
@@ -134,9 +196,7 @@ class Conv2d(torch.nn.Module):
 
     def reset_parameters(self) -> None:
         """Keras's defaults: Glorot-uniform kernel (fans of the HWIO shape) and zero bias."""
-        kh, kw, cg, o = self.weight.shape
-        limit = math.sqrt(6.0 / (kh * kw * (cg + o)))
-        torch.nn.init.uniform_(self.weight, -limit, limit)
+        _glorot_uniform_(self.weight)
         if self.bias is not None:
             torch.nn.init.zeros_(self.bias)
 
@@ -146,29 +206,7 @@ class Conv2d(torch.nn.Module):
 
         Accepts numpy arrays or tensors; shapes must match this layer's exactly. Returns self.
         """
-        kernel = _as_tensor(kernel, "kernel")
-        if tuple(kernel.shape) != tuple(self.weight.shape):
-            raise ValueError(
-                f"myconv.Conv2d.load_keras_weights: kernel must have shape "
-                f"{tuple(self.weight.shape)} (HWIO), got {tuple(kernel.shape)}"
-            )
-        if (bias is None) != (self.bias is None):
-            raise ValueError(
-                "myconv.Conv2d.load_keras_weights: "
-                + ("this layer has a bias (use_bias=True): pass bias" if bias is None
-                   else "this layer has no bias (use_bias=False), got a bias")
-            )
-        if self.bias is not None:  # checked before anything is copied: no half-loaded layer
-            bias = _as_tensor(bias, "bias")
-            if tuple(bias.shape) != tuple(self.bias.shape):
-                raise ValueError(
-                    f"myconv.Conv2d.load_keras_weights: bias must have shape "
-                    f"{tuple(self.bias.shape)}, got {tuple(bias.shape)}"
-                )
-        with torch.no_grad():
-            self.weight.copy_(kernel)
-            if self.bias is not None:
-                self.bias.copy_(bias)
+        _load_keras_weights(self, kernel, bias, "HWIO")
         return self
 
     @torch.jit.unused
@@ -238,23 +276,7 @@ class Conv2d(torch.nn.Module):
             )
 
     def _activate(self, y: torch.Tensor) -> torch.Tensor:
-        if self.activation == "relu":
-            return torch.relu(y)
-        if self.activation == "relu6":
-            return torch.nn.functional.relu6(y)
-        if self.activation == "sigmoid":
-            return torch.sigmoid(y)
-        if self.activation == "tanh":
-            return torch.tanh(y)
-        if self.activation == "softplus":
-            return torch.nn.functional.softplus(y)
-        if self.activation == "elu":
-            return torch.nn.functional.elu(y)
-        if self.activation == "gelu":
-            return torch.nn.functional.gelu(y)
-        if self.activation == "silu":
-            return torch.nn.functional.silu(y)
-        return y
+        return _apply_activation(y, self.activation)
 
     def _check_input(self, x: torch.Tensor) -> None:
         """Keras's input spec: [N, H, W, in_channels], with a hint for an NCHW tensor."""
@@ -307,5 +329,109 @@ class Conv2d(torch.nn.Module):
             f"{cg * self.groups}, {o}, kernel_size=({kh}, {kw}), strides={tuple(self.stride)}, "
             f"padding={padding!r}, dilation_rate={tuple(self.dilation)}, groups={self.groups}, "
             f"use_bias={self.bias is not None}"
+        )
+        return text if self.activation == "linear" else f"{text}, activation={self.activation!r}"
+
+
+class Conv2DTranspose(torch.nn.Module):
+    """Keras's ``Conv2DTranspose`` on NHWC tensors, with Keras's kernel layout
+    ``weight`` ``[KH, KW, filters, in_channels]`` (TF's ``conv2d_transpose`` filter), as is.
+
+    The output size follows Keras: without ``output_padding``, ``H * s`` for ``"same"`` and
+    ``H * s + max(dilated kernel - s, 0)`` for ``"valid"``; with it, exactly
+    ``(H - 1) * s + dilated kernel - 2 * pad + output_padding`` (pad: kernel // 2 for same, 0 for
+    valid). The computation is TF's ``conv2d_transpose`` with that output size
+    (:func:`myconv.conv2d_transpose`). Scriptable with ``torch.jit.script``.
+
+    Args:
+        in_channels: C of the NHWC input; a call with another channel count is refused.
+        filters: output channels.
+        kernel_size, strides, dilation_rate: int or 2 ints.
+        padding: ``"valid"`` (default) or ``"same"``.
+        output_padding: None, an int or 2 ints, each smaller than its stride.
+        activation: None or one of ``ACTIVATIONS``; use_bias: add a bias ``[filters]``.
+        device, dtype: of the weight and bias (Glorot-uniform weight, zero bias, as Keras).
+
+    Raises:
+        ValueError: an unknown padding or activation, an output_padding not below the stride,
+            and, when called, an input that is not ``[N, H, W, in_channels]``.
+
+    Example:
+        >>> up = myconv.Conv2DTranspose(16, 8, 3, strides=2, padding="same")
+        >>> up(torch.randn(1, 10, 12, 16)).shape
+        torch.Size([1, 20, 24, 8])
+    """
+
+    in_channels: int
+    out_channels: int
+    kernel_size: List[int]
+    stride: List[int]
+    dilation: List[int]
+    padding: str
+    output_padding: List[int]
+    activation: str
+
+    def __init__(
+        self,
+        in_channels: int,
+        filters: int,
+        kernel_size: IntOrSeq,
+        strides: IntOrSeq = 1,
+        padding: str = "valid",
+        output_padding: Optional[IntOrSeq] = None,
+        dilation_rate: IntOrSeq = 1,
+        activation: Optional[str] = None,
+        use_bias: bool = True,
+        device: Optional[Union[torch.device, str]] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        super().__init__()
+        kh, kw = _spatial_pair(kernel_size, "kernel_size")
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, filters, [kh, kw]
+        self.stride = _spatial_pair(strides, "strides")
+        self.dilation = _spatial_pair(dilation_rate, "dilation_rate")
+        if not isinstance(padding, str):
+            raise ValueError(f'myconv.Conv2DTranspose: padding must be "same" or "valid", got {padding!r}')
+        self.padding, _ = _padding_mode(padding, "Conv2DTranspose")
+        self.output_padding = [] if output_padding is None else _spatial_pair(output_padding, "output_padding")
+        if any(not 0 <= p < s for p, s in zip(self.output_padding, self.stride)):
+            raise ValueError(f"myconv.Conv2DTranspose: output_padding must be >= 0 and smaller than strides "
+                             f"{tuple(self.stride)}, got {output_padding!r}")
+        self.activation = _activation_name(activation, "Conv2DTranspose")
+        factory = {"device": device, "dtype": dtype}
+        self.weight = torch.nn.Parameter(torch.empty(kh, kw, filters, in_channels, **factory))
+        self.bias: Optional[torch.nn.Parameter] = (
+            torch.nn.Parameter(torch.zeros(filters, **factory)) if use_bias else None
+        )
+        _glorot_uniform_(self.weight)
+
+    @torch.jit.unused
+    def load_keras_weights(self, kernel, bias=None) -> "Conv2DTranspose":
+        """Copies a Keras ``Conv2DTranspose`` kernel ``[KH, KW, filters, in_channels]`` and bias
+        (numpy arrays or tensors; shapes must match exactly). Returns self."""
+        _load_keras_weights(self, kernel, bias, "[KH, KW, filters, in_channels]")
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``activation(conv2d_transpose(x, weight) + bias)`` for NHWC ``x`` ``[N, H, W, in_channels]``."""
+        if x.dim() != 4 or x.shape[3] != self.in_channels:
+            raise ValueError(
+                "myconv.Conv2DTranspose: input must be NHWC [N, H, W, " + str(self.in_channels) + "], got shape "
+                + str(list(x.shape))
+            )
+        output_padding: Optional[List[int]] = None
+        if len(self.output_padding) == 2:
+            output_padding = self.output_padding
+        y = torch.ops.myconv.conv2d_transpose(
+            x, self.weight, None, output_padding, self.stride, self.padding, self.dilation, self.bias
+        )
+        return _apply_activation(y, self.activation)
+
+    def extra_repr(self) -> str:
+        kh, kw = self.kernel_size
+        text = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size=({kh}, {kw}), strides={tuple(self.stride)}, "
+            f"padding={self.padding.lower()!r}, output_padding={tuple(self.output_padding) or None}, "
+            f"dilation_rate={tuple(self.dilation)}, use_bias={self.bias is not None}"
         )
         return text if self.activation == "linear" else f"{text}, activation={self.activation!r}"

@@ -131,6 +131,71 @@ def conv2d(
     )
 
 
+def conv2d_transpose(
+    input: torch.Tensor,
+    filters: torch.Tensor,
+    output_shape: Optional[Sequence[int]] = None,
+    strides: IntOrSeq = 1,
+    padding: Padding = "SAME",
+    dilations: IntOrSeq = 1,
+    bias: Optional[Union[torch.Tensor, Sequence[float]]] = None,
+) -> torch.Tensor:
+    """TensorFlow's ``tf.nn.conv2d_transpose`` on PyTorch tensors (NHWC): the gradient of
+    :func:`conv2d` with respect to its input, computed forwards.
+
+    Args:
+        input: ``[N, H, W, C_in]``.
+        filters: ``[KH, KW, C_out, C_in]``, TF's (and Keras ``Conv2DTranspose``'s) layout as is.
+        output_shape: TF's ``[N, OH, OW, C_out]`` or just ``(OH, OW)``: a size that
+            ``conv2d(<that shape>, filters, strides, padding, dilations)`` maps to H x W; None:
+            Keras's default (``H * s`` for SAME, ``H * s + max(dilated kernel - s, 0)`` for VALID,
+            ``(H - 1) * s + dilated kernel - top - bottom`` for explicit padding).
+        strides, padding, dilations: the forward convolution's, in :func:`conv2d`'s forms.
+        bias: optional ``[C_out]``.
+
+    Returns:
+        ``[N, OH, OW, C_out]`` of the input's dtype.
+
+    Raises:
+        ValueError: an output_shape the forward convolution does not map back to the input's size
+            (the message names the sizes that would), a filter whose last size is not C_in, bad
+            strides, dilations or padding.
+
+    Example:
+        >>> x, w = torch.randn(1, 8, 8, 16), torch.randn(3, 3, 4, 16)
+        >>> myconv.conv2d_transpose(x, w, (1, 16, 16, 4), strides=2, padding="SAME").shape
+        torch.Size([1, 16, 16, 4])
+    """
+    if not isinstance(input, torch.Tensor) or not isinstance(filters, torch.Tensor):
+        raise TypeError(
+            "myconv.conv2d_transpose: input and filters must be torch.Tensor, got "
+            f"{type(input).__name__} and {type(filters).__name__}"
+        )
+    stride = _spatial_pair(strides, "strides")
+    dilation = _spatial_pair(dilations, "dilations")
+    bias = _bias_tensor(bias, input)
+    size = None
+    if output_shape is not None:
+        shape = [int(v) for v in output_shape]
+        if len(shape) == 4:
+            expected = (input.shape[0] if input.dim() == 4 else None, filters.shape[2] if filters.dim() == 4 else None)
+            if (shape[0], shape[3]) != expected:
+                raise ValueError(
+                    f"myconv.conv2d_transpose: output_shape {shape} must have the input's batch and the filter's "
+                    f"C_out (filters.shape[2]): [{expected[0]}, OH, OW, {expected[1]}]"
+                )
+            shape = shape[1:3]
+        if len(shape) != 2:
+            raise ValueError(f"myconv.conv2d_transpose: output_shape must be [N, OH, OW, C_out] or (OH, OW), "
+                             f"got {list(output_shape)}")
+        size = shape
+    if isinstance(padding, str):
+        return torch.ops.myconv.conv2d_transpose(input, filters, size, None, stride, padding, dilation, bias)
+    return torch.ops.myconv.conv2d_transpose.explicit(
+        input, filters, size, None, stride, _explicit_padding(padding), dilation, bias
+    )
+
+
 def prepack_filter(filters: torch.Tensor, groups: int = 1, dilations: IntOrSeq = 1) -> torch.Tensor:
     """The filter packed once for inference: a 1-D uint8 tensor for :func:`conv2d_prepacked`.
 

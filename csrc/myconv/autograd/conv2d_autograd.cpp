@@ -191,6 +191,63 @@ Grads conv2d_backward_explicit_autograd(const at::Tensor& grad_output, const at:
                   output_mask);
 }
 
+// conv2d_transpose y = T(x, w) + b is the adjoint of conv2d in its input: <T(x, w), g> = <x, conv(g, w)>.
+// So dx = conv2d(dy, w), dw = conv2d_backward(x, dy, w)[1] (the filter gradient of conv(dy, w) for
+// grad_output x) and db = sum(dy); both built from the ops, so double backward works too.
+template <typename Padding>
+class Conv2dTransposeFunction : public torch::autograd::Function<Conv2dTransposeFunction<Padding>> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& filter,
+                            at::OptionalIntArrayRef output_size, at::OptionalIntArrayRef output_padding,
+                            at::IntArrayRef stride, Padding padding, at::IntArrayRef dilation,
+                            const std::optional<at::Tensor>& bias) {
+    ctx->save_for_backward({input, filter});
+    save_geometry(ctx, stride, padding, dilation);
+    ctx->saved_data["has_bias"] = bias.has_value();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return conv2d_transpose(input, filter, output_size, output_padding, stride, padding, dilation, bias);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& input = saved[0];
+    const at::Tensor& filter = saved[1];
+    const at::Tensor& grad_output = grads[0];
+    at::Tensor grad_input, grad_filter, grad_bias;
+    if (ctx->needs_input_grad(0)) {
+      grad_input = with_geometry(ctx, [&](auto... geometry) { return conv2d(grad_output, filter, geometry...); });
+    }
+    if (ctx->needs_input_grad(1)) {
+      grad_filter = std::get<1>(with_geometry(ctx, [&](auto... geometry) {
+        return conv2d_backward(input, grad_output, filter, geometry..., {false, true, false});
+      }));
+    }
+    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) {
+      grad_bias = at::sum(grad_output, {0, 1, 2}, false, at::toOpMathType(grad_output.scalar_type()))
+                      .to(grad_output.scalar_type());
+    }
+    return {grad_input, grad_filter, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), grad_bias};
+  }
+};
+
+at::Tensor conv2d_transpose_autograd(const at::Tensor& input, const at::Tensor& filter,
+                                     at::OptionalIntArrayRef output_size, at::OptionalIntArrayRef output_padding,
+                                     at::IntArrayRef stride, c10::string_view padding, at::IntArrayRef dilation,
+                                     const std::optional<at::Tensor>& bias) {
+  return Conv2dTransposeFunction<c10::string_view>::apply(input, filter, output_size, output_padding, stride,
+                                                          padding, dilation, bias);
+}
+
+at::Tensor conv2d_transpose_explicit_autograd(const at::Tensor& input, const at::Tensor& filter,
+                                              at::OptionalIntArrayRef output_size,
+                                              at::OptionalIntArrayRef output_padding, at::IntArrayRef stride,
+                                              at::IntArrayRef padding, at::IntArrayRef dilation,
+                                              const std::optional<at::Tensor>& bias) {
+  return Conv2dTransposeFunction<std::array<int64_t, 4>>::apply(
+      input, filter, output_size, output_padding, stride, parse_explicit_padding(padding).explicit_pads, dilation,
+      bias);
+}
+
 // conv2d_prepacked differentiates in its bias (a sum over pixels) but not in its input, whose
 // gradient needs the filter the packed bytes stand for: asking for it is an error naming the fix.
 template <typename Padding>
@@ -243,6 +300,8 @@ TORCH_LIBRARY_IMPL(myconv, Autograd, m) {
   m.impl("conv2d.explicit", &conv2d_explicit_autograd);
   m.impl("conv2d_backward", &conv2d_backward_autograd);
   m.impl("conv2d_backward.explicit", &conv2d_backward_explicit_autograd);
+  m.impl("conv2d_transpose", &conv2d_transpose_autograd);
+  m.impl("conv2d_transpose.explicit", &conv2d_transpose_explicit_autograd);
   m.impl("prepack_filter", &prepack_filter_autograd);
   m.impl("conv2d_prepacked", &conv2d_prepacked_autograd<c10::string_view>);
   m.impl("conv2d_prepacked.explicit", &conv2d_prepacked_autograd<at::IntArrayRef>);

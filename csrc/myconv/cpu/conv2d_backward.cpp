@@ -42,7 +42,7 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
   const bool want_filter = grads.filter.defined();
 
   const at::Tensor gy2d = grad_output.view({pixels, p.out_channels});
-  const at::Tensor in2d = input.view({p.batch * p.in_h * p.in_w, p.in_channels});
+  const at::Tensor in2d = want_filter ? input.view({p.batch * p.in_h * p.in_w, p.in_channels}) : at::Tensor();
   const at::Tensor weights =
       want_input ? filter.contiguous().to(acc_options.dtype()).view({row_len, p.out_channels})
                  : at::Tensor();
@@ -229,7 +229,8 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
 void conv2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input,
                          const at::Tensor& filter, const Conv2dPlan& plan, Conv2dGrads& grads) {
   const at::Tensor gy = grad_output.contiguous();
-  const at::Tensor x = input.contiguous();
+  // The input gradient reads only the input's sizes (conv2d_transpose passes an expanded scalar).
+  const at::Tensor x = grads.filter.defined() ? input.contiguous() : input;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "myconv_conv2d_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     if (plan.is_depthwise()) {

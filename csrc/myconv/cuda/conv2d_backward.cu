@@ -224,7 +224,8 @@ void conv2d_backward_cuda(const at::Tensor& grad_output, const at::Tensor& input
                           const at::Tensor& filter, const Conv2dPlan& plan, Conv2dGrads& grads) {
   const c10::cuda::CUDAGuard device_guard(input.device());
   const at::Tensor gy = grad_output.contiguous();
-  const at::Tensor x = input.contiguous();
+  // The input gradient reads only the input's sizes (conv2d_transpose passes an expanded scalar).
+  const at::Tensor x = grads.filter.defined() ? input.contiguous() : input;
   const at::Tensor w = filter.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "myconv_conv2d_backward_cuda", [&] {
     if (plan.is_depthwise()) {
