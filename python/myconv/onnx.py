@@ -8,7 +8,8 @@ NHWC input and HWIO filter become NCHW and OIHW with ``Transpose``; TF's SAME is
 ``auto_pad="SAME_UPPER"`` (the odd pixel after), explicit padding ``pads=[top, left, bottom,
 right]``; ``group`` comes from the shapes; the output is transposed back to NHWC. Dilated SAME
 convolutions get explicit pads computed by ``torch.ops.myconv.same_padding`` instead, since ONNX
-Runtime's SAME_UPPER ignores dilation; they need a static height and width. Needs the ``onnx``
+Runtime's SAME_UPPER ignores dilation; they need a static height and width. conv2d_transpose
+becomes ``ConvTranspose`` with explicit pads (static height and width). Needs the ``onnx``
 and ``onnxscript`` packages (imported only when the table is built).
 """
 
@@ -22,7 +23,9 @@ _TO_NCHW, _TO_NHWC, _HWIO_TO_OIHW = [0, 3, 1, 2], [0, 2, 3, 1], [3, 2, 0, 1]
 
 
 def translation_table() -> dict[torch._ops.OpOverload, Callable]:
-    """``custom_translation_table`` entries for both overloads of ``myconv::conv2d``."""
+    """``custom_translation_table`` entries for both overloads of ``myconv::conv2d`` and of
+    ``myconv::conv2d_transpose`` (ONNX ``ConvTranspose`` with the forward conv's pads in front,
+    the rest of the crop at the end, ``output_padding`` where TF's size is larger)."""
     from onnxscript import opset18 as op
 
     def convolve(input, filter, stride: Sequence[int], dilation: Sequence[int], bias, **padding):
@@ -61,4 +64,45 @@ def translation_table() -> dict[torch._ops.OpOverload, Callable]:
         top, bottom, left, right = padding
         return convolve(input, filter, stride, dilation, bias, pads=[top, left, bottom, right])
 
-    return {torch.ops.myconv.conv2d.default: conv2d, torch.ops.myconv.conv2d.explicit: conv2d_explicit}
+    def transpose(input, filter, output_size, output_padding, stride, dilation, bias, padding):
+        sizes = (input.shape[0], input.shape[1], input.shape[2], input.shape[3]) + tuple(filter.shape)
+        if not all(isinstance(size, int) for size in sizes[1:]):
+            raise ValueError("myconv.onnx: conv2d_transpose needs a static input height, width and channels and a "
+                             f"static filter, got input {input.shape} and filter {filter.shape}")
+        _, h, w, c_in, kh, kw, c_out, _ = sizes
+        # The output size and the forward conv's padding from the op itself (Meta): one rule.
+        out_h, out_w = torch.ops.myconv.conv2d_transpose(
+            torch.empty(1, h, w, c_in, device="meta"), torch.empty(kh, kw, c_out, c_in, device="meta"),
+            output_size, output_padding, stride, padding, dilation).shape[1:3]
+        if isinstance(padding, str) and padding.upper() == "SAME":
+            top, bottom = torch.ops.myconv.same_padding(out_h, kh, stride[0], dilation[0])
+            left, right = torch.ops.myconv.same_padding(out_w, kw, stride[1], dilation[1])
+        elif isinstance(padding, str):
+            top = bottom = left = right = 0
+        else:
+            top, bottom, left, right = padding
+        # ConvTranspose's size: (in - 1) * s + extent - begin - end + output_padding.
+        ends, extra = [], []
+        for size, out, k, s, d, begin in ((h, out_h, kh, stride[0], dilation[0], top),
+                                          (w, out_w, kw, stride[1], dilation[1], left)):
+            full = (size - 1) * s + (k - 1) * d + 1 - begin
+            ends.append(max(full - out, 0))
+            extra.append(max(out - full, 0))
+        inputs = [op.Transpose(input, perm=_TO_NCHW), op.Transpose(filter, perm=_HWIO_TO_OIHW)]
+        if bias is not None:
+            inputs.append(bias)
+        out = op.ConvTranspose(*inputs, strides=list(stride), dilations=list(dilation),
+                               pads=[top, left, ends[0], ends[1]], output_padding=extra)
+        return op.Transpose(out, perm=_TO_NHWC)
+
+    def conv2d_transpose(input, filter, output_size=None, output_padding=None, stride=(1, 1), padding="SAME",
+                         dilation=(1, 1), bias=None):
+        return transpose(input, filter, output_size, output_padding, stride, dilation, bias, padding)
+
+    def conv2d_transpose_explicit(input, filter, output_size, output_padding, stride, padding, dilation=(1, 1),
+                                  bias=None):
+        return transpose(input, filter, output_size, output_padding, stride, dilation, bias, list(padding))
+
+    return {torch.ops.myconv.conv2d.default: conv2d, torch.ops.myconv.conv2d.explicit: conv2d_explicit,
+            torch.ops.myconv.conv2d_transpose.default: conv2d_transpose,
+            torch.ops.myconv.conv2d_transpose.explicit: conv2d_transpose_explicit}

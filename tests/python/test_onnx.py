@@ -89,3 +89,45 @@ def test_graph_uses_standard_operators_only(tmp_path):
     assert ops <= {"Transpose", "Conv"} and "Conv" in ops
     (conv,) = [node for node in graph.node if node.op_type == "Conv"]
     assert {a.name: onnx.helper.get_attribute_value(a) for a in conv.attribute}["auto_pad"] == b"SAME_UPPER"
+
+
+# (input NHWC, filter [KH, KW, C_out, C_in], output_size, output_padding, stride, padding, dilation, bias)
+TRANSPOSED = [
+    ((2, 5, 7, 6), (3, 3, 4, 6), [10, 14], None, (2, 2), "SAME", (1, 1), True),
+    ((1, 5, 7, 6), (3, 3, 4, 6), [9, 13], None, (2, 2), "SAME", (1, 1), False),   # the smaller SAME sizes
+    ((1, 5, 7, 6), (4, 3, 4, 6), None, [1, 0], (2, 3), "VALID", (1, 1), True),    # Keras output_padding
+    ((1, 4, 6, 3), (3, 3, 2, 3), None, None, (1, 1), "VALID", (2, 1), True),      # dilated
+    ((1, 5, 6, 3), (3, 2, 2, 3), [10, 12], None, (2, 2), [1, 0, 0, 1], (1, 1), True),
+]
+
+
+class OneTransposedConv(torch.nn.Module):
+    def __init__(self, w, output_size, output_padding, stride, padding, dilation, bias):
+        super().__init__()
+        self.weight = torch.nn.Parameter(w)
+        self.bias = torch.nn.Parameter(bias) if bias is not None else None
+        self.args = (output_size, output_padding, stride, padding, dilation)
+
+    def forward(self, x):
+        output_size, output_padding, stride, padding, dilation = self.args
+        if isinstance(padding, str):
+            return torch.ops.myconv.conv2d_transpose(x, self.weight, output_size, output_padding, stride, padding,
+                                                     dilation, self.bias)
+        return torch.ops.myconv.conv2d_transpose.explicit(x, self.weight, output_size, output_padding, stride,
+                                                          padding, dilation, self.bias)
+
+
+@pytest.mark.parametrize("case", TRANSPOSED, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
+def test_exported_transposed_conv_matches_eager(case, tmp_path):
+    xs, ws, output_size, output_padding, stride, padding, dilation, with_bias = case
+    model = OneTransposedConv(torch.randn(ws), output_size, output_padding, list(stride), padding, list(dilation),
+                              torch.randn(ws[2]) if with_bias else None).eval()
+    x = torch.randn(xs)
+    session = _export(model, x, tmp_path / "transposed.onnx", dynamic_batch=True)
+    for batch in (xs[0], 3):
+        x = torch.randn(batch, *xs[1:])
+        with torch.no_grad():
+            expected = model(x)
+        got = _run(session, x)
+        assert got.shape == expected.shape
+        assert relative_error(got, expected) <= 1e-5
