@@ -20,6 +20,10 @@ SMALL = [
     ((1, 5, 5, 4), (3, 3, 2, 4), (1, 1), "SAME", (1, 1)),        # 2 groups
     ((1, 6, 5, 3), (3, 3, 1, 3), (2, 1), "SAME", (1, 1)),        # depthwise
     ((1, 5, 6, 2), (3, 2, 1, 6), (1, 2), "VALID", (1, 2)),       # depthwise, multiplier 3
+    ((1, 5, 6, 2), (1, 2, 2, 3), (1, 1), [2, 1, 3, 0], (1, 1)),  # padding beyond the window
+    ((1, 5, 5, 2), (3, 3, 2, 2), (4, 4), "VALID", (1, 1)),       # one output: stride made 1
+    ((2, 6, 7, 4), (3, 3, 4, 4), (1, 1), "SAME", (1, 1)),        # depthwise 1 / dense, stride 1
+    ((1, 6, 7, 6), (3, 3, 1, 6), (1, 1), "VALID", (2, 1)),       # depthwise, stride 1, dilated
 ]
 
 

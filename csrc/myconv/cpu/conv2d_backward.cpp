@@ -1,4 +1,6 @@
-// CPU kernel of myconv::conv2d_backward, the same two designs as the forward:
+// CPU kernel of myconv::conv2d_backward. The input gradient of a stride-1 convolution runs the
+// forward kernels on grad_output (dgrad_as_forward_plan); otherwise, the same two designs as the
+// forward:
 //  - general case, per bounded tile of output pixels and per group:
 //      grad_filter[K, Og] += rows^T x grad_output      (rows = im2row of the tile, K = KH*KW*Cg)
 //      grad_rows[P, K]     = grad_output x filter^T, then row2im adds them onto grad_input;
@@ -15,8 +17,10 @@
 #include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 
+#include <optional>
 #include <vector>
 
+#include "myconv/cpu/conv2d_kernel.h"
 #include "myconv/cpu/im2row.h"
 #include "myconv/cpu/simd_clones.h"
 #include "myconv/indexing.h"
@@ -226,8 +230,56 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
 
 }  // namespace
 
+namespace {
+
+// With stride 1 the input gradient is itself a convolution, of grad_output with the filter
+// flipped in space and its in- and out-channels swapped (per group), padded by (K - 1) * d minus
+// the forward's padding: the forward kernels (microkernels) compute it. The plan of that
+// convolution, or nullopt where it does not apply: a stride above 1 (or one canonicalised away,
+// whose sizes do not follow the stride-1 rule), a padding larger than the dilated window, and
+// depthwise filters with a channel multiplier (their transpose is not depthwise).
+std::optional<Conv2dPlan> dgrad_as_forward_plan(const Conv2dPlan& p) {
+  if (p.stride_h != 1 || p.stride_w != 1 || (p.is_depthwise() && p.group_out_channels != 1)) return std::nullopt;
+  Conv2dPlan t = p;
+  const auto axis = [](int64_t in, int64_t out, int64_t k, int64_t d, geometry::Padding pad,
+                       geometry::Padding* flipped) {
+    const int64_t reach = (k - 1) * d;
+    if (pad.before > reach || pad.after > reach) return false;
+    *flipped = {reach - pad.before, reach - pad.after};
+    return out + flipped->before + flipped->after - reach == in;  // the stride-1 output size
+  };
+  if (!axis(p.in_h, p.out_h, p.kernel_h, p.dilation_h, p.pad_h, &t.pad_h) ||
+      !axis(p.in_w, p.out_w, p.kernel_w, p.dilation_w, p.pad_w, &t.pad_w)) {
+    return std::nullopt;
+  }
+  t.in_h = p.out_h, t.in_w = p.out_w, t.out_h = p.in_h, t.out_w = p.in_w;
+  t.in_channels = p.out_channels, t.out_channels = p.in_channels;
+  t.group_in_channels = p.group_out_channels, t.group_out_channels = p.group_in_channels;
+  return t;
+}
+
+// [KH, KW, Cg, O] -> [KH, KW, Og, C]: flipped in space, t[kh, kw, o, g * Cg + c] =
+// w[KH - 1 - kh, KW - 1 - kw, c, g * Og + o].
+at::Tensor flipped_transposed_filter(const at::Tensor& filter, const Conv2dPlan& p) {
+  return filter.flip({0, 1})
+      .reshape({p.kernel_h, p.kernel_w, p.group_in_channels, p.groups, p.group_out_channels})
+      .permute({0, 1, 4, 3, 2})
+      .reshape({p.kernel_h, p.kernel_w, p.group_out_channels, p.in_channels});
+}
+
+}  // namespace
+
 void conv2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input,
                          const at::Tensor& filter, const Conv2dPlan& plan, Conv2dGrads& grads) {
+  if (grads.input.defined()) {
+    if (const auto transposed = dgrad_as_forward_plan(plan)) {
+      conv2d_cpu(grad_output, flipped_transposed_filter(filter, plan), std::nullopt, *transposed, grads.input);
+      Conv2dGrads rest = grads;
+      rest.input = at::Tensor();
+      if (rest.filter.defined()) conv2d_backward_cpu(grad_output, input, filter, plan, rest);
+      return;
+    }
+  }
   const at::Tensor gy = grad_output.contiguous();
   // The input gradient reads only the input's sizes (conv2d_transpose passes an expanded scalar).
   const at::Tensor x = grads.filter.defined() ? input.contiguous() : input;

@@ -22,6 +22,7 @@
 
 #include "myconv/conv2d_plan.h"
 #include "myconv/cpu/conv2d_backward.h"
+#include "myconv/cpu/conv2d_kernel.h"
 #include "myconv/indexing.h"
 #include "myconv/cpu/im2row.h"
 #include "myconv/cpu/microkernel/microkernel.h"
@@ -171,6 +172,8 @@ void conv2d_cpu_in_form(const at::Tensor& input, const PackedForm& form, const v
   });
 }
 
+}  // namespace
+
 // Packs the filter for this call alone: nothing derived from it outlives the call (prepacked.h).
 void conv2d_cpu(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
                 const Conv2dPlan& plan, at::Tensor& output) {
@@ -183,6 +186,8 @@ void conv2d_cpu(const at::Tensor& input, const at::Tensor& filter, const std::op
   pack_filter(filter, plan, form, packed.mutable_data_ptr());
   conv2d_cpu_in_form(input, form, packed.const_data_ptr(), filter, bias, plan, output);
 }
+
+namespace {
 
 at::Tensor prepack_filter_cpu(const at::Tensor& filter, int64_t groups, at::IntArrayRef dilation) {
   check_input_dtype(filter);

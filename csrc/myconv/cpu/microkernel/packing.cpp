@@ -21,11 +21,19 @@ constexpr int64_t kPackGrainBytes = int64_t{1} << 16;
 // channels and past `valid` values. Compile-time kPair: the plain copy (kPair 1) vectorises.
 template <int kPair, typename T, typename E>
 inline void pack_row(const T* src, int64_t stride, int64_t width, int64_t nr, int64_t valid, E* dst) {
+  static_assert(kPair == 1 || kPair == 2);
   if constexpr (kPair == 1) {
     for (int64_t r = 0; r < width; ++r) dst[r] = static_cast<E>(src[r]);
-  } else {
+  } else if (valid >= 2) {  // two runs interleaved, no test per value
+    const T* const second = src + stride;
     for (int64_t r = 0; r < width; ++r) {
-      for (int q = 0; q < kPair; ++q) dst[r * kPair + q] = q < valid ? static_cast<E>(src[q * stride + r]) : E(0);
+      dst[2 * r] = static_cast<E>(src[r]);
+      dst[2 * r + 1] = static_cast<E>(second[r]);
+    }
+  } else {  // a segment's odd last value pairs with a zero
+    for (int64_t r = 0; r < width; ++r) {
+      dst[2 * r] = static_cast<E>(src[r]);
+      dst[2 * r + 1] = E(0);
     }
   }
   std::fill(dst + width * kPair, dst + nr * kPair, E(0));

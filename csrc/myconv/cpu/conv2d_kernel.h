@@ -1,0 +1,15 @@
+// The CPU forward kernel, which the input gradient also runs (conv2d_backward.cpp).
+#pragma once
+
+#include "myconv/conv2d_plan.h"
+
+namespace myconv {
+namespace cpu {
+
+// Fills `output` (contiguous NHWC, non-empty) for a validated call: the microkernels, or im2row +
+// GEMM for float64 and the generic depthwise loops (conv2d_kernel.cpp says which runs when).
+void conv2d_cpu(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
+                const Conv2dPlan& plan, at::Tensor& output);
+
+}  // namespace cpu
+}  // namespace myconv
