@@ -225,7 +225,8 @@ def main() -> None:
                        f"{tiny['torch_cl'] * 1e3:.1f} us, ratio **{tiny['myconv'] / tiny['torch_cl']:.2f}** "
                        f"({target} <= 1.2)")
         frozen_ratios = [r["ms"]["myconv_frozen"] / r["ms"]["torch_cl"] for r in records]
-        summary.append(f"- frozen (prepacked filter): geomean time ratio frozen / torch_cl **{geomean(frozen_ratios):.2f}**"
+        summary.append("- frozen (prepacked filter): geomean time ratio frozen / torch_cl "
+                       f"**{geomean(frozen_ratios):.2f}**"
                        f"; packing is {100 * (1 - geomean(frozen_ratios) / geomean(ratios_ref)):.0f}% of the default "
                        "path's time (geomean)")
         for n in batches:

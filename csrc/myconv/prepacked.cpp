@@ -15,7 +15,8 @@ bool PackedForm::operator==(const PackedForm& o) const {
 }
 
 at::Tensor new_packed_filter(const PackedFilterHeader& header, const at::Device& device) {
-  at::Tensor packed = at::empty({kPackedHeaderBytes + header.form.payload_bytes}, at::TensorOptions(at::kByte).device(device));
+  at::Tensor packed =
+      at::empty({kPackedHeaderBytes + header.form.payload_bytes}, at::TensorOptions(at::kByte).device(device));
   if (device.is_meta()) return packed;
   std::memset(packed.mutable_data_ptr(), 0, kPackedHeaderBytes);
   std::memcpy(packed.mutable_data_ptr(), &header, sizeof(header));
@@ -34,7 +35,8 @@ PackedFilterHeader read_packed_header(const at::Tensor& packed) {
   TORCH_CHECK_VALUE(header.form.payload_bytes == packed.numel() - kPackedHeaderBytes,
                     "myconv.conv2d_prepacked: packed_filter's header gives a payload of ", header.form.payload_bytes,
                     " bytes, the tensor holds ", packed.numel() - kPackedHeaderBytes, " after its header");
-  const auto element_bytes = static_cast<uintptr_t>(c10::elementSize(static_cast<at::ScalarType>(header.form.element_dtype)));
+  const auto element_bytes =
+      static_cast<uintptr_t>(c10::elementSize(static_cast<at::ScalarType>(header.form.element_dtype)));
   TORCH_CHECK_VALUE(reinterpret_cast<uintptr_t>(payload_of(packed)) % element_bytes == 0,
                     "myconv.conv2d_prepacked: packed_filter's payload must be aligned to its ", element_bytes,
                     "-byte elements (a view at an odd offset?); pass the tensor prepack_filter returned, or a "
@@ -45,7 +47,9 @@ PackedFilterHeader read_packed_header(const at::Tensor& packed) {
 const void* payload_of(const at::Tensor& packed) {
   return static_cast<const char*>(packed.const_data_ptr()) + kPackedHeaderBytes;
 }
-void* mutable_payload_of(at::Tensor& packed) { return static_cast<char*>(packed.mutable_data_ptr()) + kPackedHeaderBytes; }
+void* mutable_payload_of(at::Tensor& packed) {
+  return static_cast<char*>(packed.mutable_data_ptr()) + kPackedHeaderBytes;
+}
 
 void check_packed_header(const PackedFilterHeader& header, at::ScalarType input_dtype, at::IntArrayRef filter_shape,
                          const PackedForm& expected, std::string (*describe)(const PackedForm&)) {

@@ -211,6 +211,13 @@ def prepack_filter(filters: torch.Tensor, groups: int = 1, dilations: IntOrSeq =
         groups: the calls' group count, C / filters.shape[2] (depthwise: C).
         dilations: the calls' dilation (int, ``(dh, dw)`` or ``[1, dh, dw, 1]``).
 
+    Returns:
+        A 1-D uint8 tensor: a header (what was packed, for which kernels) and the panels.
+
+    Raises:
+        NotImplementedError: a CUDA filter. ValueError / TypeError: as :func:`conv2d` for the
+            filter's shape, groups and dilations.
+
     Example:
         >>> w = torch.randn(3, 3, 16, 32)
         >>> packed = myconv.prepack_filter(w)
@@ -228,10 +235,29 @@ def conv2d_prepacked(
     dilations: IntOrSeq = 1,
     bias: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """:func:`conv2d` with a filter from :func:`prepack_filter` (inference only: no gradients).
+    """:func:`conv2d` with a filter from :func:`prepack_filter` (inference: a gradient for the
+    bias only).
 
-    ``filter_shape`` is the HWIO shape the filter was packed from; the other arguments are
-    :func:`conv2d`'s.
+    Args:
+        input: ``[N, H, W, C]``, of the dtype the filter was packed from.
+        packed_filter: the uint8 tensor :func:`prepack_filter` returned (CPU).
+        filter_shape: the HWIO shape it was packed from.
+        strides, padding, dilations, bias: as :func:`conv2d`'s.
+
+    Returns:
+        ``[N, OH, OW, O]``, equal to :func:`conv2d` with the filter as it was when packed.
+
+    Raises:
+        ValueError / TypeError: a packed filter made for another call (groups, dilation, dtype,
+            filter shape) or another CPU's kernels, or not made by :func:`prepack_filter`.
+
+    Example:
+        >>> w = torch.randn(3, 3, 8, 16)
+        >>> packed = myconv.prepack_filter(w)
+        >>> x = torch.randn(2, 9, 9, 8)
+        >>> y = myconv.conv2d_prepacked(x, packed, w.shape, padding="VALID")
+        >>> torch.equal(y, myconv.conv2d(x, w, padding="VALID"))
+        True
     """
     stride = _spatial_pair(strides, "strides")
     dilation = _spatial_pair(dilations, "dilations")
@@ -254,6 +280,12 @@ def output_shape(
 
     It runs the op's Meta kernel, so it applies exactly the op's geometry and checks.
 
+    Returns:
+        The output shape as a tuple.
+
+    Raises:
+        ValueError / TypeError: as :func:`conv2d`, for these shapes and arguments.
+
     Example:
         >>> myconv.output_shape((8, 224, 224, 3), (7, 7, 3, 64), strides=2)
         (8, 112, 112, 64)
@@ -264,5 +296,10 @@ def output_shape(
 
 
 def cuda_compiled() -> bool:
-    """Whether the loaded library carries the CUDA kernels."""
+    """Whether the loaded library carries the CUDA kernels (it runs them on CUDA tensors).
+
+    Example:
+        >>> isinstance(myconv.cuda_compiled(), bool)
+        True
+    """
     return torch._C._dispatch_has_kernel_for_dispatch_key("myconv::conv2d", "CUDA")

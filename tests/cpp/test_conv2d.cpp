@@ -54,6 +54,62 @@ TEST(Conv2d, MatchesTorchConv2dWithTfSamePadding) {
   }
 }
 
+// The definition tap by tap, in float64, with no padded copy: explicit pads, strides and dilations
+// up to 2^60 (only small outputs).
+at::Tensor direct_reference(const at::Tensor& x, const at::Tensor& f, std::array<int64_t, 2> s,
+                            std::array<int64_t, 4> pad, std::array<int64_t, 2> d) {
+  const int64_t n = x.size(0), h = x.size(1), w = x.size(2), c = x.size(3);
+  const int64_t kh = f.size(0), kw = f.size(1), cg = f.size(2), o = f.size(3), groups = c / cg, og = o / groups;
+  const int64_t oh = (h + pad[0] + pad[1] - (kh - 1) * d[0] - 1) / s[0] + 1;
+  const int64_t ow = (w + pad[2] + pad[3] - (kw - 1) * d[1] - 1) / s[1] + 1;
+  auto out = torch::zeros({n, oh, ow, o}, torch::kDouble);
+  const auto xd = x.to(at::kDouble), fd = f.to(at::kDouble);
+  for (int64_t y = 0; y < oh; ++y) {
+    for (int64_t z = 0; z < ow; ++z) {
+      for (int64_t i = 0; i < kh; ++i) {
+        const int64_t iy = y * s[0] - pad[0] + i * d[0];
+        if (iy < 0 || iy >= h) continue;
+        for (int64_t j = 0; j < kw; ++j) {
+          const int64_t ix = z * s[1] - pad[2] + j * d[1];
+          if (ix < 0 || ix >= w) continue;
+          for (int64_t g = 0; g < groups; ++g) {
+            out.select(1, y).select(1, z).narrow(1, g * og, og) +=
+                xd.select(1, iy).select(1, ix).narrow(1, g * cg, cg).matmul(fd[i][j].narrow(1, g * og, og));
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+// Geometry at the 2^60 bound that validation accepts: the definition's result (run under ASan and
+// UBSan by `make test-sanitizers`: no read outside the input, no overflowing index math).
+TEST(Conv2d, ExtremeStridesDilationsAndPaddings) {
+  torch::manual_seed(4);
+  constexpr int64_t big = int64_t{1} << 60;
+  struct Case { int64_t c, kh, kw, cg, o; std::array<int64_t, 2> s, d; std::array<int64_t, 4> pad; };
+  for (const Case& k : {Case{16, 1, 3, 1, 16, {1, big}, {1, 1}, {0, 0, 2, 0}},           // depthwise, one output
+                        Case{16, 1, 3, 16, 8, {1, big}, {1, 1}, {0, 0, 2, 0}},           // dense
+                        Case{4, 1, 2, 4, 5, {1, 1}, {1, big / 2}, {0, 0, big / 2, 0}},   // tap far in the padding
+                        Case{8, 2, 2, 1, 8, {big / 4, 1}, {1, 1}, {big / 4, 0, 1, 1}},   // depthwise, huge stride
+                        Case{6, 3, 2, 3, 4, {big / 8, big}, {big / 8, 1}, {big / 4, big / 4, 0, 0}}}) {
+    for (const int64_t width : {1, 4, 9}) {
+      const auto x = torch::randn({1, 3, width, k.c});
+      const auto f = torch::randn({k.kh, k.kw, k.cg, k.o});
+      at::Tensor out;
+      try {
+        out = myconv::conv2d(x, f, {k.s[0], k.s[1]}, k.pad, {k.d[0], k.d[1]});
+      } catch (const c10::ValueError&) {
+        continue;  // a window that does not fit: refused, as conv2d refuses it
+      }
+      const auto ref = direct_reference(x, f, k.s, k.pad, k.d);
+      ASSERT_EQ(out.sizes(), ref.sizes());
+      EXPECT_TRUE(at::allclose(out.to(at::kDouble), ref, 1e-5, 1e-5)) << "width " << width;
+    }
+  }
+}
+
 TEST(Conv2d, ExplicitPaddingAndGroups) {
   torch::manual_seed(1);
   auto x = torch::randn({1, 6, 5, 6});

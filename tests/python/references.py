@@ -93,7 +93,8 @@ def conv_direct(x, w, stride, pads, dilation, bias=None):
                     if not 0 <= ix < width:
                         continue
                     for g in range(groups):
-                        out[:, oy, ox, g * og:(g + 1) * og] += xd[:, iy, ix, g * cg:(g + 1) * cg] @ wd[i, j, :, g * og:(g + 1) * og]
+                        out[:, oy, ox, g * og:(g + 1) * og] += (xd[:, iy, ix, g * cg:(g + 1) * cg]
+                                                                @ wd[i, j, :, g * og:(g + 1) * og])
     return out if bias is None else out + bias.double()
 
 

@@ -114,6 +114,9 @@ def test_bias_as_a_list_or_array_is_converted():
 
 def test_layer_refuses_an_input_it_was_not_built_for():
     layer = myconv.Conv2d(4, 4, 3)
+    # torch.nn.Conv2d's attribute names beside Keras's arguments
+    assert (layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.dilation, layer.groups,
+            layer.padding, layer.padding_mode) == (4, 4, [3, 3], [1, 1], [1, 1], 1, "VALID", "zeros")
     with pytest.raises(ValueError, match=r"input must be NHWC \[N, H, W, 4\] .*got shape \[1, 8, 8, 8\]$"):
         layer(torch.randn(1, 8, 8, 8))  # would be taken as 2 groups by the functional op
     with pytest.raises(ValueError, match=r"got shape \[2, 4, 9, 9\] \(it looks like NCHW"):

@@ -91,7 +91,8 @@ PackedForm cpu_filter_form(const Conv2dPlan& p, at::ScalarType dtype) {
     form.panel_channels = tile.channels;
     form.segments = seg.count;
     form.segment_length = seg.length;
-    form.payload_bytes = p.groups * layout.panels * layout.panel_elements * static_cast<int64_t>(c10::elementSize(element));
+    form.payload_bytes =
+        p.groups * layout.panels * layout.panel_elements * static_cast<int64_t>(c10::elementSize(element));
   } else {  // float64, and depthwise calls the generic loops run
     form.kind = static_cast<int32_t>(FilterForm::kAsIs);
     form.isa = 0;  // read by plain C++ loops on any CPU
