@@ -209,6 +209,9 @@ void check_bias(const at::Tensor& input, const std::optional<at::Tensor>& bias, 
 
 namespace {
 
+std::optional<int64_t> concrete_if_known(int64_t size) { return size; }
+std::optional<int64_t> concrete_if_known(const c10::SymInt& size) { return size.maybe_as_int(); }
+
 // One axis of check_conv2d_transpose: the output size, given or by Keras's rule.
 template <typename Int>
 Int transposed_size_of_axis(const char* axis, const Int& in, int64_t k, int64_t s, int64_t d,
@@ -220,15 +223,27 @@ Int transposed_size_of_axis(const char* axis, const Int& in, int64_t k, int64_t 
                     k, " with dilation ", d, " overflows int64");
   const bool has_output_padding = output_padding.has_value();
   const int64_t extra = has_output_padding ? (*output_padding)[axis_index] : 0;
-  return geometry::transposed_output_size(in, eff, s, padding.mode == PaddingSpec::Mode::kSame,
-                                          explicit_pad(padding, axis_index), has_output_padding, extra);
+  const bool same = padding.mode == PaddingSpec::Mode::kSame;
+  const geometry::Padding pad = explicit_pad(padding, axis_index);
+  const std::optional<int64_t> concrete = concrete_if_known(in);
+  if (!concrete) return geometry::transposed_output_size(in, eff, s, same, pad, has_output_padding, extra);
+  // Exactly (128 bits), then checked: a stride up to 2^60 times a size overflows int64, and
+  // padding larger than the window makes the rule negative.
+  const __int128 size = geometry::transposed_output_size<__int128>(*concrete, eff, s, same, pad, has_output_padding,
+                                                                   extra);
+  TORCH_CHECK_VALUE(size >= 0 && size <= geometry::kMaxGeometryValue, "myconv.conv2d_transpose: Keras's output-size "
+                    "rule gives an output ", axis, " of ", static_cast<double>(size), " for an input ", axis, " of ",
+                    *concrete, " (stride ", s, ", dilated filter ", eff, ", padding ", pad.before, "+", pad.after,
+                    "): no output size fits; pass output_size or change the padding");
+  return Int(static_cast<int64_t>(size));
 }
 
 // The output sizes that would give `in` along one axis, for the error when they do not.
 std::string transposed_range_text(int64_t in, int64_t k, int64_t s, int64_t d, const PaddingSpec& padding,
                                   int axis_index) {
   int64_t eff = 0;
-  if (!geometry::checked_effective_kernel(k, d, &eff)) return "";
+  // (No hint where the range's ends would pass 2^61: sizes no tensor has.)
+  if (!geometry::checked_effective_kernel(k, d, &eff) || (in > 0 && s > (int64_t{1} << 61) / in)) return "";
   const geometry::IndexRange range = geometry::transposed_output_range(
       in, eff, s, padding.mode == PaddingSpec::Mode::kSame, explicit_pad(padding, axis_index));
   if (range.end <= range.begin) return "; no size does";

@@ -93,9 +93,11 @@ struct Conv2dPlan : Conv2dShape<int64_t> {
 
   // One input channel per group: backends use a direct kernel instead of width-1 GEMMs.
   bool is_depthwise() const { return group_in_channels == 1 && groups > 1; }
-  // 1x1, stride 1, no padding: the NHWC input already is the GEMM operand.
+  // 1x1, stride 1, no padding: the NHWC input already is the GEMM operand. (Sizes compared too:
+  // make_plan gives a one-output axis stride 1 whatever its input size.)
   bool is_unpadded_pointwise() const {
-    return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && pad_h.before == 0 &&
+    return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && in_h == out_h && in_w == out_w &&
+           pad_h.before == 0 &&
            pad_h.after == 0 && pad_w.before == 0 && pad_w.after == 0;
   }
 };

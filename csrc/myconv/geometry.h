@@ -125,7 +125,7 @@ MYCONV_HOST_DEVICE constexpr int64_t output_index(int64_t in, int64_t s, int64_t
 // compute_conv_transpose_output_length) for a transposed input of size `in`: without
 // output_padding, SAME gives in * s and VALID in * s + max(eff - s, 0); with it, the exact
 // (in - 1) * s + eff - 2 * pad + output_padding, pad = eff / 2 for SAME and 0 for VALID. Explicit
-// padding (not Keras's) takes the exact form with pad = before + after (no output_padding: 0).
+// padding (not Keras's) takes the exact form, 2 * pad = before + after (all zeros: VALID's rule).
 template <typename Int>
 constexpr Int transposed_output_size(const Int& in, int64_t eff, int64_t s, bool same, Padding pad,
                                      bool has_output_padding, int64_t output_padding) {

@@ -34,7 +34,8 @@ def _class_and_config(layer: Mapping, class_name: Optional[str]) -> tuple:
         return layer["class_name"], layer["config"]
     if class_name is None:
         raise ValueError("myconv.from_keras: the layer's class is needed (get_config() does not carry it): pass "
-                         "class_name='Conv2D' or 'DepthwiseConv2D', or the dict keras.saving.serialize_keras_object"
+                         "class_name='Conv2D', 'DepthwiseConv2D' or 'Conv2DTranspose', or the dict "
+                         "keras.saving.serialize_keras_object"
                          "(layer) returns")
     return class_name, layer
 
@@ -87,9 +88,10 @@ def from_keras(layer: Mapping, weights: Sequence, *, class_name: Optional[str] =
     if not isinstance(use_bias, bool):
         raise ValueError(f"myconv.from_keras: use_bias must be True or False, got {use_bias!r}")
     if isinstance(weights, Mapping) or len(weights) != 1 + use_bias:
+        got = "a dict" if isinstance(weights, Mapping) else f"{len(weights)} arrays"
         raise ValueError(
             f"myconv.from_keras: {class_name} weights must be [kernel{', bias' if use_bias else ''}] for "
-            f"use_bias={use_bias}, got {len(weights)} arrays"
+            f"use_bias={use_bias} (get_weights()), got {got}"
         )
     activation = config.get("activation")
     if activation is not None and activation not in ACTIVATIONS:
@@ -99,8 +101,8 @@ def from_keras(layer: Mapping, weights: Sequence, *, class_name: Optional[str] =
         raise ValueError(f"myconv.from_keras: {class_name} kernel must be 4-D, got shape {tuple(kernel.shape)}")
     kh, kw, in_per_group, last = kernel.shape
     if "kernel_size" in config and _pair(config["kernel_size"], "kernel_size", class_name) != (kh, kw):
-        raise ValueError(f"myconv.from_keras: kernel_size {tuple(config['kernel_size'])} does not match the kernel's "
-                         f"shape {tuple(kernel.shape)}")
+        raise ValueError(f"myconv.from_keras: kernel_size {_pair(config['kernel_size'], 'kernel_size', class_name)} "
+                         f"does not match the kernel's shape {tuple(kernel.shape)}")
     if class_name == "Conv2DTranspose":
         if config.get("filters", in_per_group) != in_per_group:
             raise ValueError(f"myconv.from_keras: filters {config['filters']!r} does not match the kernel's shape "

@@ -168,6 +168,9 @@ class Conv2d(torch.nn.Module):
         dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
+        if min(in_channels, out_channels, groups) < 1:
+            raise ValueError(f"myconv.Conv2d: in_channels, out_channels and groups must be >= 1, got "
+                             f"{in_channels}, {out_channels} and {groups}")
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"myconv.Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) "
@@ -339,8 +342,8 @@ class Conv2DTranspose(torch.nn.Module):
 
     The output size follows Keras: without ``output_padding``, ``H * s`` for ``"same"`` and
     ``H * s + max(dilated kernel - s, 0)`` for ``"valid"``; with it, exactly
-    ``(H - 1) * s + dilated kernel - 2 * pad + output_padding`` (pad: kernel // 2 for same, 0 for
-    valid). The computation is TF's ``conv2d_transpose`` with that output size
+    ``(H - 1) * s + dilated kernel - 2 * pad + output_padding`` (pad: dilated kernel // 2 for same,
+    0 for valid). The computation is TF's ``conv2d_transpose`` with that output size
     (:func:`myconv.conv2d_transpose`). Scriptable with ``torch.jit.script``.
 
     Args:
@@ -386,6 +389,9 @@ class Conv2DTranspose(torch.nn.Module):
         dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
+        if min(in_channels, filters) < 1:
+            raise ValueError(f"myconv.Conv2DTranspose: in_channels and filters must be >= 1, got {in_channels} and "
+                             f"{filters}")
         kh, kw = _spatial_pair(kernel_size, "kernel_size")
         self.in_channels, self.out_channels, self.kernel_size = in_channels, filters, [kh, kw]
         self.stride = _spatial_pair(strides, "strides")
@@ -415,9 +421,12 @@ class Conv2DTranspose(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``activation(conv2d_transpose(x, weight) + bias)`` for NHWC ``x`` ``[N, H, W, in_channels]``."""
         if x.dim() != 4 or x.shape[3] != self.in_channels:
+            hint = ""
+            if x.dim() == 4 and x.shape[1] == self.in_channels:
+                hint = " (it looks like NCHW: myconv takes NHWC, e.g. x.permute(0, 2, 3, 1))"
             raise ValueError(
                 "myconv.Conv2DTranspose: input must be NHWC [N, H, W, " + str(self.in_channels) + "], got shape "
-                + str(list(x.shape))
+                + str(list(x.shape)) + hint
             )
         output_padding: Optional[List[int]] = None
         if len(self.output_padding) == 2:

@@ -149,7 +149,8 @@ def conv2d_transpose(
         output_shape: TF's ``[N, OH, OW, C_out]`` or just ``(OH, OW)``: a size that
             ``conv2d(<that shape>, filters, strides, padding, dilations)`` maps to H x W; None:
             Keras's default (``H * s`` for SAME, ``H * s + max(dilated kernel - s, 0)`` for VALID,
-            ``(H - 1) * s + dilated kernel - top - bottom`` for explicit padding).
+            ``(H - 1) * s + dilated kernel - top - bottom`` for explicit padding, VALID's rule when
+            it is all zeros).
         strides, padding, dilations: the forward convolution's, in :func:`conv2d`'s forms.
         bias: optional ``[C_out]``.
 

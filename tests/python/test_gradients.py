@@ -24,6 +24,7 @@ SMALL = [
     ((1, 5, 5, 2), (3, 3, 2, 2), (4, 4), "VALID", (1, 1)),       # one output: stride made 1
     ((2, 6, 7, 4), (3, 3, 4, 4), (1, 1), "SAME", (1, 1)),        # depthwise 1 / dense, stride 1
     ((1, 6, 7, 6), (3, 3, 1, 6), (1, 1), "VALID", (2, 1)),       # depthwise, stride 1, dilated
+    ((4, 2, 2, 8), (1, 1, 8, 16), (2, 2), "SAME", (1, 1)),       # ResNet 1x1/2 shortcut, one output
 ]
 
 

@@ -158,3 +158,23 @@ def test_from_keras_ports_conv2d_transpose():
     assert relative_error(layer(x), ref) <= 1e-5
     with pytest.raises(ValueError, match="filters 8 does not match"):
         myconv.from_keras({"class_name": "Conv2DTranspose", "config": {**config, "filters": 8}}, [kernel, bias])
+
+
+def test_one_output_strided_pointwise_is_not_taken_for_stride_1():
+    # make_plan gives a one-output axis stride 1; a 1x1 filter there is still no unpadded pointwise.
+    x, w = torch.ones(2, 1, 1, 1), torch.ones(1, 1, 1, 1)
+    for dtype in (torch.float64, torch.float32):
+        y = myconv.conv2d_transpose(x.to(dtype), w.to(dtype), (2, 1), (2, 1), "VALID")
+        assert y.flatten().tolist() == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_keras_rule_refuses_sizes_no_tensor_has():
+    with pytest.raises(ValueError, match=r"Keras's output-size rule gives an output height of .*no output size fits"):
+        torch.ops.myconv.conv2d_transpose(torch.randn(1, 8, 1, 2), torch.randn(4, 4, 3, 2), None, None,
+                                          [2**60, 1], "SAME")
+    with pytest.raises(ValueError, match=r"gives an output height of -3 .*no output size fits"):
+        torch.ops.myconv.conv2d_transpose.explicit(torch.randn(1, 1, 1, 2), torch.randn(3, 3, 3, 2), None, None,
+                                                   [1, 1], [3, 3, 3, 3], [1, 1])
+    with pytest.raises(ValueError, match=r"output height of 5 is not one the input's height 8 transposes to"):
+        torch.ops.myconv.conv2d_transpose(torch.randn(1, 8, 1, 2), torch.randn(4, 4, 3, 2), [5, 4], None,
+                                          [2**60, 1], "SAME")

@@ -4,7 +4,7 @@
 //  - general case, per bounded tile of output pixels and per group:
 //      grad_filter[K, Og] += rows^T x grad_output      (rows = im2row of the tile, K = KH*KW*Cg)
 //      grad_rows[P, K]     = grad_output x filter^T, then row2im adds them onto grad_input;
-//    1x1 stride-1 unpadded convolutions use the input and grad_input themselves as the rows;
+//    1x1 stride-1 unpadded convolutions use the input itself as the filter gradient's rows;
 //  - depthwise: direct loops vectorised over channels; the filter gradient sums fixed chunks of
 //    rows into their own partial buffers, added in order, so it does not depend on thread count.
 // Half types accumulate in float32 workspaces. grad_bias is the entry point's reduction.
@@ -44,6 +44,8 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
   const bool direct = p.is_unpadded_pointwise();
   const bool want_input = grads.input.defined();
   const bool want_filter = grads.filter.defined();
+  // (An unpadded pointwise input gradient is a stride-1 one: the forward kernels computed it.)
+  TORCH_INTERNAL_ASSERT(!(want_input && direct));
 
   const at::Tensor gy2d = grad_output.view({pixels, p.out_channels});
   const at::Tensor in2d = want_filter ? input.view({p.batch * p.in_h * p.in_w, p.in_channels}) : at::Tensor();
@@ -56,19 +58,14 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
     grad_filter_acc = widen ? at::zeros({row_len, p.out_channels}, acc_options)
                             : grads.filter.view({row_len, p.out_channels}).zero_();
   }
-  at::Tensor grad_input_acc;  // only where row2im accumulates overlapping windows
-  if (want_input && !direct) {
-    grad_input_acc = widen ? at::zeros(input.sizes(), acc_options) : grads.input.zero_();
-  }
-  const at::Tensor grad_in2d =
-      want_input ? grads.input.view({p.batch * p.in_h * p.in_w, p.in_channels}) : at::Tensor();
+  at::Tensor grad_input_acc;  // row2im accumulates overlapping windows
+  if (want_input) grad_input_acc = widen ? at::zeros(input.sizes(), acc_options) : grads.input.zero_();
 
   const int64_t tile = std::clamp<int64_t>(
       kWorkspaceBytes / ((2 * row_len + p.out_channels) * int64_t{sizeof(acc_t)}), 1, pixels);
   const bool need_rows = want_filter && (!direct || widen);
   const at::Tensor rows_workspace = need_rows ? at::empty({tile, row_len}, acc_options) : at::Tensor();
-  const at::Tensor grad_rows_workspace =
-      want_input && (!direct || widen) ? at::empty({tile, row_len}, acc_options) : at::Tensor();
+  const at::Tensor grad_rows_workspace = want_input ? at::empty({tile, row_len}, acc_options) : at::Tensor();
   const at::Tensor grad_output_workspace = widen ? at::empty({tile, p.out_channels}, acc_options) : at::Tensor();
 
   for (int64_t first = 0; first < pixels; first += tile) {
@@ -90,25 +87,14 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
         grad_filter_acc.narrow(1, g * og, og).addmm_(rows.t(), gy_g);
       }
       if (want_input) {
-        const at::Tensor weights_g_t = weights.narrow(1, g * og, og).t();
-        if (direct && !widen) {
-          at::Tensor target = grad_in2d.narrow(0, first, count).narrow(1, g * cg, cg);
-          at::mm_out(target, gy_g, weights_g_t);
-          continue;
-        }
         at::Tensor grad_rows = grad_rows_workspace.narrow(0, 0, count);
-        at::mm_out(grad_rows, gy_g, weights_g_t);
-        if (direct) {
-          grad_in2d.narrow(0, first, count).narrow(1, g * cg, cg).copy_(grad_rows);
-        } else {
-          row2im_add(grad_rows.const_data_ptr<acc_t>(), p, g, first, count,
-                     grad_input_acc.mutable_data_ptr<acc_t>());
-        }
+        at::mm_out(grad_rows, gy_g, weights.narrow(1, g * og, og).t());
+        row2im_add(grad_rows.const_data_ptr<acc_t>(), p, g, first, count, grad_input_acc.mutable_data_ptr<acc_t>());
       }
     }
   }
   if (widen && want_filter) grads.filter.copy_(grad_filter_acc.view(filter.sizes()));
-  if (widen && want_input && !direct) grads.input.copy_(grad_input_acc);
+  if (widen && want_input) grads.input.copy_(grad_input_acc);
 }
 
 // grad_input of one input pixel (n, ih, iw): for each output channel o = c * m + j, the sum over
@@ -236,7 +222,7 @@ namespace {
 // flipped in space and its in- and out-channels swapped (per group), padded by (K - 1) * d minus
 // the forward's padding: the forward kernels (microkernels) compute it. The plan of that
 // convolution, or nullopt where it does not apply: a stride above 1 (or one canonicalised away,
-// whose sizes do not follow the stride-1 rule), a padding larger than the dilated window, and
+// whose sizes do not follow the stride-1 rule), a padding that reaches past (K - 1) * d, and
 // depthwise filters with a channel multiplier (their transpose is not depthwise).
 std::optional<Conv2dPlan> dgrad_as_forward_plan(const Conv2dPlan& p) {
   if (p.stride_h != 1 || p.stride_w != 1 || (p.is_depthwise() && p.group_out_channels != 1)) return std::nullopt;
