@@ -1,10 +1,11 @@
 """CPU benchmark: myconv vs torch.conv2d on channels_last tensors (oneDNN) vs the user's
 permute + F.pad + F.conv2d + permute path, N = 1 and 8, all measured in one run.
 
-Usage: python benchmarks/bench_cpu.py [--repeats 7] [--quick] [--train] [--dtype bfloat16|float16]
+Usage: python benchmarks/bench_cpu.py [--repeats 7] [--quick] [--train] [--transpose] [--dtype bfloat16|float16]
 Writes benchmarks/results/cpu.md (forward, float32) or, with --train, cpu-train.md (forward +
 backward: input and filter gradients), cpu-bfloat16.md / cpu-float16.md with --dtype, with a chart
-beside it (cpu.png, ...), and prints the same table. The targets in the summary are the float32
+beside it (cpu.png, ...), and prints the same table. --transpose times conv2d_transpose on decoder
+shapes against oneDNN's conv_transpose2d (+ the crop TF's SAME implies) instead: cpu-transpose.md. The targets in the summary are the float32
 ones. It measures the machine's FMA peak for the instruction set myconv uses (an FMA loop
 on every thread) and reports each shape's share of it. A "## Steps" section already in the
 results file (the history of speed steps) is kept.
@@ -111,6 +112,64 @@ def packing_cost(layer: Layer, dtype: torch.dtype, repeats: int, min_time: float
     return ms, (w.nbytes + packed.nbytes) / (ms * 1e-3) / 1e9
 
 
+# Decoder layers, N = 8: (name, input H, W, C_in, filter KH, KW, C_out, stride, padding).
+DECODER_LAYERS = [
+    ("U-Net up 3x3/2 SAME 28->56", (28, 28, 256), (3, 3, 128), 2, "SAME"),
+    ("U-Net up 3x3/2 SAME 56->112", (56, 56, 128), (3, 3, 64), 2, "SAME"),
+    ("U-Net up 4x4/2 SAME 28->56", (28, 28, 128), (4, 4, 64), 2, "SAME"),
+    ("DCGAN 4x4/2 VALID 8->18", (8, 8, 256), (4, 4, 128), 2, "VALID"),
+    ("DCGAN 4x4/2 VALID 16->34", (16, 16, 128), (4, 4, 64), 2, "VALID"),
+    ("decoder 3x3/1 SAME 56", (56, 56, 64), (3, 3, 64), 1, "SAME"),
+]
+
+
+def transpose_benchmark(args, batch: int = 8) -> None:
+    """myconv.conv2d_transpose (Keras's output size) against oneDNN: F.conv_transpose2d on
+    channels_last NCHW views (full size), cropped to TF's window by a view, as a PyTorch user writes it."""
+    import torch.nn.functional as F
+
+    records = []
+    for name, (h, w, c_in), (kh, kw, c_out), s, padding in DECODER_LAYERS:
+        x = torch.randn(batch, h, w, c_in)
+        f = torch.randn(kh, kw, c_out, c_in)
+        expected = myconv.conv2d_transpose(x, f, None, s, padding)
+        out_h, out_w = expected.shape[1:3]
+        crops = []  # TF's crop of the full transposed output: the forward conv's top/left padding
+        for size, k in ((out_h, kh), (out_w, kw)):
+            crops.append(torch.ops.myconv.same_padding(size, k, s, 1)[0] if padding == "SAME" else 0)
+        x_nchw = x.permute(0, 3, 1, 2)  # channels_last already
+        w_torch = f.permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)  # [C_in, C_out, KH, KW]
+
+        def onednn():
+            full = F.conv_transpose2d(x_nchw, w_torch, stride=s)
+            return full[:, :, crops[0]:crops[0] + out_h, crops[1]:crops[1] + out_w]
+
+        got = onednn().permute(0, 2, 3, 1)
+        if got.shape != expected.shape or (got - expected).norm() / expected.norm() > 1e-5:
+            raise SystemExit(f"{name}: myconv and conv_transpose2d + crop disagree")
+        ms = median_ms({"myconv": lambda: myconv.conv2d_transpose(x, f, None, s, padding), "torch_cl": onednn},
+                       lambda: None, 3 if args.quick else args.repeats, args.min_time)
+        flops = 2 * batch * h * w * c_in * kh * kw * c_out
+        records.append((name, ms, flops / ms["myconv"] / 1e6))
+        progress(len(records), len(DECODER_LAYERS), name)
+    ratios = [r[1]["myconv"] / r[1]["torch_cl"] for r in records]
+    lines = header("myconv CPU benchmark: conv2d_transpose (float32, N = 8)", [
+        f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch threads: {torch.get_num_threads()}",
+        f"myconv CPU instruction set: {torch.ops.myconv.cpu_isa()}; median of {args.repeats} samples, each >= "
+        f"{args.min_time * 1e3:.0f} ms of calls, interleaved",
+        "myconv: myconv.conv2d_transpose(x, w, None, strides, padding), Keras's output size",
+        "torch_cl: F.conv_transpose2d on channels_last NCHW views (oneDNN), then TF's crop as a view",
+        "command: python benchmarks/bench_cpu.py --transpose",
+    ])
+    lines += ["| layer | myconv ms | torch_cl ms | myconv GFLOP/s | myconv/torch_cl |", "|---|---|---|---|---|"]
+    for (name, ms, gflops), ratio in zip(records, ratios):
+        lines.append(f"| {name} | {ms['myconv']:.3f} | {ms['torch_cl']:.3f} | {gflops:.1f} | {ratio:.2f} |")
+    summary = ["## Summary", "", f"- geomean time ratio myconv / torch_cl: **{geomean(ratios):.2f}** (issue 19's "
+               "target <= 0.9)", f"- worst: {max(zip(ratios, records))[1][0]} at {max(ratios):.2f}", ""]
+    Path(RESULTS / "cpu-transpose.md").write_text("\n".join(lines + [""] + summary))
+    print("\n".join(summary))
+
+
 def main() -> None:
     if any(os.environ.get(name) != value for name, value in MALLOC_SETTINGS.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_SETTINGS})
@@ -120,11 +179,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="N = 1 only, 3 repeats (smoke run)")
     parser.add_argument("--train", action="store_true",
                         help="time forward + backward (input and filter gradients) instead of forward")
+    parser.add_argument("--transpose", action="store_true",
+                        help="time conv2d_transpose on decoder shapes against oneDNN's conv_transpose2d instead")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                         help="input, filter and output type (half types accumulate in float32)")
     parser.add_argument("--output", default=None,
                         help="default: results/cpu.md, or cpu-train.md with --train; cpu-<dtype>.md for half types")
     args = parser.parse_args()
+    if args.transpose:
+        return transpose_benchmark(args)
     dtype, tolerance = DTYPES[args.dtype]
     batches = (1,) if args.quick else (1, 8)
     repeats = 3 if args.quick else args.repeats

@@ -6,28 +6,41 @@ They are Python, not TorchScript (their arguments are unions): scripted code cal
 ``torch.ops.myconv.conv2d`` itself.
 """
 
+import numbers
 from collections.abc import Sequence
 from typing import Optional, Union
 
 import torch
+
+try:  # numpy's bool is no numbers.Integral, but refuse it explicitly all the same
+    from numpy import bool_ as np_bool
+except ImportError:  # numpy is optional
+    np_bool = bool
 
 IntOrSeq = Union[int, Sequence[int]]
 Padding = Union[str, Sequence[Sequence[int]]]
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A Python or numpy integer (numbers.Integral), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np_bool))
+
+
+def _ints(values: Sequence, name: str) -> list[int]:
+    """Integers as Python ints; anything else (a float, a bool) is refused naming the argument."""
+    items = list(values)
+    if not all(_is_int(v) for v in items):
+        raise TypeError(f"myconv: {name} entries must be ints, got {values!r}")
+    return [int(v) for v in items]
 
 
 def _spatial_pair(value: IntOrSeq, name: str) -> list[int]:
-    """int, (h, w) or TF's [1, h, w, 1] -> [h, w]."""
+    """int, (h, w) or TF's [1, h, w, 1] (Python or numpy integers) -> [h, w]."""
     if _is_int(value):
-        return [value, value]
-    if not isinstance(value, Sequence) or isinstance(value, str):
+        return [int(value), int(value)]
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
         raise TypeError(f"myconv.conv2d: {name} must be an int or a sequence of ints, got {value!r}")
-    items = list(value)
-    if not all(_is_int(v) for v in items):
-        raise TypeError(f"myconv.conv2d: {name} entries must be ints, got {value!r}")
+    items = _ints(value, name)
     if len(items) == 4:
         if items[0] != 1 or items[3] != 1:
             raise ValueError(
@@ -65,7 +78,7 @@ def _explicit_padding(padding: Sequence[Sequence[int]]) -> list[int]:
     flat = pairs[0] + pairs[1]
     if not all(_is_int(v) for v in flat):
         raise TypeError(f"myconv.conv2d: explicit padding entries must be ints, got {padding!r}")
-    return flat
+    return [int(v) for v in flat]
 
 
 def _bias_tensor(bias: object, input: torch.Tensor) -> Optional[torch.Tensor]:
@@ -177,7 +190,7 @@ def conv2d_transpose(
     bias = _bias_tensor(bias, input)
     size = None
     if output_shape is not None:
-        shape = [int(v) for v in output_shape]
+        shape = _ints(output_shape, "output_shape")
         if len(shape) == 4:
             expected = (input.shape[0] if input.dim() == 4 else None, filters.shape[2] if filters.dim() == 4 else None)
             if (shape[0], shape[3]) != expected:
@@ -262,7 +275,7 @@ def conv2d_prepacked(
     """
     stride = _spatial_pair(strides, "strides")
     dilation = _spatial_pair(dilations, "dilations")
-    shape = [int(v) for v in filter_shape]
+    shape = _ints(filter_shape, "filter_shape")
     if isinstance(padding, str):
         return torch.ops.myconv.conv2d_prepacked(input, packed_filter, shape, stride, padding, dilation, bias)
     return torch.ops.myconv.conv2d_prepacked.explicit(

@@ -123,3 +123,17 @@ def test_layer_refuses_an_input_it_was_not_built_for():
         layer(torch.randn(2, 4, 9, 9))
     with pytest.raises(ValueError, match=r"got shape \[8, 8, 4\]"):
         layer(torch.randn(8, 8, 4))
+
+
+def test_numpy_integers_are_taken_and_floats_refused():
+    import numpy as np
+
+    x, w = torch.randn(1, 8, 8, 4), torch.randn(3, 3, 4, 2)
+    expected = myconv.conv2d(x, w, [2, 1], [[0, 0], [1, 0], [0, 1], [0, 0]], [1, 2])
+    got = myconv.conv2d(x, w, np.array([2, 1]), [[0, 0], [np.int64(1), 0], [0, np.int32(1)], [0, 0]],
+                        (np.int64(1), np.int64(2)))
+    assert torch.equal(got, expected)
+    with pytest.raises(TypeError, match=r"strides entries must be ints"):
+        myconv.conv2d(x, w, [2.0, 1])
+    with pytest.raises(TypeError, match=r"output_shape entries must be ints"):
+        myconv.conv2d_transpose(torch.randn(1, 5, 5, 2), torch.randn(3, 3, 4, 2), (10.7, 10.2), 2)
