@@ -178,3 +178,13 @@ def test_keras_rule_refuses_sizes_no_tensor_has():
     with pytest.raises(ValueError, match=r"output height of 5 is not one the input's height 8 transposes to"):
         torch.ops.myconv.conv2d_transpose(torch.randn(1, 8, 1, 2), torch.randn(4, 4, 3, 2), [5, 4], None,
                                           [2**60, 1], "SAME")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_conv2d_transpose_on_every_device(device, dtype):
+    x, w, b = torch.randn(2, 5, 7, 6), torch.randn(3, 3, 4, 6), torch.randn(4)
+    for output_size, stride, padding in (((10, 14), 2, "SAME"), ((11, 15), 2, "VALID"), ((5, 7), 1, "SAME")):
+        y = myconv.conv2d_transpose(x.to(device, dtype), w.to(device, dtype), output_size, stride, padding,
+                                    bias=b.to(device, dtype))
+        ref = transpose_reference(x, w, output_size, (stride, stride), padding, (1, 1), b)
+        assert y.device.type == device and relative_error(y, ref) <= TOLERANCE[dtype]
