@@ -3,8 +3,8 @@
 // change without any sign it could check (.data, numpy and DLPack views, fused optimizers), so
 // every call packs the filter it is given. Where keeping the packed form is the user's decision
 // (inference), myconv::prepack_filter returns it as an ordinary uint8 tensor and
-// myconv::conv2d_prepacked convolves with it: the user owns it, and torch.export carries it like
-// any buffer.
+// myconv::conv2d_prepacked convolves with it: the user owns it, and torch.export and AOTInductor
+// carry it like any buffer or constant.
 //
 // The tensor starts with a PackedFilterHeader: what was packed (the filter's HWIO shape and
 // dtype) and how (the backend's form, instruction set, panel width), so that a packed filter used

@@ -314,3 +314,13 @@ def test_cpu_frozen_layer_stops_the_weight_gradient_and_copies_pack_their_own():
         layer(x)
     layer.freeze().unfreeze()
     assert layer.weight.requires_grad and layer.packed_weight is None
+
+
+def test_frozen_layer_runs_in_an_aoti_package(tmp_path):
+    # The packed filter travels in the package as a constant; a dynamic batch runs it bit-exactly.
+    layer = myconv.Conv2d(8, 16, 3, padding="same", activation="relu").freeze()
+    x = torch.randn(2, 9, 9, 8)
+    program = torch.export.export(layer, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    path = torch._inductor.aoti_compile_and_package(program, package_path=str(tmp_path / "frozen.pt2"))
+    runner = torch._inductor.aoti_load_package(path)
+    torch.testing.assert_close(runner(torch.cat([x, x, x])), torch.cat([layer(x)] * 3), rtol=0, atol=0)
