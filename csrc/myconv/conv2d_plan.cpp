@@ -189,21 +189,21 @@ Conv2dShape<Int> check_conv2d(const at::Tensor& input, const at::Tensor& filter,
   check_same_dtype_and_device(input, filter, "filter");
   const Conv2dShape<Int> shape = check_conv2d_shapes<Int>(
       detail::sizes_of<Int>(input), detail::sizes_of<Int>(filter), stride, padding, dilation);
-  check_bias<Int>(input, bias, shape);
+  check_bias<Int>(input, bias, shape.out_channels, "myconv.conv2d", "the filter's out-channels");
   return shape;
 }
 
 template <typename Int>
-void check_bias(const at::Tensor& input, const std::optional<at::Tensor>& bias, const Conv2dShape<Int>& shape) {
+void check_bias(const at::Tensor& input, const std::optional<at::Tensor>& bias, const Int& channels,
+                const char* op, const char* channels_are) {
   if (bias.has_value()) {
     check_same_dtype_and_device(input, *bias, "bias");
     const auto bias_sizes = detail::sizes_of<Int>(*bias);
     const auto bias_error = [&] {
-      return c10::str("myconv.conv2d: bias must have shape [", shape.out_channels,
-                      "] (the filter's out-channels), got ", bias_sizes);
+      return c10::str(op, ": bias must have shape [", channels, "] (", channels_are, "), got ", bias_sizes);
     };
     TORCH_CHECK_VALUE(bias_sizes.size() == 1, bias_error());
-    MYCONV_CHECK_SIZES(c10::sym_eq(bias_sizes[0], shape.out_channels), bias_error());
+    MYCONV_CHECK_SIZES(c10::sym_eq(bias_sizes[0], channels), bias_error());
   }
 }
 
@@ -309,13 +309,7 @@ Conv2dShape<Int> check_conv2d_transpose(const at::Tensor& input, const at::Tenso
   MYCONV_CHECK_SIZES(c10::sym_eq(shape.out_w, in[2]), "myconv.conv2d_transpose: an output width of ", out_w,
                      " is not one the input's width ", in[2], " transposes to (conv2d maps it to ", shape.out_w, ")",
                      transposed_range_text(in[2], kw, stride[1], dilation[1], padding, 1));
-  if (bias.has_value()) {
-    check_same_dtype_and_device(input, *bias, "bias");
-    const auto bias_sizes = detail::sizes_of<Int>(*bias);
-    TORCH_CHECK_VALUE(bias_sizes.size() == 1 && holds(c10::sym_eq(bias_sizes[0], fs[2]), __FILE__, __LINE__),
-                      "myconv.conv2d_transpose: bias must have shape [", fs[2], "] (C_out, filter.size(2)), got ",
-                      bias_sizes);
-  }
+  check_bias<Int>(input, bias, fs[2], "myconv.conv2d_transpose", "C_out, filter.size(2)");
   return shape;
 }
 
@@ -369,8 +363,8 @@ Conv2dPlan make_plan(const Conv2dShape<int64_t>& shape, at::IntArrayRef stride,
                                               const PaddingSpec&, at::IntArrayRef);             \
   template void check_grad_output<Int>(const at::Tensor&, const at::Tensor&,                    \
                                        const Conv2dShape<Int>&);                                 \
-  template void check_bias<Int>(const at::Tensor&, const std::optional<at::Tensor>&,           \
-                                const Conv2dShape<Int>&);                                        \
+  template void check_bias<Int>(const at::Tensor&, const std::optional<at::Tensor>&, const Int&, \
+                                const char*, const char*);                                       \
   template Conv2dShape<Int> check_conv2d_transpose<Int>(                                        \
       const at::Tensor&, const at::Tensor&, at::OptionalIntArrayRef, at::OptionalIntArrayRef,    \
       const std::optional<at::Tensor>&, at::IntArrayRef, const PaddingSpec&, at::IntArrayRef);

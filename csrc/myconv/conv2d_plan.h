@@ -70,9 +70,17 @@ Conv2dShape<Int> check_conv2d_transpose(const at::Tensor& input, const at::Tenso
 
 // The input's dtype is one the kernels compute in (float32, float64, float16, bfloat16).
 void check_input_dtype(const at::Tensor& input);
-// An optional bias is [O] of the input's dtype and device.
+// An optional bias is [channels] of the input's dtype and device; errors start with `op` and say
+// what the channels are.
 template <typename Int>
-void check_bias(const at::Tensor& input, const std::optional<at::Tensor>& bias, const Conv2dShape<Int>& shape);
+void check_bias(const at::Tensor& input, const std::optional<at::Tensor>& bias, const Int& channels, const char* op,
+                const char* channels_are);
+
+// The bias gradient of every op here: grad_output summed over N, OH, OW (in float32 for half
+// types), as `dtype`.
+inline at::Tensor bias_gradient(const at::Tensor& grad_output, at::ScalarType dtype) {
+  return at::sum(grad_output, {0, 1, 2}, false, at::toOpMathType(dtype)).to(dtype);
+}
 
 // grad_output of conv2d_backward must be the forward output's shape, dtype and device.
 template <typename Int>
@@ -184,19 +192,13 @@ struct Conv2dEntryPoints {
     if constexpr (kConcrete) {
       if (grad_output.numel() > 0 && input.numel() > 0) {
         backward_kernel(grad_output, input, filter, make_plan(shape, stride, padding, dilation), grads);
-        // The same reduction on every device: sum over N, OH, OW, accumulated in float32 for
-        // half types.
-        if (grads.bias.defined()) {
-          grads.bias.copy_(at::sum(grad_output, {0, 1, 2}, false, at::toOpMathType(input.scalar_type())));
-        }
       } else {  // no output pixel, or no input pixel (outputs that read only padding)
         for (at::Tensor* grad : {&grads.input, &grads.filter}) {
           if (grad->defined()) grad->zero_();
         }
-        if (grads.bias.defined()) {
-          grads.bias.copy_(at::sum(grad_output, {0, 1, 2}, false, at::toOpMathType(input.scalar_type())));
-        }
       }
+      // The same reduction on every device.
+      if (grads.bias.defined()) grads.bias.copy_(bias_gradient(grad_output, input.scalar_type()));
     }
     return {grads.input, grads.filter, grads.bias};
   }

@@ -110,7 +110,7 @@ Conv2dShape<Int> check_conv2d_prepacked(const at::Tensor& input, const at::Tenso
   std::vector<Int> filter_sizes(filter_shape.begin(), filter_shape.end());
   const Conv2dShape<Int> shape = check_conv2d_shapes<Int>(detail::sizes_of<Int>(input), filter_sizes, stride,
                                                          padding, dilation);
-  check_bias<Int>(input, bias, shape);
+  check_bias<Int>(input, bias, shape.out_channels, "myconv.conv2d_prepacked", "the filter's out-channels");
   return shape;
 }
 

@@ -49,6 +49,19 @@ def _apply_activation(y: torch.Tensor, activation: str) -> torch.Tensor:
     return y
 
 
+def _check_nhwc_input(x: torch.Tensor, in_channels: int, layer: str) -> None:
+    """Keras's input spec: [N, H, W, in_channels], with a hint for an NCHW tensor."""
+    if x.dim() == 4 and x.shape[3] == in_channels:
+        return
+    hint = ""
+    if x.dim() == 4 and x.shape[1] == in_channels:
+        hint = " (it looks like NCHW: myconv takes NHWC, e.g. x.permute(0, 2, 3, 1))"
+    raise ValueError(
+        "myconv." + layer + ": input must be NHWC [N, H, W, " + str(in_channels) + "] (in_channels = "
+        + str(in_channels) + "), got shape " + str(list(x.shape)) + hint
+    )
+
+
 def _activation_name(activation: Optional[str], layer: str) -> str:
     name = "linear" if activation is None else activation
     if name not in ACTIVATIONS:
@@ -278,24 +291,9 @@ class Conv2d(torch.nn.Module):
                 "compute with it unpacked"
             )
 
-    def _activate(self, y: torch.Tensor) -> torch.Tensor:
-        return _apply_activation(y, self.activation)
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        """Keras's input spec: [N, H, W, in_channels], with a hint for an NCHW tensor."""
-        if x.dim() == 4 and x.shape[3] == self.in_channels:
-            return
-        hint = ""
-        if x.dim() == 4 and x.shape[1] == self.in_channels:
-            hint = " (it looks like NCHW: myconv takes NHWC, e.g. x.permute(0, 2, 3, 1))"
-        raise ValueError(
-            "myconv.Conv2d: input must be NHWC [N, H, W, " + str(self.in_channels) + "] (in_channels = "
-            + str(self.in_channels) + "), got shape " + str(list(x.shape)) + hint
-        )
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``activation(conv2d(x, weight) + bias)`` for NHWC ``x`` ``[N, H, W, in_channels]``."""
-        self._check_input(x)
+        _check_nhwc_input(x, self.in_channels, "Conv2d")
         if self._frozen and not torch.jit.is_scripting() and not torch.compiler.is_compiling():
             self._check_frozen_weight()
         packed = self.packed_weight
@@ -309,7 +307,7 @@ class Conv2d(torch.nn.Module):
                 y = torch.ops.myconv.conv2d_prepacked(
                     x, packed, shape, self.stride, self.padding, self.dilation, self.bias
                 )
-            return self._activate(y)
+            return _apply_activation(y, self.activation)
         # The overload (str or int[4] padding) is picked from the argument's type.
         if self.padding == "EXPLICIT":
             y = torch.ops.myconv.conv2d(
@@ -319,7 +317,7 @@ class Conv2d(torch.nn.Module):
             y = torch.ops.myconv.conv2d(
                 x, self.weight, self.stride, self.padding, self.dilation, self.bias
             )
-        return self._activate(y)
+        return _apply_activation(y, self.activation)
 
     def extra_repr(self) -> str:
         kh, kw, cg, o = self.weight.shape
@@ -420,14 +418,7 @@ class Conv2DTranspose(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``activation(conv2d_transpose(x, weight) + bias)`` for NHWC ``x`` ``[N, H, W, in_channels]``."""
-        if x.dim() != 4 or x.shape[3] != self.in_channels:
-            hint = ""
-            if x.dim() == 4 and x.shape[1] == self.in_channels:
-                hint = " (it looks like NCHW: myconv takes NHWC, e.g. x.permute(0, 2, 3, 1))"
-            raise ValueError(
-                "myconv.Conv2DTranspose: input must be NHWC [N, H, W, " + str(self.in_channels) + "], got shape "
-                + str(list(x.shape)) + hint
-            )
+        _check_nhwc_input(x, self.in_channels, "Conv2DTranspose")
         output_padding: Optional[List[int]] = None
         if len(self.output_padding) == 2:
             output_padding = self.output_padding

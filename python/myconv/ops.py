@@ -94,6 +94,18 @@ def _bias_tensor(bias: object, input: torch.Tensor) -> Optional[torch.Tensor]:
     return values
 
 
+def _common_arguments(op: str, input: object, filters: object, strides: IntOrSeq, dilations: IntOrSeq,
+                      bias: object) -> tuple:
+    """(stride, dilation, bias) of conv2d and conv2d_transpose in the raw ops' forms, after checking
+    that input and filters are tensors."""
+    if not isinstance(input, torch.Tensor) or not isinstance(filters, torch.Tensor):
+        raise TypeError(
+            f"myconv.{op}: input and filters must be torch.Tensor, got "
+            f"{type(input).__name__} and {type(filters).__name__}"
+        )
+    return _spatial_pair(strides, "strides"), _spatial_pair(dilations, "dilations"), _bias_tensor(bias, input)
+
+
 def conv2d(
     input: torch.Tensor,
     filters: torch.Tensor,
@@ -129,14 +141,7 @@ def conv2d(
         >>> myconv.conv2d(x, w, strides=2, padding="SAME").shape
         torch.Size([1, 112, 112, 64])
     """
-    if not isinstance(input, torch.Tensor) or not isinstance(filters, torch.Tensor):
-        raise TypeError(
-            "myconv.conv2d: input and filters must be torch.Tensor, got "
-            f"{type(input).__name__} and {type(filters).__name__}"
-        )
-    stride = _spatial_pair(strides, "strides")
-    dilation = _spatial_pair(dilations, "dilations")
-    bias = _bias_tensor(bias, input)
+    stride, dilation, bias = _common_arguments("conv2d", input, filters, strides, dilations, bias)
     if isinstance(padding, str):
         return torch.ops.myconv.conv2d(input, filters, stride, padding, dilation, bias)
     return torch.ops.myconv.conv2d.explicit(
@@ -180,14 +185,7 @@ def conv2d_transpose(
         >>> myconv.conv2d_transpose(x, w, (1, 16, 16, 4), strides=2, padding="SAME").shape
         torch.Size([1, 16, 16, 4])
     """
-    if not isinstance(input, torch.Tensor) or not isinstance(filters, torch.Tensor):
-        raise TypeError(
-            "myconv.conv2d_transpose: input and filters must be torch.Tensor, got "
-            f"{type(input).__name__} and {type(filters).__name__}"
-        )
-    stride = _spatial_pair(strides, "strides")
-    dilation = _spatial_pair(dilations, "dilations")
-    bias = _bias_tensor(bias, input)
+    stride, dilation, bias = _common_arguments("conv2d_transpose", input, filters, strides, dilations, bias)
     size = None
     if output_shape is not None:
         shape = _ints(output_shape, "output_shape")

@@ -223,8 +223,7 @@ class Conv2dTransposeFunction : public torch::autograd::Function<Conv2dTranspose
       }));
     }
     if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) {
-      grad_bias = at::sum(grad_output, {0, 1, 2}, false, at::toOpMathType(grad_output.scalar_type()))
-                      .to(grad_output.scalar_type());
+      grad_bias = bias_gradient(grad_output, grad_output.scalar_type());
     }
     return {grad_input, grad_filter, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), grad_bias};
   }
@@ -267,8 +266,7 @@ class Conv2dPrepackedFunction : public torch::autograd::Function<Conv2dPrepacked
                 "gradients with myconv.conv2d and the filter itself (myconv.Conv2d.unfreeze())");
     at::Tensor grad_bias;
     if (ctx->needs_input_grad(2)) {
-      const auto dtype = ctx->saved_data["bias_dtype"].toScalarType();
-      grad_bias = at::sum(grads[0], {0, 1, 2}, false, at::toOpMathType(dtype)).to(dtype);
+      grad_bias = bias_gradient(grads[0], ctx->saved_data["bias_dtype"].toScalarType());
     }
     return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), grad_bias};
   }
