@@ -103,26 +103,43 @@ def from_keras(layer: Mapping, weights: Sequence, *, class_name: Optional[str] =
     if "kernel_size" in config and _pair(config["kernel_size"], "kernel_size", class_name) != (kh, kw):
         raise ValueError(f"myconv.from_keras: kernel_size {_pair(config['kernel_size'], 'kernel_size', class_name)} "
                          f"does not match the kernel's shape {tuple(kernel.shape)}")
+    padding = config.get("padding", "valid")
+    if not isinstance(padding, str) or padding.lower() not in ("same", "valid"):
+        raise ValueError(f'myconv.from_keras: {class_name} padding must be "same" or "valid", got {padding!r}')
+    common = dict(strides=_pair(config.get("strides", 1), "strides", class_name), padding=padding,
+                  dilation_rate=_pair(config.get("dilation_rate", 1), "dilation_rate", class_name),
+                  activation=activation, use_bias=use_bias,
+                  dtype=dtype or (kernel.dtype if kernel.is_floating_point() else None), device=device)
     if class_name == "Conv2DTranspose":
         if config.get("filters", in_per_group) != in_per_group:
             raise ValueError(f"myconv.from_keras: filters {config['filters']!r} does not match the kernel's shape "
                              f"{tuple(kernel.shape)} ([KH, KW, filters, C])")
         if config.get("groups", 1) != 1:
             raise ValueError(f"myconv.from_keras: Conv2DTranspose groups must be 1, got {config['groups']!r}")
-        padding = config.get("padding", "valid")
         output_padding = config.get("output_padding")
         layer_module = Conv2DTranspose(
             last, in_per_group, (kh, kw),
-            strides=_pair(config.get("strides", 1), "strides", class_name),
-            padding=padding,
             output_padding=None if output_padding is None else _pair(output_padding, "output_padding", class_name),
-            dilation_rate=_pair(config.get("dilation_rate", 1), "dilation_rate", class_name),
-            activation=activation,
-            use_bias=use_bias,
-            dtype=dtype or (kernel.dtype if kernel.is_floating_point() else None),
-            device=device,
+            **common,
         )
-        return layer_module.load_keras_weights(kernel, weights[1] if use_bias else None)
+    else:
+        if class_name == "DepthwiseConv2D":
+            multiplier = config.get("depth_multiplier", 1)
+            if multiplier != last:
+                raise ValueError(f"myconv.from_keras: depth_multiplier {multiplier!r} does not match the kernel's "
+                                 f"shape {tuple(kernel.shape)} ([KH, KW, C, depth_multiplier])")
+            groups = in_per_group
+            kernel = kernel.reshape(kh, kw, 1, in_per_group * last)
+        else:
+            groups = config.get("groups", 1)
+            if config.get("filters", last) != last:
+                raise ValueError(f"myconv.from_keras: filters {config['filters']!r} does not match the kernel's "
+                                 f"shape {tuple(kernel.shape)} ([KH, KW, C/groups, filters])")
+            if not isinstance(groups, int) or groups < 1 or last % groups:
+                raise ValueError(f"myconv.from_keras: groups must be a positive int dividing filters ({last}), "
+                                 f"got {groups!r}")
+        layer_module = Conv2d(kernel.shape[2] * groups, kernel.shape[3], (kh, kw), groups=groups, **common)
+    return layer_module.load_keras_weights(kernel, weights[1] if use_bias else None)
     if class_name == "DepthwiseConv2D":
         multiplier = config.get("depth_multiplier", 1)
         if multiplier != last:
