@@ -1,11 +1,13 @@
 """Gradients: gradcheck/gradgradcheck in float64, float32 and half gradients against torch.conv2d's
 (TF padding applied with F.pad), output_mask, empty batches and the C++-registered backward op."""
 
+import random
+
 import pytest
 import torch
 
 import myconv
-from references import TOLERANCE, conv_torch, relative_error
+from references import TOLERANCE, conv_torch, pads_tblr, relative_error
 from test_parity import CASES, GROUPED
 
 # (input NHWC, filter HWIO, stride, padding, dilation): every kind of forward configuration.
@@ -102,6 +104,33 @@ def test_gradient_dtypes(dtype, groups, kernel, device):
     b = torch.randn(12, device=device).to(dtype)
     stride, dilation = ((2, 1), (1, 2)) if kernel == 3 else ((1, 1), (1, 1))
     _check_grads(x, w, b, stride, "SAME", dilation, TOLERANCE[dtype])
+
+
+def _random_geometry(rng):
+    """A random conv2d: kernel 1-5, stride 1-4, dilation 1-3, SAME/VALID or explicit padding up to
+    7 (past the window too), dense, grouped or depthwise."""
+    groups, cg, og = rng.choice([(1, rng.randint(1, 5), rng.randint(1, 40)), (3, 2, 5), (rng.randint(2, 9), 1, 1)])
+    padding = rng.choice(["SAME", "VALID", [rng.randint(0, 7) for _ in range(4)]])
+    return (rng.randint(1, 3), rng.randint(1, 14), rng.randint(1, 14), groups * cg,
+            rng.randint(1, 5), rng.randint(1, 5), cg, groups * og,
+            (rng.randint(1, 4), rng.randint(1, 4)), padding, (rng.randint(1, 3), rng.randint(1, 3)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_input_gradient_phases_on_random_geometry(seed, device):
+    # The input gradient runs as one forward convolution per phase of the stride: every phase
+    # shape (taps a phase reaches, none, padding past the window, skipped rows) against float64.
+    rng = random.Random(seed)
+    for _ in range(40):
+        n, h, w_, c, kh, kw, cg, o, stride, padding, dilation = _random_geometry(rng)
+        pads = pads_tblr((n, h, w_, c), (kh, kw), stride, padding, dilation)
+        if any((size + before + after - (k - 1) * d - 1) < 0
+               for size, k, d, before, after in ((h, kh, dilation[0], *pads[:2]), (w_, kw, dilation[1], *pads[2:]))):
+            continue  # no output
+        dtype = rng.choice([torch.float64, torch.float32, torch.bfloat16])
+        x = torch.randn(n, h, w_, c, device=device).to(dtype)
+        w = torch.randn(kh, kw, cg, o, device=device).to(dtype)
+        _check_grads(x, w, None, stride, padding, dilation, TOLERANCE[dtype])
 
 
 def test_gradients_over_many_workspace_tiles(device):

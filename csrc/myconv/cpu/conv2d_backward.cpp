@@ -1,12 +1,12 @@
-// CPU kernel of myconv::conv2d_backward. The input gradient of a stride-1 convolution runs the
-// forward kernels on grad_output (dgrad_as_forward_plan); otherwise, the same two designs as the
-// forward:
-//  - general case, per bounded tile of output pixels and per group:
+// CPU kernel of myconv::conv2d_backward.
+//  - input gradient: forward convolutions of grad_output, one per phase of the stride, on the
+//    forward's kernels (dgrad_by_phases); depthwise filters with a channel multiplier run direct
+//    loops vectorised over channels;
+//  - filter gradient, per bounded tile of output pixels and per group:
 //      grad_filter[K, Og] += rows^T x grad_output      (rows = im2row of the tile, K = KH*KW*Cg)
-//      grad_rows[P, K]     = grad_output x filter^T, then row2im adds them onto grad_input;
-//    1x1 stride-1 unpadded convolutions use the input itself as the filter gradient's rows;
-//  - depthwise: direct loops vectorised over channels; the filter gradient sums fixed chunks of
-//    rows into their own partial buffers, added in order, so it does not depend on thread count.
+//    1x1 stride-1 unpadded convolutions use the input itself as the rows; depthwise: direct
+//    loops, summing fixed chunks of rows into their own partial buffers, added in order, so it
+//    does not depend on thread count.
 // Half types accumulate in float32 workspaces. grad_bias is the entry point's reduction.
 #include "myconv/cpu/conv2d_backward.h"
 
@@ -17,6 +17,7 @@
 #include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 
+#include <numeric>
 #include <optional>
 #include <vector>
 
@@ -32,9 +33,10 @@ namespace {
 // Partial sums of the depthwise filter gradient: at most this many, whatever the thread count.
 constexpr int64_t kMaxFilterGradChunks = 64;
 
+// grad_filter as im2row tiles of the input times grad_output through ATen's GEMM.
 template <typename scalar_t, typename acc_t>
-void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input,
-                          const at::Tensor& filter, const Conv2dPlan& p, Conv2dGrads& grads) {
+void filter_grad_gemm(const at::Tensor& grad_output, const at::Tensor& input, const Conv2dPlan& p,
+                      at::Tensor& grad_filter) {
   const auto acc_options = input.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
   constexpr bool widen = !std::is_same_v<scalar_t, acc_t>;
   const int64_t pixels = p.output_pixels();
@@ -42,30 +44,17 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
   const int64_t cg = p.group_in_channels;
   const int64_t og = p.group_out_channels;
   const bool direct = p.is_unpadded_pointwise();
-  const bool want_input = grads.input.defined();
-  const bool want_filter = grads.filter.defined();
-  // (An unpadded pointwise input gradient is a stride-1 one: the forward kernels computed it.)
-  TORCH_INTERNAL_ASSERT(!(want_input && direct));
 
   const at::Tensor gy2d = grad_output.view({pixels, p.out_channels});
-  const at::Tensor in2d = want_filter ? input.view({p.batch * p.in_h * p.in_w, p.in_channels}) : at::Tensor();
-  const at::Tensor weights =
-      want_input ? filter.contiguous().to(acc_options.dtype()).view({row_len, p.out_channels})
-                 : at::Tensor();
-  // Accumulators: the outputs themselves, or float32 copies for half types.
-  at::Tensor grad_filter_acc;
-  if (want_filter) {
-    grad_filter_acc = widen ? at::zeros({row_len, p.out_channels}, acc_options)
-                            : grads.filter.view({row_len, p.out_channels}).zero_();
-  }
-  at::Tensor grad_input_acc;  // row2im accumulates overlapping windows
-  if (want_input) grad_input_acc = widen ? at::zeros(input.sizes(), acc_options) : grads.input.zero_();
+  const at::Tensor in2d = input.view({p.batch * p.in_h * p.in_w, p.in_channels});
+  // The accumulator: grad_filter itself, or a float32 copy for half types.
+  const at::Tensor grad_filter_acc = widen ? at::zeros({row_len, p.out_channels}, acc_options)
+                                           : grad_filter.view({row_len, p.out_channels}).zero_();
 
   const int64_t tile = std::clamp<int64_t>(
-      kWorkspaceBytes / ((2 * row_len + p.out_channels) * int64_t{sizeof(acc_t)}), 1, pixels);
-  const bool need_rows = want_filter && (!direct || widen);
+      kWorkspaceBytes / ((row_len + p.out_channels) * int64_t{sizeof(acc_t)}), 1, pixels);
+  const bool need_rows = !direct || widen;
   const at::Tensor rows_workspace = need_rows ? at::empty({tile, row_len}, acc_options) : at::Tensor();
-  const at::Tensor grad_rows_workspace = want_input ? at::empty({tile, row_len}, acc_options) : at::Tensor();
   const at::Tensor grad_output_workspace = widen ? at::empty({tile, p.out_channels}, acc_options) : at::Tensor();
 
   for (int64_t first = 0; first < pixels; first += tile) {
@@ -73,33 +62,24 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
     const at::Tensor gy_tile = widen ? grad_output_workspace.narrow(0, 0, count).copy_(gy2d.narrow(0, first, count))
                                      : gy2d.narrow(0, first, count);
     for (int64_t g = 0; g < p.groups; ++g) {
-      const at::Tensor gy_g = gy_tile.narrow(1, g * og, og);
-      if (want_filter) {
-        at::Tensor rows;
-        if (direct) {
-          rows = in2d.narrow(0, first, count).narrow(1, g * cg, cg);
-          if (widen) rows = rows_workspace.narrow(0, 0, count).copy_(rows);
-        } else {
-          im2row(input.const_data_ptr<scalar_t>(), p, g, first, count,
-                 rows_workspace.mutable_data_ptr<acc_t>());
-          rows = rows_workspace.narrow(0, 0, count);
-        }
-        grad_filter_acc.narrow(1, g * og, og).addmm_(rows.t(), gy_g);
+      at::Tensor rows;
+      if (direct) {
+        rows = in2d.narrow(0, first, count).narrow(1, g * cg, cg);
+        if (widen) rows = rows_workspace.narrow(0, 0, count).copy_(rows);
+      } else {
+        im2row(input.const_data_ptr<scalar_t>(), p, g, first, count, rows_workspace.mutable_data_ptr<acc_t>());
+        rows = rows_workspace.narrow(0, 0, count);
       }
-      if (want_input) {
-        at::Tensor grad_rows = grad_rows_workspace.narrow(0, 0, count);
-        at::mm_out(grad_rows, gy_g, weights.narrow(1, g * og, og).t());
-        row2im_add(grad_rows.const_data_ptr<acc_t>(), p, g, first, count, grad_input_acc.mutable_data_ptr<acc_t>());
-      }
+      grad_filter_acc.narrow(1, g * og, og).addmm_(rows.t(), gy_tile.narrow(1, g * og, og));
     }
   }
-  if (widen && want_filter) grads.filter.copy_(grad_filter_acc.view(filter.sizes()));
-  if (widen && want_input) grads.input.copy_(grad_input_acc);
+  if (widen) grad_filter.copy_(grad_filter_acc.view(grad_filter.sizes()));
 }
 
-// grad_input of one input pixel (n, ih, iw): for each output channel o = c * m + j, the sum over
-// the taps that read this pixel of grad_output[.., o] * filter[tap, o]; then summed over j.
-template <bool kUnitMultiplier, typename scalar_t, typename acc_t>
+// grad_input of one input pixel (n, ih, iw) of a depthwise convolution with channel multiplier m:
+// for each output channel o = c * m + j, the sum over the taps that read this pixel of
+// grad_output[.., o] * filter[tap, o]; then summed over j.
+template <typename scalar_t, typename acc_t>
 MYCONV_SIMD_CLONES void depthwise_grad_input_row(const scalar_t* grad_output, const acc_t* w,
                                                  scalar_t* grad_row, const Conv2dIndexer& ix,
                                                  int64_t n, int64_t ih, acc_t* __restrict__ acc) {
@@ -121,9 +101,7 @@ MYCONV_SIMD_CLONES void depthwise_grad_input_row(const scalar_t* grad_output, co
     scalar_t* dst = grad_row + iw * p.in_channels;
     for (int64_t c = 0; c < p.in_channels; ++c) {
       acc_t sum = acc[c * m];
-      if (!kUnitMultiplier) {
-        for (int64_t j = 1; j < m; ++j) sum += acc[c * m + j];
-      }
+      for (int64_t j = 1; j < m; ++j) sum += acc[c * m + j];
       dst[c] = static_cast<scalar_t>(sum);
     }
   }
@@ -174,11 +152,7 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
         int64_t n = 0, ih = 0;
         ix.in_h.divmod(row, &n, &ih);
         scalar_t* grad_row = gx + ix.input_offset(n, ih, 0, 0);
-        if (unit_multiplier) {
-          depthwise_grad_input_row<true>(gy, w, grad_row, ix, n, ih, acc.data());
-        } else {
-          depthwise_grad_input_row<false>(gy, w, grad_row, ix, n, ih, acc.data());
-        }
+        depthwise_grad_input_row(gy, w, grad_row, ix, n, ih, acc.data());
       }
     });
   }
@@ -218,63 +192,126 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
 
 namespace {
 
-// With stride 1 the input gradient is itself a convolution, of grad_output with the filter
-// flipped in space and its in- and out-channels swapped (per group), padded by (K - 1) * d minus
-// the forward's padding: the forward kernels (microkernels) compute it. The plan of that
-// convolution, or nullopt where it does not apply: a stride above 1 (or one canonicalised away,
-// whose sizes do not follow the stride-1 rule), a padding that reaches past (K - 1) * d, and
-// depthwise filters with a channel multiplier (their transpose is not depthwise).
-std::optional<Conv2dPlan> dgrad_as_forward_plan(const Conv2dPlan& p) {
-  if (p.stride_h != 1 || p.stride_w != 1 || (p.is_depthwise() && p.group_out_channels != 1)) return std::nullopt;
-  Conv2dPlan t = p;
-  const auto axis = [](int64_t in, int64_t out, int64_t k, int64_t d, geometry::Padding pad,
-                       geometry::Padding* flipped) {
-    const int64_t reach = (k - 1) * d;
-    if (pad.before > reach || pad.after > reach) return false;
-    *flipped = {reach - pad.before, reach - pad.after};
-    return out + flipped->before + flipped->after - reach == in;  // the stride-1 output size
-  };
-  if (!axis(p.in_h, p.out_h, p.kernel_h, p.dilation_h, p.pad_h, &t.pad_h) ||
-      !axis(p.in_w, p.out_w, p.kernel_w, p.dilation_w, p.pad_w, &t.pad_w)) {
-    return std::nullopt;
+// The input gradient as forward convolutions (microkernels), one per phase of the stride: input
+// rows r, r + s, r + 2s, ... receive grad_output through the taps kh with (r + pad - kh * d)
+// divisible by s, every s / gcd(s, d)-th tap, and row r + s * i reads grad_output row
+// i + (r + pad - kh * d) / s: a stride-1 convolution of grad_output with those taps flipped, at
+// dilation d / gcd(s, d). Stride 1 is the one phase r = 0 with every tap.
+struct PhaseAxis {
+  int64_t first_tap = 0, tap_step = 1, taps = 0;  // taps first_tap + j * tap_step, j < taps
+  int64_t positions = 0;                          // rows r + s * i inside the input
+  int64_t dilation = 1;                           // of the phase's convolution
+  geometry::Padding padding;                      // of the phase's convolution, at least 0
+  int64_t skip = 0;                               // its output rows before row r's
+  int64_t outputs = 0;                            // its output size: at least skip + positions
+};
+
+PhaseAxis phase_axis(int64_t r, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t dilation,
+                     int64_t pad_before) {
+  PhaseAxis a;
+  a.positions = r < in ? (in - r + stride - 1) / stride : 0;
+  const int64_t step = stride / std::gcd(stride, dilation);
+  for (int64_t k = 0; k < std::min(kernel, step); ++k) {
+    if ((r + pad_before - k * dilation) % stride == 0) {
+      a.first_tap = k;
+      a.taps = (kernel - k + step - 1) / step;
+      break;
+    }
   }
-  t.in_h = p.out_h, t.in_w = p.out_w, t.out_h = p.in_h, t.out_w = p.in_w;
+  if (a.taps == 0 || a.positions == 0) return a;
+  a.tap_step = step;
+  a.dilation = dilation / std::gcd(stride, dilation);
+  // Position i reads grad_output row i - before + j * dilation for flipped tap j: before is
+  // minus the offset of the last tap; a negative one becomes skipped output rows.
+  const int64_t last_tap = a.first_tap + (a.taps - 1) * step;
+  const int64_t before = -((r + pad_before - last_tap * dilation) / stride);
+  a.padding.before = std::max<int64_t>(before, 0);
+  a.skip = a.padding.before - before;
+  const int64_t reach = (a.taps - 1) * a.dilation;
+  a.padding.after = std::max<int64_t>(0, a.skip + a.positions - out - a.padding.before + reach);
+  a.outputs = out + a.padding.before + a.padding.after - reach;
+  return a;
+}
+
+// The forward plan of phase (rows h, columns w) of the input gradient of plan p.
+Conv2dPlan phase_plan(const Conv2dPlan& p, const PhaseAxis& h, const PhaseAxis& w) {
+  Conv2dPlan t = p;
+  t.in_h = p.out_h, t.in_w = p.out_w, t.out_h = h.outputs, t.out_w = w.outputs;
   t.in_channels = p.out_channels, t.out_channels = p.in_channels;
   t.group_in_channels = p.group_out_channels, t.group_out_channels = p.group_in_channels;
+  t.kernel_h = h.taps, t.kernel_w = w.taps;
+  t.stride_h = t.stride_w = 1;
+  t.dilation_h = h.dilation, t.dilation_w = w.dilation;
+  t.pad_h = h.padding, t.pad_w = w.padding;
   return t;
 }
 
-// [KH, KW, Cg, O] -> [KH, KW, Og, C]: flipped in space, t[kh, kw, o, g * Cg + c] =
-// w[KH - 1 - kh, KW - 1 - kw, c, g * Og + o].
-at::Tensor flipped_transposed_filter(const at::Tensor& filter, const Conv2dPlan& p) {
-  return filter.flip({0, 1})
-      .reshape({p.kernel_h, p.kernel_w, p.group_in_channels, p.groups, p.group_out_channels})
+// The phase's filter [taps_h, taps_w, Og, C] from the forward's [KH, KW, Cg, O]: its taps
+// flipped in space, in- and out-channels swapped per group.
+at::Tensor phase_filter(const at::Tensor& filter, const Conv2dPlan& p, const PhaseAxis& h, const PhaseAxis& w) {
+  const auto taps = [](const at::Tensor& f, int64_t dim, const PhaseAxis& a) {
+    return f.slice(dim, a.first_tap, a.first_tap + (a.taps - 1) * a.tap_step + 1, a.tap_step);
+  };
+  return taps(taps(filter, 0, h), 1, w)
+      .flip({0, 1})
+      .reshape({h.taps, w.taps, p.group_in_channels, p.groups, p.group_out_channels})
       .permute({0, 1, 4, 3, 2})
-      .reshape({p.kernel_h, p.kernel_w, p.group_out_channels, p.in_channels});
+      .reshape({h.taps, w.taps, p.group_out_channels, p.in_channels});
+}
+
+// Whether the input gradient runs as phases: not for depthwise filters with a channel multiplier
+// (their transpose is a grouped convolution of one output channel a group, which the tile kernels
+// would run at 1/NR of their width; the depthwise loops below take it).
+bool dgrad_runs_as_phases(const Conv2dPlan& p) { return !(p.is_depthwise() && p.group_out_channels != 1); }
+
+// grad_input through the phases: each phase's convolution writes its rows and columns of
+// grad_input, directly where they are all of it (stride 1 without skipped or extra outputs),
+// else through a buffer; phases no tap reaches are zero.
+void dgrad_by_phases(const at::Tensor& grad_output, const at::Tensor& filter, const Conv2dPlan& p,
+                     at::Tensor& grad_input) {
+  for (int64_t rh = 0; rh < p.stride_h; ++rh) {
+    const PhaseAxis h = phase_axis(rh, p.in_h, p.out_h, p.kernel_h, p.stride_h, p.dilation_h, p.pad_h.before);
+    for (int64_t rw = 0; rw < p.stride_w; ++rw) {
+      const PhaseAxis w = phase_axis(rw, p.in_w, p.out_w, p.kernel_w, p.stride_w, p.dilation_w, p.pad_w.before);
+      if (h.positions == 0 || w.positions == 0) continue;
+      at::Tensor target = grad_input.slice(1, rh, p.in_h, p.stride_h).slice(2, rw, p.in_w, p.stride_w);
+      if (h.taps == 0 || w.taps == 0) {
+        target.zero_();
+        continue;
+      }
+      const Conv2dPlan t = phase_plan(p, h, w);
+      const bool direct = p.stride_h == 1 && p.stride_w == 1 && h.skip == 0 && w.skip == 0 &&
+                          h.outputs == h.positions && w.outputs == w.positions;
+      if (direct) {
+        conv2d_cpu(grad_output, phase_filter(filter, p, h, w), std::nullopt, t, grad_input);
+        continue;
+      }
+      at::Tensor phase = at::empty({p.batch, t.out_h, t.out_w, p.in_channels}, grad_input.options());
+      conv2d_cpu(grad_output, phase_filter(filter, p, h, w), std::nullopt, t, phase);
+      target.copy_(phase.narrow(1, h.skip, h.positions).narrow(2, w.skip, w.positions));
+    }
+  }
 }
 
 }  // namespace
 
 void conv2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input,
                          const at::Tensor& filter, const Conv2dPlan& plan, Conv2dGrads& grads) {
-  if (grads.input.defined()) {
-    if (const auto transposed = dgrad_as_forward_plan(plan)) {
-      conv2d_cpu(grad_output, flipped_transposed_filter(filter, plan), std::nullopt, *transposed, grads.input);
-      Conv2dGrads rest = grads;
-      rest.input = at::Tensor();
-      if (rest.filter.defined()) conv2d_backward_cpu(grad_output, input, filter, plan, rest);
-      return;
-    }
+  Conv2dGrads rest = grads;  // what the loops below compute
+  if (grads.input.defined() && dgrad_runs_as_phases(plan)) {
+    dgrad_by_phases(grad_output, filter, plan, grads.input);
+    rest.input = at::Tensor();
   }
+  if (!rest.input.defined() && !rest.filter.defined()) return;
   const at::Tensor gy = grad_output.contiguous();
   // The input gradient reads only the input's sizes (conv2d_transpose passes an expanded scalar).
-  const at::Tensor x = grads.filter.defined() ? input.contiguous() : input;
+  const at::Tensor x = rest.filter.defined() ? input.contiguous() : input;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "myconv_conv2d_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     if (plan.is_depthwise()) {
-      conv2d_backward_depthwise<scalar_t, acc_t>(gy, x, filter, plan, grads);
+      conv2d_backward_depthwise<scalar_t, acc_t>(gy, x, filter, plan, rest);
     } else {
-      conv2d_backward_gemm<scalar_t, acc_t>(gy, x, filter, plan, grads);
+      filter_grad_gemm<scalar_t, acc_t>(gy, x, plan, rest.filter);
     }
   });
 }
