@@ -1,11 +1,13 @@
 """CPU benchmark: myconv vs torch.conv2d on channels_last tensors (oneDNN) vs the user's
 permute + F.pad + F.conv2d + permute path, N = 1 and 8, all measured in one run.
 
-Usage: python benchmarks/bench_cpu.py [--repeats 7] [--quick] [--train] [--transpose] [--dtype bfloat16|float16]
+Usage: python benchmarks/bench_cpu.py [--repeats 7] [--quick] [--train] [--transpose] [--fused] [--dtype bfloat16|float16]
 Writes benchmarks/results/cpu.md (forward, float32) or, with --train, cpu-train.md (forward +
 backward: input and filter gradients), cpu-bfloat16.md / cpu-float16.md with --dtype, with a chart
 beside it (cpu.png, ...), and prints the same table. --transpose times conv2d_transpose on decoder
-shapes against oneDNN's conv_transpose2d (+ the crop TF's SAME implies) instead: cpu-transpose.md. The targets in the summary are the float32
+shapes against oneDNN's conv_transpose2d (+ the crop TF's SAME implies) instead: cpu-transpose.md.
+--fused times conv + bias + residual + ReLU fused against oneDNN's conv then add_ and relu_:
+cpu-fused.md. The targets in the summary are the float32
 ones. It measures the machine's FMA peak for the instruction set myconv uses (an FMA loop
 on every thread) and reports each shape's share of it. A "## Steps" section already in the
 results file (the history of speed steps) is kept.
@@ -24,7 +26,7 @@ import sys
 from pathlib import Path
 
 from common import (LAYERS, RESULTS, Layer, allocated_bytes, check_agreement, contenders, geomean, gflop,
-                    header, median_ms, training_contenders)
+                    header, median_ms, reference_operands, training_contenders)
 
 # Per-call overhead: a shape so small that the call itself is what gets timed (issue 8: within
 # 1.2x of torch.conv2d).
@@ -170,6 +172,71 @@ def transpose_benchmark(args, batch: int = 8) -> None:
     print("\n".join(summary))
 
 
+def fused_benchmark(args, batch: int = 8) -> None:
+    """conv + bias + residual + ReLU on the ResNet-50 and MobileNet shapes: myconv.conv2d with
+    activation and residual fused (and frozen: prepacked), against what a PyTorch user runs on
+    oneDNN: channels_last F.conv2d with bias, then add_ and relu_ in place."""
+    import torch.nn.functional as F
+
+    records = []
+    layers = [layer for layer in LAYERS if layer.family in ("resnet50", "mobilenetv2")]
+    for layer in layers:
+        x = torch.randn(batch, *layer.hwc)
+        w = torch.randn(*layer.hwio) / (layer.hwio[0] * layer.hwio[1] * layer.hwio[2]) ** 0.5
+        b = torch.randn(layer.hwio[3])
+        groups = layer.hwc[2] // layer.hwio[2]
+        residual = torch.randn(myconv.output_shape(x.shape, w.shape, layer.stride))
+        ref_input, w_oihw, ref_padding = reference_operands(layer, x, w)
+        residual_nchw = residual.permute(0, 3, 1, 2)  # channels_last, like oneDNN's output
+        packed = myconv.prepack_filter(w, groups)
+
+        def user():
+            out = F.conv2d(ref_input, w_oihw, b, stride=layer.stride, padding=ref_padding, groups=groups)
+            return out.add_(residual_nchw).relu_()
+
+        fns = {
+            "myconv": lambda: myconv.conv2d(x, w, layer.stride, "SAME", bias=b, activation="relu", residual=residual),
+            "frozen": lambda: myconv.conv2d_prepacked(x, packed, w.shape, layer.stride, "SAME", bias=b,
+                                                      activation="relu", residual=residual),
+            "unfused": lambda: myconv.conv2d(x, w, layer.stride, "SAME", bias=b).add_(residual).relu_(),
+            "user": user,
+        }
+        with torch.inference_mode():
+            expected = user().permute(0, 2, 3, 1)
+            for name in ("myconv", "frozen", "unfused"):
+                if (fns[name]() - expected).norm() / expected.norm() > 1e-5:
+                    raise SystemExit(f"{layer.name}: {name} and the user's path disagree")
+            ms = median_ms(fns, lambda: None, 3 if args.quick else args.repeats, args.min_time)
+        records.append((layer.name, ms))
+        progress(len(records), len(layers), layer.name)
+    ratios = [ms["myconv"] / ms["user"] for _, ms in records]
+    frozen = [ms["frozen"] / ms["user"] for _, ms in records]
+    lines = header(f"myconv CPU benchmark: fused conv + bias + residual + ReLU (float32, N = {batch})", [
+        f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch threads: {torch.get_num_threads()}",
+        f"myconv CPU instruction set: {torch.ops.myconv.cpu_isa()}; median of {args.repeats} samples, each >= "
+        f"{args.min_time * 1e3:.0f} ms of calls, interleaved",
+        "myconv: myconv.conv2d(x, w, strides, 'SAME', bias=b, activation='relu', residual=r): the epilogue in "
+        "the kernel's store (the filter packed on every call)",
+        "frozen: the same through myconv.conv2d_prepacked (the filter packed once, as Conv2d.freeze() does)",
+        "user: F.conv2d(x, w, b) on channels_last NCHW views (oneDNN), then .add_(r).relu_() in place",
+        "unfused: myconv.conv2d(x, w, bias=b), then .add_(r).relu_() (what the fusion saves)",
+        "command: python benchmarks/bench_cpu.py --fused",
+    ])
+    lines += ["| layer | myconv ms | frozen ms | unfused ms | user ms | myconv/user | frozen/user | myconv/unfused |",
+              "|---|---|---|---|---|---|---|---|"]
+    for (name, ms), ratio, ratio_frozen in zip(records, ratios, frozen):
+        lines.append(f"| {name} | {ms['myconv']:.3f} | {ms['frozen']:.3f} | {ms['unfused']:.3f} | {ms['user']:.3f} | "
+                     f"{ratio:.2f} | {ratio_frozen:.2f} | {ms['myconv'] / ms['unfused']:.2f} |")
+    worst = max(zip(ratios, (name for name, _ in records)))
+    summary = ["## Summary", "",
+               f"- geomean time ratio myconv / user: **{geomean(ratios):.2f}** (issue 20's target <= 0.75, "
+               f"no shape above 1.0); frozen: {geomean(frozen):.2f}; myconv fused / unfused: "
+               f"{geomean([ms['myconv'] / ms['unfused'] for _, ms in records]):.2f}",
+               f"- worst: {worst[1]} at {worst[0]:.2f}"]
+    Path(RESULTS / "cpu-fused.md").write_text("\n".join(lines + [""] + summary) + "\n")
+    print("\n".join(summary))
+
+
 def main() -> None:
     if any(os.environ.get(name) != value for name, value in MALLOC_SETTINGS.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_SETTINGS})
@@ -181,6 +248,8 @@ def main() -> None:
                         help="time forward + backward (input and filter gradients) instead of forward")
     parser.add_argument("--transpose", action="store_true",
                         help="time conv2d_transpose on decoder shapes against oneDNN's conv_transpose2d instead")
+    parser.add_argument("--fused", action="store_true",
+                        help="time conv + bias + residual + ReLU fused against oneDNN conv then add_ and relu_")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                         help="input, filter and output type (half types accumulate in float32)")
     parser.add_argument("--output", default=None,
@@ -188,6 +257,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.transpose:
         return transpose_benchmark(args)
+    if args.fused:
+        return fused_benchmark(args)
     dtype, tolerance = DTYPES[args.dtype]
     batches = (1,) if args.quick else (1, 8)
     repeats = 3 if args.quick else args.repeats

@@ -42,6 +42,20 @@ TORCH_LIBRARY(myconv, m) {
       "conv2d.explicit(Tensor input, Tensor filter, int[2] stride, int[4] padding, "
       "int[2] dilation=1, Tensor? bias=None) -> Tensor",
       tags);
+  // Fused inference (activation.h): activation(conv2d + bias + residual), the activation a Keras
+  // 3 name, alpha its parameter (leaky_relu, elu), residual of the output's shape.
+  m.def(
+      "conv2d_fused(Tensor input, Tensor filter, int[2] stride=1, str padding=\"SAME\", int[2] dilation=1, "
+      "Tensor? bias=None, Tensor? residual=None, str activation=\"linear\", float? alpha=None) -> Tensor",
+      tags);
+  m.def(
+      "conv2d_fused.explicit(Tensor input, Tensor filter, int[2] stride, int[4] padding, int[2] dilation=1, "
+      "Tensor? bias=None, Tensor? residual=None, str activation=\"linear\", float? alpha=None) -> Tensor",
+      tags);
+  // Keras 3's activation names conv2d_fused takes, and the activation alone (for the layers'
+  // unfused paths: frozen and transposed), the same definition as the fused one's.
+  m.def("activations() -> str[]", [] { return activation_names(); });
+  m.def("activation(Tensor input, str activation, float? alpha=None) -> Tensor", tags);
   // Shaped like aten::convolution_backward: (grad_input, grad_filter, grad_bias).
   m.def(
       "conv2d_backward(Tensor grad_output, Tensor input, Tensor filter, int[2] stride, "
@@ -69,11 +83,13 @@ TORCH_LIBRARY(myconv, m) {
   m.def("prepack_filter(Tensor filter, int groups=1, int[2] dilation=1) -> Tensor", tags);
   m.def(
       "conv2d_prepacked(Tensor input, Tensor packed_filter, int[4] filter_shape, int[2] stride=1, "
-      "str padding=\"SAME\", int[2] dilation=1, Tensor? bias=None) -> Tensor",
+      "str padding=\"SAME\", int[2] dilation=1, Tensor? bias=None, Tensor? residual=None, "
+      "str activation=\"linear\", float? alpha=None) -> Tensor",
       tags);
   m.def(
       "conv2d_prepacked.explicit(Tensor input, Tensor packed_filter, int[4] filter_shape, int[2] stride, "
-      "int[4] padding, int[2] dilation=1, Tensor? bias=None) -> Tensor",
+      "int[4] padding, int[2] dilation=1, Tensor? bias=None, Tensor? residual=None, "
+      "str activation=\"linear\", float? alpha=None) -> Tensor",
       tags);
   // TF's SAME split of one axis, [before, after], for code outside the kernels that needs the
   // exact padding (the ONNX translation), so the rule stays in geometry.h alone.
@@ -110,6 +126,28 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& filter, at::IntArra
                           at::IntArrayRef, const std::optional<at::Tensor>&)>("myconv::conv2d",
                                                                               "explicit");
   return op.call(input, filter, stride, padding, dilation, bias);
+}
+
+at::Tensor conv2d_fused(const at::Tensor& input, const at::Tensor& filter, at::IntArrayRef stride,
+                        c10::string_view padding, at::IntArrayRef dilation, const std::optional<at::Tensor>& bias,
+                        const std::optional<at::Tensor>& residual, c10::string_view activation,
+                        std::optional<double> alpha) {
+  static const auto op =
+      typed_op<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef, c10::string_view, at::IntArrayRef,
+                          const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, c10::string_view,
+                          std::optional<double>)>("myconv::conv2d_fused", "");
+  return op.call(input, filter, stride, padding, dilation, bias, residual, activation, alpha);
+}
+
+at::Tensor conv2d_fused(const at::Tensor& input, const at::Tensor& filter, at::IntArrayRef stride,
+                        std::array<int64_t, 4> padding, at::IntArrayRef dilation,
+                        const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& residual,
+                        c10::string_view activation, std::optional<double> alpha) {
+  static const auto op =
+      typed_op<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef,
+                          const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, c10::string_view,
+                          std::optional<double>)>("myconv::conv2d_fused", "explicit");
+  return op.call(input, filter, stride, padding, dilation, bias, residual, activation, alpha);
 }
 
 Grads conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input,
@@ -162,21 +200,24 @@ at::Tensor prepack_filter(const at::Tensor& filter, int64_t groups, at::IntArray
 
 at::Tensor conv2d_prepacked(const at::Tensor& input, const at::Tensor& packed_filter, at::IntArrayRef filter_shape,
                             at::IntArrayRef stride, c10::string_view padding, at::IntArrayRef dilation,
-                            const std::optional<at::Tensor>& bias) {
+                            const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& residual,
+                            c10::string_view activation, std::optional<double> alpha) {
   static const auto op =
       typed_op<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef, at::IntArrayRef, c10::string_view,
-                          at::IntArrayRef, const std::optional<at::Tensor>&)>("myconv::conv2d_prepacked", "");
-  return op.call(input, packed_filter, filter_shape, stride, padding, dilation, bias);
+                          at::IntArrayRef, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+                          c10::string_view, std::optional<double>)>("myconv::conv2d_prepacked", "");
+  return op.call(input, packed_filter, filter_shape, stride, padding, dilation, bias, residual, activation, alpha);
 }
 
 at::Tensor conv2d_prepacked(const at::Tensor& input, const at::Tensor& packed_filter, at::IntArrayRef filter_shape,
                             at::IntArrayRef stride, std::array<int64_t, 4> padding, at::IntArrayRef dilation,
-                            const std::optional<at::Tensor>& bias) {
+                            const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& residual,
+                            c10::string_view activation, std::optional<double> alpha) {
   static const auto op =
       typed_op<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef,
-                          at::IntArrayRef, const std::optional<at::Tensor>&)>("myconv::conv2d_prepacked",
-                                                                              "explicit");
-  return op.call(input, packed_filter, filter_shape, stride, padding, dilation, bias);
+                          at::IntArrayRef, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+                          c10::string_view, std::optional<double>)>("myconv::conv2d_prepacked", "explicit");
+  return op.call(input, packed_filter, filter_shape, stride, padding, dilation, bias, residual, activation, alpha);
 }
 
 std::vector<int64_t> same_padding(int64_t input_size, int64_t kernel_size, int64_t stride,

@@ -25,6 +25,20 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& filter, at::IntArra
                   std::array<int64_t, 4> padding, at::IntArrayRef dilation = {1, 1},
                   const std::optional<at::Tensor>& bias = std::nullopt);
 
+// Fused inference: activation(conv2d(input, filter) + bias + residual) in one pass over the
+// output. activation: a Keras 3 name (activation_names()); alpha: leaky_relu's negative_slope
+// or elu's alpha (Keras's defaults 0.2 and 1.0 when absent); residual: the output's shape.
+at::Tensor conv2d_fused(const at::Tensor& input, const at::Tensor& filter, at::IntArrayRef stride,
+                        c10::string_view padding, at::IntArrayRef dilation, const std::optional<at::Tensor>& bias,
+                        const std::optional<at::Tensor>& residual, c10::string_view activation,
+                        std::optional<double> alpha = std::nullopt);
+
+// conv2d_fused with explicit zero padding {top, bottom, left, right}.
+at::Tensor conv2d_fused(const at::Tensor& input, const at::Tensor& filter, at::IntArrayRef stride,
+                        std::array<int64_t, 4> padding, at::IntArrayRef dilation,
+                        const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& residual,
+                        c10::string_view activation, std::optional<double> alpha = std::nullopt);
+
 // Gradients of conv2d with respect to input, filter and bias (bias: a [O] reduction), given the
 // gradient of its output; an entry is undefined where output_mask is false.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
@@ -58,16 +72,21 @@ at::Tensor conv2d_transpose(const at::Tensor& input, const at::Tensor& filter, a
 // it records what it was packed from and for, so that a mismatching use is an error.
 at::Tensor prepack_filter(const at::Tensor& filter, int64_t groups = 1, at::IntArrayRef dilation = {1, 1});
 
-// conv2d with a filter from prepack_filter; filter_shape is the HWIO shape it was packed from.
-// No gradients: train with conv2d and the filter itself.
+// conv2d (conv2d_fused, with a residual or an activation) with a filter from prepack_filter;
+// filter_shape is the HWIO shape it was packed from. No input or filter gradient: train with
+// conv2d and the filter itself.
 at::Tensor conv2d_prepacked(const at::Tensor& input, const at::Tensor& packed_filter, at::IntArrayRef filter_shape,
                             at::IntArrayRef stride = {1, 1}, c10::string_view padding = "SAME",
-                            at::IntArrayRef dilation = {1, 1}, const std::optional<at::Tensor>& bias = std::nullopt);
+                            at::IntArrayRef dilation = {1, 1}, const std::optional<at::Tensor>& bias = std::nullopt,
+                            const std::optional<at::Tensor>& residual = std::nullopt,
+                            c10::string_view activation = "linear", std::optional<double> alpha = std::nullopt);
 
 // conv2d_prepacked with explicit padding {top, bottom, left, right}.
 at::Tensor conv2d_prepacked(const at::Tensor& input, const at::Tensor& packed_filter, at::IntArrayRef filter_shape,
                             at::IntArrayRef stride, std::array<int64_t, 4> padding, at::IntArrayRef dilation = {1, 1},
-                            const std::optional<at::Tensor>& bias = std::nullopt);
+                            const std::optional<at::Tensor>& bias = std::nullopt,
+                            const std::optional<at::Tensor>& residual = std::nullopt,
+                            c10::string_view activation = "linear", std::optional<double> alpha = std::nullopt);
 
 // Output shape [N, OH, OW, O] of conv2d for these shapes and "SAME"/"VALID" padding; throws on bad input.
 std::vector<int64_t> output_shape(at::IntArrayRef input_shape, at::IntArrayRef filter_shape,

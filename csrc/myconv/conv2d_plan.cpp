@@ -328,6 +328,20 @@ void check_grad_output(const at::Tensor& grad_output, const at::Tensor& input,
   }
 }
 
+template <typename Int>
+void check_residual(const at::Tensor& input, const std::optional<at::Tensor>& residual, const Conv2dShape<Int>& shape) {
+  if (!residual) return;
+  check_same_dtype_and_device(input, *residual, "residual");
+  const auto expected = shape.output_sizes();
+  const auto got = detail::sizes_of<Int>(*residual);
+  const auto error = [&] {
+    return c10::str("myconv.conv2d_fused: residual must have the output's shape ", c10::ArrayRef<Int>(expected),
+                    ", got ", got);
+  };
+  TORCH_CHECK_VALUE(got.size() == 4, error());
+  for (size_t i = 0; i < 4; ++i) MYCONV_CHECK_SIZES(c10::sym_eq(got[i], expected[i]), error());
+}
+
 Conv2dPlan make_plan(const Conv2dShape<int64_t>& shape, at::IntArrayRef stride,
                      const PaddingSpec& padding, at::IntArrayRef dilation) {
   Conv2dPlan plan{};
@@ -363,6 +377,8 @@ Conv2dPlan make_plan(const Conv2dShape<int64_t>& shape, at::IntArrayRef stride,
                                               const PaddingSpec&, at::IntArrayRef);             \
   template void check_grad_output<Int>(const at::Tensor&, const at::Tensor&,                    \
                                        const Conv2dShape<Int>&);                                 \
+  template void check_residual<Int>(const at::Tensor&, const std::optional<at::Tensor>&,        \
+                                    const Conv2dShape<Int>&);                                    \
   template void check_bias<Int>(const at::Tensor&, const std::optional<at::Tensor>&, const Int&, \
                                 const char*, const char*);                                       \
   template Conv2dShape<Int> check_conv2d_transpose<Int>(                                        \

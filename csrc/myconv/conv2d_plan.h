@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "myconv/activation_ops.h"
 #include "myconv/geometry.h"
 
 namespace myconv {
@@ -82,6 +83,10 @@ inline at::Tensor bias_gradient(const at::Tensor& grad_output, at::ScalarType dt
   return at::sum(grad_output, {0, 1, 2}, false, at::toOpMathType(dtype)).to(dtype);
 }
 
+// conv2d_fused's optional residual: the output's shape (any strides), the input's dtype and device.
+template <typename Int>
+void check_residual(const at::Tensor& input, const std::optional<at::Tensor>& residual, const Conv2dShape<Int>& shape);
+
 // grad_output of conv2d_backward must be the forward output's shape, dtype and device.
 template <typename Int>
 void check_grad_output(const at::Tensor& grad_output, const at::Tensor& input,
@@ -125,6 +130,10 @@ struct Conv2dGrads {
 using Conv2dKernel = void (*)(const at::Tensor& input, const at::Tensor& filter,
                               const std::optional<at::Tensor>& bias, const Conv2dPlan& plan,
                               at::Tensor& output);
+// A backend's fused forward: output = activation(conv + bias + residual) (conv2d_fused).
+using Conv2dFusedKernel = void (*)(const at::Tensor& input, const at::Tensor& filter,
+                                   const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& residual,
+                                   const Epilogue& epilogue, const Conv2dPlan& plan, at::Tensor& output);
 using Conv2dBackwardKernel = void (*)(const at::Tensor& grad_output, const at::Tensor& input,
                                       const at::Tensor& filter, const Conv2dPlan& plan,
                                       Conv2dGrads& grads);
@@ -162,7 +171,9 @@ c10::ArrayRef<Int> sizes_of(const at::Tensor& tensor) {
 
 // The schema overloads (forward and backward, SAME/VALID and explicit) on top of one backend:
 // validate, allocate, run. Int = c10::SymInt with null kernels gives the Meta (shape) backend.
-template <typename Int, Conv2dKernel forward_kernel, Conv2dBackwardKernel backward_kernel>
+// fused_kernel null: the forward kernel, then the epilogue as ATen operations (unfused).
+template <typename Int, Conv2dKernel forward_kernel, Conv2dBackwardKernel backward_kernel,
+          Conv2dFusedKernel fused_kernel = nullptr>
 struct Conv2dEntryPoints {
   static constexpr bool kConcrete = std::is_same_v<Int, int64_t>;
 
@@ -175,6 +186,31 @@ struct Conv2dEntryPoints {
       if (output.numel() > 0 && !detail::fill_reading_only_padding(input, bias, output)) {
         forward_kernel(input, filter, bias, make_plan(shape, stride, padding, dilation), output);
       }
+    }
+    return output;
+  }
+
+  // conv2d_fused: activation(conv + bias + residual). Arguments are checked before anything runs.
+  static at::Tensor fused(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
+                          const std::optional<at::Tensor>& residual, c10::string_view activation,
+                          std::optional<double> alpha, at::IntArrayRef stride, const PaddingSpec& padding,
+                          at::IntArrayRef dilation) {
+    const Epilogue epilogue = parse_epilogue(activation, alpha);
+    const auto shape = check_conv2d<Int>(input, filter, bias, stride, padding, dilation);
+    check_residual<Int>(input, residual, shape);
+    at::Tensor output = detail::empty_of(shape.output_sizes(), input.options());
+    if constexpr (kConcrete) {
+      if (output.numel() == 0) return output;
+      const Conv2dPlan plan = make_plan(shape, stride, padding, dilation);
+      if constexpr (fused_kernel != nullptr) {
+        if (input.numel() > 0) {
+          fused_kernel(input, filter, bias, residual, epilogue, plan, output);
+          return output;
+        }
+      }
+      if (!detail::fill_reading_only_padding(input, bias, output)) forward_kernel(input, filter, bias, plan, output);
+      if (residual) output.add_(*residual);
+      if (!epilogue.is_identity()) output.copy_(activate_tensor(output, epilogue));
     }
     return output;
   }
@@ -241,6 +277,20 @@ struct Conv2dEntryPoints {
                                      const std::optional<at::Tensor>& bias) {
     return forward(input, filter, bias, stride, parse_explicit_padding(padding), dilation);
   }
+  static at::Tensor fused_same_or_valid(const at::Tensor& input, const at::Tensor& filter, at::IntArrayRef stride,
+                                        c10::string_view padding, at::IntArrayRef dilation,
+                                        const std::optional<at::Tensor>& bias,
+                                        const std::optional<at::Tensor>& residual, c10::string_view activation,
+                                        std::optional<double> alpha) {
+    return fused(input, filter, bias, residual, activation, alpha, stride, padding_of(padding), dilation);
+  }
+  static at::Tensor fused_explicit_padding(const at::Tensor& input, const at::Tensor& filter, at::IntArrayRef stride,
+                                           at::IntArrayRef padding, at::IntArrayRef dilation,
+                                           const std::optional<at::Tensor>& bias,
+                                           const std::optional<at::Tensor>& residual, c10::string_view activation,
+                                           std::optional<double> alpha) {
+    return fused(input, filter, bias, residual, activation, alpha, stride, parse_explicit_padding(padding), dilation);
+  }
   static std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_same_or_valid(
       const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& filter,
       at::IntArrayRef stride, c10::string_view padding, at::IntArrayRef dilation,
@@ -276,6 +326,8 @@ struct Conv2dEntryPoints {
   static void register_all(torch::Library& m) {
     m.impl("conv2d", &same_or_valid);
     m.impl("conv2d.explicit", &explicit_padding);
+    m.impl("conv2d_fused", &fused_same_or_valid);
+    m.impl("conv2d_fused.explicit", &fused_explicit_padding);
     m.impl("conv2d_backward", &backward_same_or_valid);
     m.impl("conv2d_backward.explicit", &backward_explicit_padding);
     m.impl("conv2d_transpose", &transpose_same_or_valid);
@@ -284,9 +336,9 @@ struct Conv2dEntryPoints {
 };
 
 // The CPU and CUDA backends: concrete sizes, real kernels.
-template <Conv2dKernel forward_kernel, Conv2dBackwardKernel backward_kernel>
+template <Conv2dKernel forward_kernel, Conv2dBackwardKernel backward_kernel, Conv2dFusedKernel fused_kernel = nullptr>
 void register_conv2d_kernels(torch::Library& m) {
-  Conv2dEntryPoints<int64_t, forward_kernel, backward_kernel>::register_all(m);
+  Conv2dEntryPoints<int64_t, forward_kernel, backward_kernel, fused_kernel>::register_all(m);
 }
 
 }  // namespace myconv

@@ -95,8 +95,9 @@ Conv2dShape<Int> check_conv2d_prepacked(const at::Tensor& input, const at::Tenso
 using PrepackKernel = at::Tensor (*)(const at::Tensor& filter, int64_t groups, at::IntArrayRef dilation);
 using PackedCheckKernel = void (*)(const at::Tensor& input, const at::Tensor& packed, const Conv2dPlan& plan);
 using Conv2dPrepackedKernel = void (*)(const at::Tensor& input, const at::Tensor& packed,
-                                       const std::optional<at::Tensor>& bias, const Conv2dPlan& plan,
-                                       at::Tensor& output);
+                                       const std::optional<at::Tensor>& bias,
+                                       const std::optional<at::Tensor>& residual, const Epilogue& epilogue,
+                                       const Conv2dPlan& plan, at::Tensor& output);
 
 // prepack_filter and both overloads of conv2d_prepacked on one backend; Int = c10::SymInt and null
 // check and conv kernels give the Meta backend (its prepack kernel only sizes the tensor).
@@ -104,14 +105,22 @@ template <typename Int, PrepackKernel prepack, PackedCheckKernel check_kernel, C
 struct PrepackedEntryPoints {
   static at::Tensor forward(const at::Tensor& input, const at::Tensor& packed, at::IntArrayRef filter_shape,
                             at::IntArrayRef stride, const PaddingSpec& padding, at::IntArrayRef dilation,
-                            const std::optional<at::Tensor>& bias) {
+                            const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& residual,
+                            c10::string_view activation, std::optional<double> alpha) {
+    const Epilogue epilogue = parse_epilogue(activation, alpha);
     const auto shape = check_conv2d_prepacked<Int>(input, packed, filter_shape, bias, stride, padding, dilation);
+    check_residual<Int>(input, residual, shape);
     if constexpr (std::is_same_v<Int, int64_t>) {
       const Conv2dPlan plan = make_plan(shape, stride, padding, dilation);
       check_kernel(input, packed, plan);
       at::Tensor output = detail::empty_of(shape.output_sizes(), input.options());
-      if (output.numel() > 0 && !detail::fill_reading_only_padding(input, bias, output)) {
-        conv_kernel(input, packed, bias, plan, output);
+      if (output.numel() == 0) return output;
+      if (input.numel() > 0) {
+        conv_kernel(input, packed, bias, residual, epilogue, plan, output);
+      } else {  // every window in the padding (the kernels never see an empty input)
+        detail::fill_reading_only_padding(input, bias, output);
+        if (residual) output.add_(*residual);
+        output.copy_(activate_tensor(output, epilogue));
       }
       return output;
     } else {
@@ -120,14 +129,19 @@ struct PrepackedEntryPoints {
   }
   static at::Tensor same_or_valid(const at::Tensor& input, const at::Tensor& packed, at::IntArrayRef filter_shape,
                                   at::IntArrayRef stride, c10::string_view padding, at::IntArrayRef dilation,
-                                  const std::optional<at::Tensor>& bias) {
+                                  const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& residual,
+                                  c10::string_view activation, std::optional<double> alpha) {
     return forward(input, packed, filter_shape, stride,
-                   parse_padding_mode(std::string_view(padding.data(), padding.size())), dilation, bias);
+                   parse_padding_mode(std::string_view(padding.data(), padding.size())), dilation, bias, residual,
+                   activation, alpha);
   }
   static at::Tensor explicit_padding(const at::Tensor& input, const at::Tensor& packed,
                                      at::IntArrayRef filter_shape, at::IntArrayRef stride, at::IntArrayRef padding,
-                                     at::IntArrayRef dilation, const std::optional<at::Tensor>& bias) {
-    return forward(input, packed, filter_shape, stride, parse_explicit_padding(padding), dilation, bias);
+                                     at::IntArrayRef dilation, const std::optional<at::Tensor>& bias,
+                                     const std::optional<at::Tensor>& residual, c10::string_view activation,
+                                     std::optional<double> alpha) {
+    return forward(input, packed, filter_shape, stride, parse_explicit_padding(padding), dilation, bias, residual,
+                   activation, alpha);
   }
   static void register_all(torch::Library& m) {
     m.impl("prepack_filter", prepack);

@@ -11,8 +11,8 @@ import torch
 
 from myconv.ops import IntOrSeq, Padding, _explicit_padding, _spatial_pair
 
-# Keras activation names the layer applies after the convolution (None and "linear": none).
-ACTIVATIONS = ("linear", "relu", "relu6", "sigmoid", "tanh", "softplus", "elu", "gelu", "silu", "swish")
+# Keras 3's activation names (the C++ table: one list for the op, the layers and from_keras).
+ACTIVATIONS = tuple(torch.ops.myconv.activations())
 
 
 def _as_tensor(value, name: str) -> torch.Tensor:
@@ -29,24 +29,10 @@ def _as_tensor(value, name: str) -> torch.Tensor:
 
 
 def _apply_activation(y: torch.Tensor, activation: str) -> torch.Tensor:
-    """The layers' activation by its (normalised) name; "linear": none."""
-    if activation == "relu":
-        return torch.relu(y)
-    if activation == "relu6":
-        return torch.nn.functional.relu6(y)
-    if activation == "sigmoid":
-        return torch.sigmoid(y)
-    if activation == "tanh":
-        return torch.tanh(y)
-    if activation == "softplus":
-        return torch.nn.functional.softplus(y)
-    if activation == "elu":
-        return torch.nn.functional.elu(y)
-    if activation == "gelu":
-        return torch.nn.functional.gelu(y)
-    if activation == "silu":
-        return torch.nn.functional.silu(y)
-    return y
+    """The layers' activation by its name, unfused (frozen and transposed layers)."""
+    if activation == "linear":
+        return y
+    return torch.ops.myconv.activation(y, activation)
 
 
 def _check_nhwc_input(x: torch.Tensor, in_channels: int, layer: str) -> None:
@@ -66,7 +52,7 @@ def _activation_name(activation: Optional[str], layer: str) -> str:
     name = "linear" if activation is None else activation
     if name not in ACTIVATIONS:
         raise ValueError(f"myconv.{layer}: activation must be None or one of {ACTIVATIONS}, got {activation!r}")
-    return "silu" if name == "swish" else name
+    return {"swish": "silu", "hard_swish": "hard_silu"}.get(name, name)
 
 
 def _padding_mode(padding: Padding, layer: str) -> "tuple[str, List[int]]":
@@ -291,33 +277,38 @@ class Conv2d(torch.nn.Module):
                 "compute with it unpacked"
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``activation(conv2d(x, weight) + bias)`` for NHWC ``x`` ``[N, H, W, in_channels]``."""
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``activation(conv2d(x, weight) + bias + residual)`` for NHWC ``x`` ``[N, H, W,
+        in_channels]``, in one pass over the output (the kernel's store): ``residual`` an optional
+        tensor of the output's shape, e.g. a ResNet block's shortcut (Keras's ``Add`` then the
+        activation)."""
         _check_nhwc_input(x, self.in_channels, "Conv2d")
         if self._frozen and not torch.jit.is_scripting() and not torch.compiler.is_compiling():
             self._check_frozen_weight()
         packed = self.packed_weight
+        # The overload (str or int[4] padding) is picked from the argument's type.
         if packed is not None:
             shape = [int(v) for v in self.weight.shape]
             if self.padding == "EXPLICIT":
-                y = torch.ops.myconv.conv2d_prepacked(
-                    x, packed, shape, self.stride, self.explicit_padding, self.dilation, self.bias
+                return torch.ops.myconv.conv2d_prepacked(
+                    x, packed, shape, self.stride, self.explicit_padding, self.dilation, self.bias, residual,
+                    self.activation,
                 )
-            else:
-                y = torch.ops.myconv.conv2d_prepacked(
-                    x, packed, shape, self.stride, self.padding, self.dilation, self.bias
-                )
-            return _apply_activation(y, self.activation)
-        # The overload (str or int[4] padding) is picked from the argument's type.
+            return torch.ops.myconv.conv2d_prepacked(
+                x, packed, shape, self.stride, self.padding, self.dilation, self.bias, residual, self.activation
+            )
+        if residual is None and self.activation == "linear":  # the plain op (ONNX, older graphs)
+            if self.padding == "EXPLICIT":
+                return torch.ops.myconv.conv2d(x, self.weight, self.stride, self.explicit_padding, self.dilation,
+                                               self.bias)
+            return torch.ops.myconv.conv2d(x, self.weight, self.stride, self.padding, self.dilation, self.bias)
         if self.padding == "EXPLICIT":
-            y = torch.ops.myconv.conv2d(
-                x, self.weight, self.stride, self.explicit_padding, self.dilation, self.bias
+            return torch.ops.myconv.conv2d_fused(
+                x, self.weight, self.stride, self.explicit_padding, self.dilation, self.bias, residual, self.activation
             )
-        else:
-            y = torch.ops.myconv.conv2d(
-                x, self.weight, self.stride, self.padding, self.dilation, self.bias
-            )
-        return _apply_activation(y, self.activation)
+        return torch.ops.myconv.conv2d_fused(
+            x, self.weight, self.stride, self.padding, self.dilation, self.bias, residual, self.activation
+        )
 
     def extra_repr(self) -> str:
         kh, kw, cg, o = self.weight.shape

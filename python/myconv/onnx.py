@@ -23,7 +23,8 @@ _TO_NCHW, _TO_NHWC, _HWIO_TO_OIHW = [0, 3, 1, 2], [0, 2, 3, 1], [3, 2, 0, 1]
 
 
 def translation_table() -> dict[torch._ops.OpOverload, Callable]:
-    """``custom_translation_table`` entries for both overloads of ``myconv::conv2d`` and of
+    """``custom_translation_table`` entries for both overloads of ``myconv::conv2d``, of
+    ``myconv::conv2d_fused`` (Conv, then Add and the activation's ONNX operators) and of
     ``myconv::conv2d_transpose`` (ONNX ``ConvTranspose`` with the forward conv's pads in front,
     the rest of the crop at the end, ``output_padding`` where TF's size is larger)."""
     from onnxscript import opset18 as op
@@ -63,6 +64,49 @@ def translation_table() -> dict[torch._ops.OpOverload, Callable]:
     def conv2d_explicit(input, filter, stride, padding, dilation=(1, 1), bias=None):
         top, bottom, left, right = padding
         return convolve(input, filter, stride, dilation, bias, pads=[top, left, bottom, right])
+
+    def activate(z, activation: str, alpha):
+        """Keras's activation as ONNX operators (opset 18), its defaults as activation.h's."""
+        name = {"swish": "silu", "hard_swish": "hard_silu"}.get(activation, activation)
+        if name == "linear":
+            return z
+        if name == "relu":
+            return op.Relu(z)
+        if name == "relu6":
+            return op.Clip(z, op.Constant(value_float=0.0), op.Constant(value_float=6.0))
+        if name == "leaky_relu":
+            return op.LeakyRelu(z, alpha=0.2 if alpha is None else alpha)
+        if name == "elu":
+            return op.Elu(z, alpha=1.0 if alpha is None else alpha)
+        if name == "selu":
+            return op.Selu(z, alpha=1.6732632423543772, gamma=1.0507009873554805)
+        if name == "gelu":
+            return op.Mul(op.Mul(z, op.Constant(value_float=0.5)),
+                          op.Add(op.Constant(value_float=1.0), op.Erf(op.Mul(z, op.Constant(value_float=0.7071067811865476)))))
+        if name == "silu":
+            return op.Mul(z, op.Sigmoid(z))
+        if name == "hard_sigmoid":
+            return op.HardSigmoid(z, alpha=1.0 / 6.0, beta=0.5)
+        if name == "hard_silu":
+            return op.HardSwish(z)
+        unary = {"sigmoid": op.Sigmoid, "tanh": op.Tanh, "softplus": op.Softplus, "softsign": op.Softsign,
+                 "mish": op.Mish, "exponential": op.Exp}
+        if name not in unary:
+            raise ValueError(f"myconv.onnx: no ONNX translation of activation {activation!r}")
+        return unary[name](z)
+
+    def epilogue(y, residual, activation, alpha):
+        if residual is not None:
+            y = op.Add(y, residual)
+        return activate(y, activation, alpha)
+
+    def conv2d_fused(input, filter, stride=(1, 1), padding="SAME", dilation=(1, 1), bias=None, residual=None,
+                     activation="linear", alpha=None):
+        return epilogue(conv2d(input, filter, stride, padding, dilation, bias), residual, activation, alpha)
+
+    def conv2d_fused_explicit(input, filter, stride, padding, dilation=(1, 1), bias=None, residual=None,
+                              activation="linear", alpha=None):
+        return epilogue(conv2d_explicit(input, filter, stride, padding, dilation, bias), residual, activation, alpha)
 
     def transpose(input, filter, output_size, output_padding, stride, dilation, bias, padding):
         sizes = (input.shape[0], input.shape[1], input.shape[2], input.shape[3]) + tuple(filter.shape)
@@ -104,5 +148,7 @@ def translation_table() -> dict[torch._ops.OpOverload, Callable]:
         return transpose(input, filter, output_size, output_padding, stride, dilation, bias, list(padding))
 
     return {torch.ops.myconv.conv2d.default: conv2d, torch.ops.myconv.conv2d.explicit: conv2d_explicit,
+            torch.ops.myconv.conv2d_fused.default: conv2d_fused,
+            torch.ops.myconv.conv2d_fused.explicit: conv2d_fused_explicit,
             torch.ops.myconv.conv2d_transpose.default: conv2d_transpose,
             torch.ops.myconv.conv2d_transpose.explicit: conv2d_transpose_explicit}

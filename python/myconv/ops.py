@@ -106,6 +106,18 @@ def _common_arguments(op: str, input: object, filters: object, strides: IntOrSeq
     return _spatial_pair(strides, "strides"), _spatial_pair(dilations, "dilations"), _bias_tensor(bias, input)
 
 
+def _epilogue_arguments(op: str, activation: object, residual: object, alpha: object):
+    """(activation name, residual, alpha) for the ops, their types checked (the values are checked
+    by the op)."""
+    if activation is not None and not isinstance(activation, str):
+        raise TypeError(f"myconv.{op}: activation must be None or a str, got {type(activation).__name__}")
+    if residual is not None and not isinstance(residual, torch.Tensor):
+        raise TypeError(f"myconv.{op}: residual must be None or a tensor, got {type(residual).__name__}")
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))):
+        raise TypeError(f"myconv.{op}: alpha must be None or a float, got {type(alpha).__name__}")
+    return ("linear" if activation is None else activation), residual, (None if alpha is None else float(alpha))
+
+
 def conv2d(
     input: torch.Tensor,
     filters: torch.Tensor,
@@ -113,8 +125,13 @@ def conv2d(
     padding: Padding = "SAME",
     dilations: IntOrSeq = 1,
     bias: Optional[Union[torch.Tensor, Sequence[float]]] = None,
+    activation: Optional[str] = None,
+    residual: Optional[torch.Tensor] = None,
+    alpha: Optional[float] = None,
 ) -> torch.Tensor:
-    """TensorFlow's ``tf.nn.conv2d`` on PyTorch tensors: NHWC input, HWIO filters, NHWC output.
+    """TensorFlow's ``tf.nn.conv2d`` on PyTorch tensors: NHWC input, HWIO filters, NHWC output;
+    optionally fused with a residual add and a Keras activation, ``activation(conv + bias +
+    residual)``, in the kernel's store (one pass over the output instead of three).
 
     Args:
         input: ``[N, H, W, C]`` float32/float64/float16/bfloat16 tensor, any strides.
@@ -125,6 +142,11 @@ def conv2d(
         dilations: int, ``(dh, dw)`` or ``[1, dh, dw, 1]``.
         bias: optional ``[O]`` added to every output pixel: a tensor, or a list or numpy array
             (converted to the input's dtype and device).
+        activation: None (``"linear"``) or a Keras 3 activation name, with Keras's definition
+            and defaults (``myconv.ACTIVATIONS``; e.g. ``leaky_relu``'s slope is 0.2,
+            ``hard_sigmoid`` is ``relu6(x + 3) / 6``, ``gelu`` uses erf).
+        residual: optional ``[N, OH, OW, O]`` tensor (any strides) added before the activation.
+        alpha: ``leaky_relu``'s ``negative_slope`` or ``elu``'s ``alpha`` (None: Keras's default).
 
     Returns:
         Contiguous ``[N, OH, OW, O]`` tensor of the input's dtype.
@@ -132,7 +154,8 @@ def conv2d(
     Raises:
         TypeError: input or filters not tensors, non-integer strides/dilations/padding, dtypes
             that differ or that the kernels lack.
-        ValueError: shapes, strides, dilations or padding that do not make a convolution (the
+        ValueError: shapes, strides, dilations or padding that do not make a convolution, an
+            unknown activation, an alpha the activation lacks, a residual of another shape (the
             message names the argument, the expected and the received value).
 
     Example:
@@ -140,12 +163,20 @@ def conv2d(
         >>> w = torch.randn(7, 7, 3, 64)
         >>> myconv.conv2d(x, w, strides=2, padding="SAME").shape
         torch.Size([1, 112, 112, 64])
+        >>> shortcut = torch.randn(1, 112, 112, 64)
+        >>> myconv.conv2d(x, w, strides=2, activation="relu", residual=shortcut).min() >= 0
+        tensor(True)
     """
     stride, dilation, bias = _common_arguments("conv2d", input, filters, strides, dilations, bias)
+    name, residual, alpha = _epilogue_arguments("conv2d", activation, residual, alpha)
+    if name == "linear" and residual is None and alpha is None:
+        if isinstance(padding, str):
+            return torch.ops.myconv.conv2d(input, filters, stride, padding, dilation, bias)
+        return torch.ops.myconv.conv2d.explicit(input, filters, stride, _explicit_padding(padding), dilation, bias)
     if isinstance(padding, str):
-        return torch.ops.myconv.conv2d(input, filters, stride, padding, dilation, bias)
-    return torch.ops.myconv.conv2d.explicit(
-        input, filters, stride, _explicit_padding(padding), dilation, bias
+        return torch.ops.myconv.conv2d_fused(input, filters, stride, padding, dilation, bias, residual, name, alpha)
+    return torch.ops.myconv.conv2d_fused.explicit(
+        input, filters, stride, _explicit_padding(padding), dilation, bias, residual, name, alpha
     )
 
 
@@ -246,15 +277,19 @@ def conv2d_prepacked(
     padding: Padding = "SAME",
     dilations: IntOrSeq = 1,
     bias: Optional[torch.Tensor] = None,
+    activation: Optional[str] = None,
+    residual: Optional[torch.Tensor] = None,
+    alpha: Optional[float] = None,
 ) -> torch.Tensor:
-    """:func:`conv2d` with a filter from :func:`prepack_filter` (inference: a gradient for the
-    bias only).
+    """:func:`conv2d` with a filter from :func:`prepack_filter` (inference: gradients for the
+    bias and the residual only, and only without an activation).
 
     Args:
         input: ``[N, H, W, C]``, of the dtype the filter was packed from.
         packed_filter: the uint8 tensor :func:`prepack_filter` returned (CPU).
         filter_shape: the HWIO shape it was packed from.
-        strides, padding, dilations, bias: as :func:`conv2d`'s.
+        strides, padding, dilations, bias, activation, residual, alpha: as :func:`conv2d`'s
+            (fused in the kernel's store).
 
     Returns:
         ``[N, OH, OW, O]``, equal to :func:`conv2d` with the filter as it was when packed.
@@ -274,10 +309,13 @@ def conv2d_prepacked(
     stride = _spatial_pair(strides, "strides")
     dilation = _spatial_pair(dilations, "dilations")
     shape = _ints(filter_shape, "filter_shape")
+    name, residual, alpha = _epilogue_arguments("conv2d_prepacked", activation, residual, alpha)
     if isinstance(padding, str):
-        return torch.ops.myconv.conv2d_prepacked(input, packed_filter, shape, stride, padding, dilation, bias)
+        return torch.ops.myconv.conv2d_prepacked(
+            input, packed_filter, shape, stride, padding, dilation, bias, residual, name, alpha
+        )
     return torch.ops.myconv.conv2d_prepacked.explicit(
-        input, packed_filter, shape, stride, _explicit_padding(padding), dilation, bias
+        input, packed_filter, shape, stride, _explicit_padding(padding), dilation, bias, residual, name, alpha
     )
 
 

@@ -109,3 +109,42 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
+
+
+def keras_activation(name: str, z: torch.Tensor, alpha=None) -> torch.Tensor:
+    """Keras 3's activations in float64, written from keras/src/activations/activations.py and
+    keras/src/ops/nn.py (defaults included), never from myconv."""
+    z = z.double()
+    if name == "linear":
+        return z
+    if name == "relu":
+        return z.clamp_min(0)
+    if name == "relu6":
+        return z.clamp(0, 6)
+    if name == "leaky_relu":
+        return torch.where(z >= 0, z, (0.2 if alpha is None else alpha) * z)
+    if name == "elu":
+        return torch.where(z > 0, z, (1.0 if alpha is None else alpha) * torch.expm1(z))
+    if name == "selu":
+        return 1.0507009873554804934193349852946 * torch.where(z > 0, z, 1.6732632423543772848170429916717 * torch.expm1(z))
+    if name == "gelu":  # approximate=False
+        return 0.5 * z * (1 + torch.erf(z / 2 ** 0.5))
+    if name in ("silu", "swish"):
+        return z / (1 + torch.exp(-z))
+    if name == "sigmoid":
+        return 1 / (1 + torch.exp(-z))
+    if name == "hard_sigmoid":  # Keras 3: relu6(x + 3) / 6 (Keras 2's 0.2 x + 0.5 is gone)
+        return (z + 3).clamp(0, 6) / 6
+    if name in ("hard_silu", "hard_swish"):
+        return z * (z + 3).clamp(0, 6) / 6
+    if name == "tanh":
+        return torch.tanh(z)
+    if name == "softplus":
+        return torch.logaddexp(z, torch.zeros_like(z))
+    if name == "softsign":
+        return z / (z.abs() + 1)
+    if name == "mish":
+        return z * torch.tanh(torch.logaddexp(z, torch.zeros_like(z)))
+    if name == "exponential":
+        return torch.exp(z)
+    raise ValueError(name)

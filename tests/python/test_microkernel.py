@@ -1,5 +1,5 @@
 """The CPU microkernel family: every compiled instruction-set path runs the CPU parity and gradient
-suites and the packed-filter tests (in a subprocess, since MYCONV_CPU_ISA is read once per process)."""
+suites, the packed-filter and fused-epilogue tests (in a subprocess, since MYCONV_CPU_ISA is read once per process)."""
 
 import os
 import subprocess
@@ -42,7 +42,8 @@ def test_every_compiled_path_passes_the_cpu_suites(isa):
                           text=True, check=True).stdout.strip() == isa
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cpu",
-         "tests/python/test_parity.py", "tests/python/test_gradients.py", "tests/python/test_packed_filters.py"],
+         "tests/python/test_parity.py", "tests/python/test_gradients.py", "tests/python/test_packed_filters.py",
+         "tests/python/test_fused.py"],
         env=env, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     print(f"MYCONV_CPU_ISA={isa}: {result.stdout.strip().splitlines()[-1]}")

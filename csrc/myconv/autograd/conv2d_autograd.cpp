@@ -12,6 +12,7 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include "myconv/activation_ops.h"
 #include "myconv/conv2d.h"
 #include "myconv/conv2d_plan.h"
 
@@ -247,41 +248,94 @@ at::Tensor conv2d_transpose_explicit_autograd(const at::Tensor& input, const at:
       bias);
 }
 
-// conv2d_prepacked differentiates in its bias (a sum over pixels) but not in its input, whose
-// gradient needs the filter the packed bytes stand for: asking for it is an error naming the fix.
+// conv2d_fused: the fused kernel when nothing needs a gradient; otherwise the same function as
+// differentiable operations, activation(conv2d(...) + residual) (activation_ops.h), whose
+// gradients (and theirs) autograd derives. Arguments are checked first either way.
+template <typename Padding>
+at::Tensor conv2d_fused_autograd(const at::Tensor& input, const at::Tensor& filter, at::IntArrayRef stride,
+                                 Padding padding, at::IntArrayRef dilation, const std::optional<at::Tensor>& bias,
+                                 const std::optional<at::Tensor>& residual, c10::string_view activation,
+                                 std::optional<double> alpha) {
+  const auto requires_grad = [](const std::optional<at::Tensor>& t) { return t && t->requires_grad(); };
+  const bool differentiable = at::GradMode::is_enabled() &&
+                              (input.requires_grad() || filter.requires_grad() || requires_grad(bias) ||
+                               requires_grad(residual));
+  // Padding as the C++ API takes it, and as the checks take it.
+  const auto [pads, spec] = [&] {
+    if constexpr (std::is_same_v<Padding, at::IntArrayRef>) {
+      const PaddingSpec parsed = parse_explicit_padding(padding);
+      return std::make_pair(parsed.explicit_pads, parsed);
+    } else {
+      return std::make_pair(padding, parse_padding_mode(std::string_view(padding.data(), padding.size())));
+    }
+  }();
+  if (!differentiable) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return conv2d_fused(input, filter, stride, pads, dilation, bias, residual, activation, alpha);
+  }
+  const Epilogue epilogue = parse_epilogue(activation, alpha);
+  // The residual's checks before any arithmetic (an add would broadcast a wrong shape).
+  check_residual<c10::SymInt>(input, residual,
+                              check_conv2d<c10::SymInt>(input, filter, bias, stride, spec, dilation));
+  at::Tensor z = conv2d(input, filter, stride, pads, dilation, bias);
+  if (residual) z = z + *residual;
+  return activate_tensor(z, epilogue);
+}
+
+// conv2d_prepacked differentiates in its bias and residual (a sum over pixels, and the identity)
+// where its activation is linear, but not in its input, whose gradient needs the filter the
+// packed bytes stand for, nor through an activation: asking for those is an error naming the fix.
 template <typename Padding>
 class Conv2dPrepackedFunction : public torch::autograd::Function<Conv2dPrepackedFunction<Padding>> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& packed_filter,
                             at::IntArrayRef filter_shape, Padding padding, at::IntArrayRef stride,
-                            at::IntArrayRef dilation, const std::optional<at::Tensor>& bias) {
+                            at::IntArrayRef dilation, const std::optional<at::Tensor>& bias,
+                            const std::optional<at::Tensor>& residual, c10::string_view activation,
+                            std::optional<double> alpha) {
     ctx->saved_data["bias_dtype"] = bias ? bias->scalar_type() : input.scalar_type();
+    ctx->saved_data["activation"] = std::string(activation.data(), activation.size());
+    ctx->saved_data["has_bias"] = bias.has_value();
+    ctx->saved_data["has_residual"] = residual.has_value();
     at::AutoDispatchBelowADInplaceOrView guard;
-    return conv2d_prepacked(input, packed_filter, filter_shape, stride, padding, dilation, bias);
+    return conv2d_prepacked(input, packed_filter, filter_shape, stride, padding, dilation, bias, residual, activation,
+                            alpha);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     TORCH_CHECK(!ctx->needs_input_grad(0),
                 "myconv.conv2d_prepacked has no input gradient (its filter is packed, for inference): compute "
                 "gradients with myconv.conv2d and the filter itself (myconv.Conv2d.unfreeze())");
+    // needs_input_grad counts the tensors given: input 0, packed 1, then bias and residual if given.
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const bool wants_bias = has_bias && ctx->needs_input_grad(2);
+    const bool wants_residual = ctx->saved_data["has_residual"].toBool() && ctx->needs_input_grad(has_bias ? 3 : 2);
+    const std::string activation = ctx->saved_data["activation"].toStringRef();
+    TORCH_CHECK(activation == "linear" || !(wants_bias || wants_residual),
+                "myconv.conv2d_prepacked differentiates in bias and residual only with activation \"linear\", got \"",
+                activation, "\": compute gradients with myconv.conv2d and the filter itself "
+                "(myconv.Conv2d.unfreeze())");
     at::Tensor grad_bias;
-    if (ctx->needs_input_grad(2)) {
-      grad_bias = bias_gradient(grads[0], ctx->saved_data["bias_dtype"].toScalarType());
-    }
-    return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), grad_bias};
+    if (wants_bias) grad_bias = bias_gradient(grads[0], ctx->saved_data["bias_dtype"].toScalarType());
+    const at::Tensor grad_residual = wants_residual ? grads[0] : at::Tensor();
+    return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            grad_bias,    grad_residual, at::Tensor(), at::Tensor()};
   }
 };
 
 template <typename Padding>
 at::Tensor conv2d_prepacked_autograd(const at::Tensor& input, const at::Tensor& packed_filter,
                                      at::IntArrayRef filter_shape, at::IntArrayRef stride, Padding padding,
-                                     at::IntArrayRef dilation, const std::optional<at::Tensor>& bias) {
+                                     at::IntArrayRef dilation, const std::optional<at::Tensor>& bias,
+                                     const std::optional<at::Tensor>& residual, c10::string_view activation,
+                                     std::optional<double> alpha) {
   if constexpr (std::is_same_v<Padding, at::IntArrayRef>) {
     return Conv2dPrepackedFunction<std::array<int64_t, 4>>::apply(
-        input, packed_filter, filter_shape, parse_explicit_padding(padding).explicit_pads, stride, dilation, bias);
+        input, packed_filter, filter_shape, parse_explicit_padding(padding).explicit_pads, stride, dilation, bias,
+        residual, activation, alpha);
   } else {
     return Conv2dPrepackedFunction<Padding>::apply(input, packed_filter, filter_shape, padding, stride, dilation,
-                                                   bias);
+                                                   bias, residual, activation, alpha);
   }
 }
 
@@ -296,6 +350,8 @@ at::Tensor prepack_filter_autograd(const at::Tensor& filter, int64_t groups, at:
 TORCH_LIBRARY_IMPL(myconv, Autograd, m) {
   m.impl("conv2d", &conv2d_autograd);
   m.impl("conv2d.explicit", &conv2d_explicit_autograd);
+  m.impl("conv2d_fused", &conv2d_fused_autograd<c10::string_view>);
+  m.impl("conv2d_fused.explicit", &conv2d_fused_autograd<at::IntArrayRef>);
   m.impl("conv2d_backward", &conv2d_backward_autograd);
   m.impl("conv2d_backward.explicit", &conv2d_backward_explicit_autograd);
   m.impl("conv2d_transpose", &conv2d_transpose_autograd);

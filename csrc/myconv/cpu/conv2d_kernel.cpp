@@ -23,6 +23,7 @@
 #include "myconv/conv2d_plan.h"
 #include "myconv/cpu/conv2d_backward.h"
 #include "myconv/cpu/conv2d_kernel.h"
+#include "myconv/cpu/epilogue.h"
 #include "myconv/indexing.h"
 #include "myconv/cpu/im2row.h"
 #include "myconv/cpu/microkernel/microkernel.h"
@@ -148,43 +149,67 @@ void conv2d_depthwise(const at::Tensor& input, const at::Tensor& filter,
   });
 }
 
+// The epilogue over a whole output, for the kernels without one of their own: output pixels over
+// threads.
+void apply_epilogue_to_output(const Epilogue& epilogue, const at::Tensor& residual, at::Tensor& output) {
+  if (epilogue.is_identity() && !residual.defined()) return;
+  const int64_t channels = output.size(3);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, output.scalar_type(), "myconv_cpu_epilogue", [&] {
+    scalar_t* const values = output.mutable_data_ptr<scalar_t>();
+    const scalar_t* const res = residual.defined() ? residual.const_data_ptr<scalar_t>() : nullptr;
+    at::parallel_for(0, output.numel() / channels, kCopyGrainElements / channels + 1, [&](int64_t begin, int64_t end) {
+      apply_epilogue(epilogue, values + begin * channels, channels, res == nullptr ? nullptr : res + begin * channels,
+                     channels, end - begin, channels);
+    });
+  });
+}
+
 // The call with its filter in `form`: `packed` holds the payload (packing.h), `filter` the HWIO
-// filter itself for FilterForm::kAsIs.
+// filter itself for FilterForm::kAsIs. `residual`: NHWC contiguous, or undefined.
 void conv2d_cpu_in_form(const at::Tensor& input, const PackedForm& form, const void* packed, const at::Tensor& filter,
-                        const std::optional<at::Tensor>& bias, const Conv2dPlan& plan, at::Tensor& output) {
+                        const std::optional<at::Tensor>& bias, const at::Tensor& residual, const Epilogue& epilogue,
+                        const Conv2dPlan& plan, at::Tensor& output) {
   const at::Tensor x = input.contiguous();
   switch (static_cast<FilterForm>(form.kind)) {
     case FilterForm::kPanels:
-      conv2d_microkernel(x, packed, bias, plan, output);
+      conv2d_microkernel(x, packed, bias, plan, epilogue, residual, output);
       return;
     case FilterForm::kDepthwise:
-      conv2d_depthwise_microkernel(x, static_cast<const float*>(packed), bias, plan, output);
+      conv2d_depthwise_microkernel(x, static_cast<const float*>(packed), bias, plan, epilogue, residual, output);
       return;
     case FilterForm::kAsIs:
       break;
   }
   if (!plan.is_depthwise()) {
     conv2d_gemm_double(x, filter, bias, plan, output);
-    return;
+  } else {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "myconv_conv2d_cpu", [&] {
+      conv2d_depthwise<scalar_t, at::opmath_type<scalar_t>>(x, filter, bias, plan, output);
+    });
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "myconv_conv2d_cpu", [&] {
-    conv2d_depthwise<scalar_t, at::opmath_type<scalar_t>>(x, filter, bias, plan, output);
-  });
+  apply_epilogue_to_output(epilogue, residual, output);
 }
 
 }  // namespace
 
 // Packs the filter for this call alone: nothing derived from it outlives the call (prepacked.h).
-void conv2d_cpu(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
-                const Conv2dPlan& plan, at::Tensor& output) {
+void conv2d_cpu_fused(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
+                      const std::optional<at::Tensor>& residual, const Epilogue& epilogue, const Conv2dPlan& plan,
+                      at::Tensor& output) {
+  const at::Tensor residual_nhwc = residual ? residual->contiguous() : at::Tensor();
   const PackedForm form = cpu_filter_form(plan, input.scalar_type());
   if (static_cast<FilterForm>(form.kind) == FilterForm::kAsIs) {
-    conv2d_cpu_in_form(input, form, nullptr, filter, bias, plan, output);
+    conv2d_cpu_in_form(input, form, nullptr, filter, bias, residual_nhwc, epilogue, plan, output);
     return;
   }
   at::Tensor packed = at::empty({form.payload_bytes}, at::kByte);
   pack_filter(filter, plan, form, packed.mutable_data_ptr());
-  conv2d_cpu_in_form(input, form, packed.const_data_ptr(), filter, bias, plan, output);
+  conv2d_cpu_in_form(input, form, packed.const_data_ptr(), filter, bias, residual_nhwc, epilogue, plan, output);
+}
+
+void conv2d_cpu(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
+                const Conv2dPlan& plan, at::Tensor& output) {
+  conv2d_cpu_fused(input, filter, bias, std::nullopt, Epilogue{}, plan, output);
 }
 
 namespace {
@@ -211,20 +236,22 @@ void check_prepacked_cpu(const at::Tensor& input, const at::Tensor& packed, cons
 
 // (check_prepacked_cpu ran first.)
 void conv2d_prepacked_cpu(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias,
-                          const Conv2dPlan& plan, at::Tensor& output) {
+                          const std::optional<at::Tensor>& residual, const Epilogue& epilogue, const Conv2dPlan& plan,
+                          at::Tensor& output) {
   const PackedFilterHeader header = read_packed_header(packed);
   const std::array<int64_t, 4> shape{plan.kernel_h, plan.kernel_w, plan.group_in_channels, plan.out_channels};
   at::Tensor filter;  // the payload as the HWIO filter, for the kernels that read it as it is
   if (static_cast<FilterForm>(header.form.kind) == FilterForm::kAsIs) {
     filter = packed.narrow(0, kPackedHeaderBytes, header.form.payload_bytes).view(input.scalar_type()).view(shape);
   }
-  conv2d_cpu_in_form(input, header.form, payload_of(packed), filter, bias, plan, output);
+  conv2d_cpu_in_form(input, header.form, payload_of(packed), filter, bias,
+                     residual ? residual->contiguous() : at::Tensor(), epilogue, plan, output);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(myconv, CPU, m) {
-  register_conv2d_kernels<conv2d_cpu, conv2d_backward_cpu>(m);
+  register_conv2d_kernels<conv2d_cpu, conv2d_backward_cpu, conv2d_cpu_fused>(m);
   PrepackedEntryPoints<int64_t, prepack_filter_cpu, check_prepacked_cpu, conv2d_prepacked_cpu>::register_all(m);
 }
 

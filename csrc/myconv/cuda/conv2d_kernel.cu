@@ -115,8 +115,8 @@ at::Tensor prepack_filter_cuda(const at::Tensor&, int64_t, at::IntArrayRef) {
 void check_prepacked_cuda(const at::Tensor&, const at::Tensor&, const Conv2dPlan&) {
   TORCH_CHECK_NOT_IMPLEMENTED(false, "myconv.conv2d_prepacked: ", kNoPackedForm);
 }
-void conv2d_prepacked_cuda(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, const Conv2dPlan&,
-                           at::Tensor&) {
+void conv2d_prepacked_cuda(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                           const std::optional<at::Tensor>&, const Epilogue&, const Conv2dPlan&, at::Tensor&) {
   TORCH_CHECK_NOT_IMPLEMENTED(false, "myconv.conv2d_prepacked: ", kNoPackedForm);
 }
 

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "myconv/cpu/epilogue.h"
 #include "myconv/cpu/im2row.h"
 #include "myconv/cpu/microkernel/microkernel.h"
 #include "myconv/indexing.h"
@@ -271,6 +272,7 @@ struct KernelElement<at::BFloat16> {
 // whose output is narrowed from a float32 block), or E = T = at::BFloat16 for the bfloat16 kernel.
 template <typename T, typename E>
 void microkernel_conv(const T* input, const E* packed, const float* bias, const Conv2dPlan& p, T* output,
+                      const Epilogue& epilogue, const T* residual,
                       const TileKernel<typename KernelElement<E>::type>& kernel) {
   static_assert(std::is_same_v<E, float> || std::is_same_v<E, T>);
   using KernelE = typename KernelElement<E>::type;
@@ -311,7 +313,11 @@ void microkernel_conv(const T* input, const E* packed, const float* bias, const 
     const auto [begin, end] = block_rows(block);
     widened_floats = std::max(widened_floats, end - begin);
   }
-  const int64_t block_out_floats = kWiden ? block_pixels * p.out_channels : 0;
+  // Float32 outputs of a block, narrowed after the epilogue: for half types widened, and for the
+  // bfloat16 kernel when fused (its epilogue on the float32 sums, not on sums already rounded).
+  const bool fused = !epilogue.is_identity() || residual != nullptr;
+  const bool float_out = kWiden || (fused && !std::is_same_v<E, float>);
+  const int64_t block_out_floats = float_out ? block_pixels * p.out_channels : 0;
   // Each thread's block pointers, edge copies and widened rows and outputs, allocated here once
   // (and so seen by memory profiling, which does not follow worker threads).
   const int64_t threads = at::get_num_threads();
@@ -360,11 +366,14 @@ void microkernel_conv(const T* input, const E* packed, const float* bias, const 
       const int64_t slices = p.groups * (panels - 1) * tiles;
       const int64_t slice_elements = slices > 0 ? (next_end - next_begin + slices - 1) / slices : 0;
       const int64_t gj_begin = item % items_per_block, gj_end = run_end - block * items_per_block;
-      E* run_out;  // where the kernels write: the block's float32 outputs (narrowed below), or the output
+      // Where the kernels write: the block's float32 outputs (narrowed below), or the output.
+      E* run_out;
+      float* run_sums = nullptr;  // the bfloat16 kernel's float32 sums instead of run_out
       if constexpr (kWiden) {
         run_out = block_out;
       } else {
         run_out = output + first * p.out_channels;
+        if (float_out) run_sums = block_out;  // (the bfloat16 kernel, fused)
       }
       const char* const prefetch_end = reinterpret_cast<const char*>(input + next_end);
       for (int64_t gj = gj_begin; gj < gj_end; ++gj) {
@@ -376,15 +385,29 @@ void microkernel_conv(const T* input, const E* packed, const float* bias, const 
                     reinterpret_cast<KernelE*>(run_out + g * og + j * nr), p.out_channels, tiles,
                     std::min(tiles * mr, pixels - first), static_cast<int>(std::min<int64_t>(nr, og - j * nr)),
                     reinterpret_cast<const char*>(input + next_begin + (prefetches ? first_slice * slice_elements : 0)),
-                    prefetch_end, prefetches ? slice_elements * static_cast<int64_t>(sizeof(T)) : 0});
+                    prefetch_end, prefetches ? slice_elements * static_cast<int64_t>(sizeof(T)) : 0,
+                    run_sums == nullptr ? nullptr : run_sums + g * og + j * nr});
       }
-      if constexpr (kWiden) {  // this run's channels of the block's pixels, narrowed
-        const int64_t channel_begin = layout.channels(gj_begin).first;
-        const auto [last_first, last_width] = layout.channels(gj_end - 1);
-        const int64_t count = std::min(block_pixels, pixels - first);
+      // This run's channels of the block's pixels: the epilogue while they are in cache, then
+      // narrowed for half types.
+      const int64_t channel_begin = layout.channels(gj_begin).first;
+      const auto [last_first, last_width] = layout.channels(gj_end - 1);
+      const int64_t run_channels = last_first + last_width - channel_begin;
+      const int64_t count = std::min(block_pixels, pixels - first);
+      if (fused) {
+        const T* const run_residual = residual == nullptr ? nullptr : residual + first * p.out_channels + channel_begin;
+        if (float_out) {
+          apply_epilogue(epilogue, block_out + channel_begin, p.out_channels, run_residual, p.out_channels, count,
+                         run_channels);
+        } else {
+          apply_epilogue(epilogue, run_out + channel_begin, p.out_channels, run_residual, p.out_channels, count,
+                         run_channels);
+        }
+      }
+      if (float_out && !std::is_same_v<T, float>) {
         for (int64_t i = 0; i < count; ++i) {
           convert(block_out + i * p.out_channels + channel_begin, output + (first + i) * p.out_channels + channel_begin,
-                  last_first + last_width - channel_begin);
+                  run_channels);
         }
       }
       item = run_end;
@@ -403,19 +426,22 @@ TileShape tile_shape(at::ScalarType dtype) {
 }
 
 void conv2d_microkernel(const at::Tensor& input, const void* panels, const std::optional<at::Tensor>& bias,
-                        const Conv2dPlan& plan, at::Tensor& output) {
+                        const Conv2dPlan& plan, const Epilogue& epilogue, const at::Tensor& residual,
+                        at::Tensor& output) {
   const at::Tensor bias_float = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
   const float* const bias_values = bias ? bias_float.const_data_ptr<float>() : nullptr;
   if (uses_bfloat16_tile_kernel(input.scalar_type())) {
-    microkernel_conv<at::BFloat16, at::BFloat16>(input.const_data_ptr<at::BFloat16>(),
-                                                 static_cast<const at::BFloat16*>(panels), bias_values, plan,
-                                                 output.mutable_data_ptr<at::BFloat16>(),
-                                                 {&tile_avx512_bf16, kAvx512Bf16Tile});
+    microkernel_conv<at::BFloat16, at::BFloat16>(
+        input.const_data_ptr<at::BFloat16>(), static_cast<const at::BFloat16*>(panels), bias_values, plan,
+        output.mutable_data_ptr<at::BFloat16>(), epilogue,
+        residual.defined() ? residual.const_data_ptr<at::BFloat16>() : nullptr, {&tile_avx512_bf16, kAvx512Bf16Tile});
     return;
   }
   MYCONV_DISPATCH_MICROKERNEL_TYPES(input.scalar_type(), "myconv_cpu_microkernel", [&] {
     microkernel_conv<scalar_t, float>(input.const_data_ptr<scalar_t>(), static_cast<const float*>(panels), bias_values,
-                                      plan, output.mutable_data_ptr<scalar_t>(), tile_kernel(selected_isa()));
+                                      plan, output.mutable_data_ptr<scalar_t>(), epilogue,
+                                      residual.defined() ? residual.const_data_ptr<scalar_t>() : nullptr,
+                                      tile_kernel(selected_isa()));
   });
 }
 
@@ -428,7 +454,8 @@ namespace {
 // conv2d_depthwise_microkernel for input and output of type T: float, or a half type, which the
 // kernels widen as they load it and round once as they store it.
 template <typename T>
-void depthwise_conv(const T* input, const float* filter, const float* bias, const Conv2dPlan& p, T* output) {
+void depthwise_conv(const T* input, const float* filter, const float* bias, const Conv2dPlan& p, T* output,
+                    const Epilogue& epilogue, const T* residual) {
   using E = typename KernelElement<T>::type;
   static_assert(sizeof(E) == sizeof(T));
   void (*depthwise_row)(const DepthwiseRowArgs<E>&) = &depthwise_row_avx2;
@@ -436,14 +463,21 @@ void depthwise_conv(const T* input, const float* filter, const float* bias, cons
   const E* const image = reinterpret_cast<const E*>(input);
   E* const out = reinterpret_cast<E*>(output);
   const Conv2dIndexer ix(p);
+  const bool fused = !epilogue.is_identity() || residual != nullptr;
   at::parallel_for(0, p.batch * p.out_h, 1, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       int64_t n = 0, oh = 0;
       ix.out_h.divmod(row, &n, &oh);
+      const int64_t row_offset = ix.output_offset(n, oh, 0, 0);
       depthwise_row({image + ix.input_offset(n, 0, 0, 0), filter, bias, out + ix.output_offset(n, oh, 0, 0),
                      p.in_channels, p.in_h, p.in_w, p.out_w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,
                      p.dilation_h, p.dilation_w, p.pad_w.before,
                      geometry::input_index(oh, p.stride_h, p.pad_h.before, 0, p.dilation_h)});
+      if (fused) {  // the row just written, in cache (half types rounded once more here)
+        apply_epilogue(epilogue, output + row_offset, p.out_channels,
+                       residual == nullptr ? nullptr : residual + row_offset, p.out_channels, p.out_w,
+                       p.out_channels);
+      }
     }
   });
 }
@@ -451,13 +485,15 @@ void depthwise_conv(const T* input, const float* filter, const float* bias, cons
 }  // namespace
 
 void conv2d_depthwise_microkernel(const at::Tensor& input, const float* filter,
-                                  const std::optional<at::Tensor>& bias, const Conv2dPlan& plan, at::Tensor& output) {
+                                  const std::optional<at::Tensor>& bias, const Conv2dPlan& plan,
+                                  const Epilogue& epilogue, const at::Tensor& residual, at::Tensor& output) {
   TORCH_INTERNAL_ASSERT(has_depthwise_microkernel(plan));
   const at::Tensor bias_float = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
   const float* const bias_values = bias ? bias_float.const_data_ptr<float>() : nullptr;
   MYCONV_DISPATCH_MICROKERNEL_TYPES(input.scalar_type(), "myconv_cpu_depthwise", [&] {
     depthwise_conv<scalar_t>(input.const_data_ptr<scalar_t>(), filter, bias_values, plan,
-                             output.mutable_data_ptr<scalar_t>());
+                             output.mutable_data_ptr<scalar_t>(), epilogue,
+                             residual.defined() ? residual.const_data_ptr<scalar_t>() : nullptr);
   });
 }
 

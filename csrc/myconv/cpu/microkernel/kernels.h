@@ -89,6 +89,9 @@ struct TileArgs {
   const char* prefetch;
   const char* prefetch_end;
   int64_t prefetch_slice;
+  // bfloat16 kernel: where not null, its float32 sums go here (out_stride apart) instead of
+  // rounded into `out` (the driver's epilogue then runs on them); float kernels ignore it.
+  float* sums = nullptr;
 };
 
 namespace {
@@ -110,6 +113,7 @@ inline void for_each_tile(const TileArgs<T>& a, Tile&& tile) {
     tile(one);
     one.pixels += a.segments * kMR;
     one.out += kMR * a.out_stride;
+    if (one.sums != nullptr) one.sums += kMR * a.out_stride;
   }
 }
 

@@ -12,6 +12,7 @@
 #include <optional>
 #include <utility>
 
+#include "myconv/activation.h"
 #include "myconv/conv2d_plan.h"
 #include "myconv/cpu/microkernel/kernels.h"
 
@@ -87,8 +88,11 @@ struct PanelLayout {
 // output rounded in registers). Extra memory: per thread the pointers of one block of tiles,
 // copies of its edge segments and, for half types widened, its input rows and outputs in
 // float32; independent of N.
+// The epilogue (activation(out + residual), residual NHWC contiguous of the output's dtype or
+// undefined) runs on each run of tiles as it is stored, before half types are narrowed.
 void conv2d_microkernel(const at::Tensor& input, const void* panels, const std::optional<at::Tensor>& bias,
-                        const Conv2dPlan& plan, at::Tensor& output);
+                        const Conv2dPlan& plan, const Epilogue& epilogue, const at::Tensor& residual,
+                        at::Tensor& output);
 
 // Whether conv2d_depthwise_microkernel takes this call: depthwise with one output channel per
 // input channel, on an instruction set with a depthwise kernel (AVX2, AVX-512). Other depthwise
@@ -97,8 +101,10 @@ bool has_depthwise_microkernel(const Conv2dPlan& plan);
 // Output rows over threads, with the filter as [KH, KW, C] float32 (FilterForm kDepthwise).
 // float32, float16 and bfloat16 (the kernels widen half types as they load them and round each
 // output once as they store it); no extra memory but the bias in float32.
+// The epilogue runs on each output row as it is written (half types: on the rounded row).
 void conv2d_depthwise_microkernel(const at::Tensor& input, const float* filter,
-                                  const std::optional<at::Tensor>& bias, const Conv2dPlan& plan, at::Tensor& output);
+                                  const std::optional<at::Tensor>& bias, const Conv2dPlan& plan,
+                                  const Epilogue& epilogue, const at::Tensor& residual, at::Tensor& output);
 
 }  // namespace cpu
 }  // namespace myconv

@@ -72,6 +72,12 @@ void tile(const TileArgs<BFloat16Bits>& a) {
   // vcvtneps2bf16 rounds to nearest even as c10 does, in one instruction; it keeps a NaN's payload
   // where c10 makes 0x7FC0 (set here), and reads denormals as zero, but these sums are never
   // denormal (vdpbf16ps flushes its results, and every tile runs at least one).
+  if (a.sums != nullptr) {
+    TileArgs<float> sums{};
+    sums.out = a.sums, sums.out_stride = a.out_stride, sums.rows = a.rows, sums.cols = a.cols;
+    store_tile(sums, acc, [](float* at, __mmask16 valid, __m512 values) { _mm512_mask_storeu_ps(at, valid, values); });
+    return;
+  }
   store_tile(a, acc, [](BFloat16Bits* at, __mmask16 valid, __m512 sums) {
     const __m256i rounded = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(sums));
     const __mmask16 nan = _mm512_cmp_ps_mask(sums, sums, _CMP_UNORD_Q);

@@ -1,0 +1,223 @@
+"""conv2d_fused: activation(conv2d + bias + residual) in the kernels' store. Keras 3's own outputs
+(fixtures/keras_fused.npz) and float64 definitions (references.keras_activation) for every
+activation, every kernel (microkernel, depthwise, float64 GEMM, half types; every instruction set
+through test_microkernel.py), prepacked filters, gradients, errors, the layer and ONNX."""
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import myconv
+from references import TOLERANCE, conv_torch, keras_activation, relative_error
+
+FIXTURES = np.load(Path(__file__).parent / "fixtures" / "keras_fused.npz")
+ACTIVATIONS = json.loads(str(FIXTURES["meta"]))["cases"]
+
+
+def test_the_op_takes_every_keras_activation_the_fixture_has():
+    assert set(ACTIVATIONS) == set(torch.ops.myconv.activations()) == set(myconv.ACTIVATIONS)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_matches_keras_conv2d_and_add_then_activation(activation, device):
+    x, w, b, r = (torch.from_numpy(FIXTURES[k]).to(device) for k in ("x", "kernel", "bias", "residual"))
+    got = myconv.conv2d(x, w, 2, "SAME", bias=b, activation=activation)
+    expected = torch.from_numpy(FIXTURES[f"{activation}/conv"])
+    assert relative_error(got, expected) <= TOLERANCE[torch.float32], "Conv2D(activation=...)"
+    got = myconv.conv2d(x, w, 2, "SAME", bias=b, activation=activation, residual=r)
+    expected = torch.from_numpy(FIXTURES[f"{activation}/residual"])
+    assert relative_error(got, expected) <= TOLERANCE[torch.float32], "Activation(Add([Conv2D, residual]))"
+
+
+# Measured ulp error of the float32 activations (activation.h's approximations: exp by Cody-Waite
+# reduction and Cephes's polynomial, erf rational, log1p by atanh's series) against float64, on
+# every 3e-5 of [-30, 30] and every 1e-8 of [-1e-3, 1e-3], where the result is a normal float32:
+# results below 2^-126 are flushed to zero, and gelu below 0 inherits the cancellation of
+# 1 + erf(x / sqrt(2)) in float32 (TF's and torch's float32 gelu alike), bounded absolutely there.
+ULP_BOUNDS = {"leaky_relu": 1, "elu": 1.5, "selu": 2.5, "gelu": 3.5, "silu": 3, "swish": 3, "sigmoid": 2.5,
+              "hard_sigmoid": 1, "hard_silu": 2, "hard_swish": 2, "tanh": 3, "softplus": 3.5, "softsign": 1.5,
+              "mish": 4.5, "exponential": 1}
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_float32_activations_within_a_few_ulp_of_float64_on_cpu(activation):
+    x = torch.cat([torch.linspace(-30, 30, 2_000_001), torch.linspace(-1e-3, 1e-3, 200_001)])
+    # a 1x1 filter of 1: the fused op's epilogue sees x itself
+    got = myconv.conv2d(x.view(1, 1, -1, 1), torch.ones(1, 1, 1, 1), activation=activation).flatten().double()
+    ref = keras_activation(activation, x.double())
+    ulp = torch.nextafter(ref.float().abs(), torch.tensor(float("inf"))).double() - ref.float().abs().double()
+    normal = (ref.abs() >= 2.0 ** -126) & ((x >= 0) if activation == "gelu" else True)
+    error = (got - ref).abs()
+    assert (error[normal] / ulp[normal]).max().item() <= ULP_BOUNDS.get(activation, 0), activation
+    assert error[~normal].max().item() <= 1e-6 if (~normal).any() else True
+
+
+@pytest.mark.parametrize("activation, alpha", [("leaky_relu", 0.05), ("elu", 0.5)])
+def test_matches_keras_layers_with_their_parameter(activation, alpha, device):
+    x, w, b, r = (torch.from_numpy(FIXTURES[k]).to(device) for k in ("x", "kernel", "bias", "residual"))
+    got = myconv.conv2d(x, w, 2, "SAME", bias=b, activation=activation, residual=r, alpha=alpha)
+    assert relative_error(got, torch.from_numpy(FIXTURES[f"{activation}_{alpha}/residual"])) <= 1e-5
+
+
+# (input NHWC, filter HWIO, stride, padding): the microkernel (dense, grouped, 1x1), the depthwise
+# microkernel, and the generic depthwise loops (channel multiplier 2).
+GEOMETRIES = [
+    ((2, 9, 11, 8), (3, 3, 8, 40), (1, 1), "SAME"),
+    ((1, 10, 7, 6), (3, 2, 3, 12), (2, 1), "VALID"),
+    ((2, 6, 6, 16), (1, 1, 16, 24), (1, 1), "SAME"),
+    ((1, 9, 9, 24), (3, 3, 1, 24), (2, 2), "SAME"),
+    ((1, 7, 8, 5), (3, 3, 1, 10), (1, 1), [1, 0, 2, 1]),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: "x".join(map(str, g[1])))
+def test_every_activation_on_every_kernel_against_float64(geometry, dtype, device):
+    x_shape, w_shape, stride, padding = geometry
+    rng = random.Random(hash((x_shape, w_shape)) % 1000)
+    x = torch.randn(x_shape, device=device) * 2
+    w = torch.randn(w_shape, device=device) / w_shape[0]
+    out_shape = conv_torch(x.cpu(), w.cpu(), stride, padding, (1, 1)).shape
+    b = torch.randn(w_shape[3], device=device)
+    residual = torch.randn(*out_shape, 2, device=device)[..., 0]  # strided: any strides are accepted
+    pads = padding if isinstance(padding, str) else ((padding[0], padding[1]), (padding[2], padding[3]))
+    for activation in ACTIVATIONS:
+        use_residual, use_bias = rng.random() < 0.7, rng.random() < 0.7
+        # exp turns the absolute error of a half type's sum into a relative one (and overflows
+        # float16 above 11): smaller sums for it.
+        scale = 0.25 if activation == "exponential" and dtype in (torch.float16, torch.bfloat16) else 1.0
+        args = [(x * scale).to(dtype), w.to(dtype)]
+        bias = (b * scale).to(dtype) if use_bias else None
+        got = myconv.conv2d(*args, stride, pads, bias=bias, activation=activation,
+                            residual=(residual * scale).to(dtype) if use_residual else None)
+        z = conv_torch(args[0].cpu(), args[1].cpu(), stride, padding, (1, 1), None if bias is None else bias.cpu())
+        if use_residual:
+            z = z + (residual * scale).to(dtype).cpu().double()
+        expected = keras_activation(activation, z)
+        assert got.dtype == dtype and torch.isfinite(got).all(), activation
+        assert relative_error(got, expected) <= TOLERANCE[dtype], activation
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_prepacked_filters_run_the_same_epilogue_on_cpu(activation):
+    x, w, b = torch.randn(2, 8, 9, 16), torch.randn(3, 3, 16, 24), torch.randn(24)
+    r = torch.randn(2, 8, 9, 24)
+    packed = myconv.prepack_filter(w)
+    got = myconv.conv2d_prepacked(x, packed, w.shape, bias=b, activation=activation, residual=r)
+    assert torch.equal(got, myconv.conv2d(x, w, bias=b, activation=activation, residual=r))
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_gradients_of_every_activation(activation, device):
+    torch.manual_seed(0)
+    x = torch.randn(1, 5, 6, 3, dtype=torch.float64, device=device, requires_grad=True)
+    w = torch.randn(3, 3, 3, 4, dtype=torch.float64, device=device, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, device=device, requires_grad=True)
+    r = torch.randn(1, 3, 3, 4, dtype=torch.float64, device=device, requires_grad=True)
+    alpha = 0.3 if activation in ("leaky_relu", "elu") else None
+
+    def fused(x, w, b, r):
+        return myconv.conv2d(x, w, 2, "SAME", bias=b, activation=activation, residual=r, alpha=alpha)
+
+    assert torch.autograd.gradcheck(fused, (x, w, b, r))
+    with torch.no_grad():  # the fused kernel itself equals the differentiable form
+        assert relative_error(fused(x, w, b, r), fused(x, w, b, r.detach().requires_grad_())) <= 1e-12
+
+
+def test_gradgradcheck_through_an_activation():
+    x = torch.randn(1, 5, 5, 2, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 3, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x, w: myconv.conv2d(x, w, activation="gelu"), (x, w))
+
+
+def test_errors_name_the_argument():
+    x, w = torch.randn(1, 6, 6, 4), torch.randn(3, 3, 4, 8)
+    with pytest.raises(ValueError, match=r"activation must be one of linear, relu.*got \"leakyrelu\""):
+        myconv.conv2d(x, w, activation="leakyrelu")
+    with pytest.raises(ValueError, match="alpha is a parameter of leaky_relu and elu only, got 0.1"):
+        myconv.conv2d(x, w, activation="relu", alpha=0.1)
+    with pytest.raises(ValueError, match=r"residual must have the output's shape \[1, 6, 6, 8\], got \[1, 6, 6, 4\]"):
+        myconv.conv2d(x, w, activation="relu", residual=torch.randn(1, 6, 6, 4))
+    with pytest.raises(ValueError, match=r"residual must have the output's shape"):  # no silent broadcast
+        myconv.conv2d(x.requires_grad_(), w, residual=torch.randn(8))
+    with pytest.raises(TypeError, match="residual dtype must match input dtype"):
+        myconv.conv2d(x, w, residual=torch.randn(1, 6, 6, 8, dtype=torch.float64))
+    with pytest.raises(TypeError, match="activation must be None or a str, got int"):
+        myconv.conv2d(x, w, activation=3)
+    with pytest.raises(ValueError, match="alpha must be finite"):
+        myconv.conv2d(x, w, activation="elu", alpha=float("nan"))
+
+
+def test_prepacked_gradients_only_without_an_activation():
+    x, w = torch.randn(1, 6, 6, 4), torch.randn(3, 3, 4, 8)
+    b = torch.randn(8, requires_grad=True)
+    r = torch.randn(1, 6, 6, 8, requires_grad=True)
+    packed = myconv.prepack_filter(w)
+    myconv.conv2d_prepacked(x, packed, w.shape, bias=b, residual=r).sum().backward()
+    assert torch.equal(r.grad, torch.ones_like(r)) and torch.equal(b.grad, torch.full_like(b, 36))
+    r.grad = None
+    myconv.conv2d_prepacked(x, packed, w.shape, residual=r).sum().backward()  # no bias before it
+    assert torch.equal(r.grad, torch.ones_like(r))
+    y = myconv.conv2d_prepacked(x, packed, w.shape, bias=b, residual=r, activation="relu")
+    with pytest.raises(RuntimeError, match="differentiates in bias and residual only with activation \"linear\""):
+        y.sum().backward()
+
+
+def test_opcheck_every_overload():
+    x, w, b, r = torch.randn(2, 7, 7, 4), torch.randn(3, 3, 4, 8), torch.randn(8), torch.randn(2, 7, 7, 8)
+    torch.library.opcheck(torch.ops.myconv.conv2d_fused.default, (x, w, [1, 1], "SAME", [1, 1], b, r, "gelu", None))
+    torch.library.opcheck(torch.ops.myconv.conv2d_fused.explicit,
+                          (x, w, [1, 1], [1, 1, 0, 2], [1, 1], None, None, "leaky_relu", 0.1))
+    packed = myconv.prepack_filter(w)
+    torch.library.opcheck(torch.ops.myconv.conv2d_prepacked.default,
+                          (x, packed, [3, 3, 4, 8], [1, 1], "SAME", [1, 1], b, r, "relu", None),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+def test_layer_runs_its_activation_and_residual_fused_frozen_or_not():
+    layer = myconv.Conv2d(8, 16, 3, padding="same", activation="hard_swish")
+    x, r = torch.randn(2, 9, 9, 8), torch.randn(2, 9, 9, 16)
+    with torch.no_grad():
+        expected = keras_activation("hard_silu", conv_torch(x, layer.weight, (1, 1), "SAME", (1, 1), layer.bias) + r)
+        assert relative_error(layer(x, r), expected) <= 1e-5
+        assert torch.equal(layer.freeze()(x, r), layer(x, r))
+        scripted = torch.jit.script(layer.unfreeze())
+        assert torch.equal(scripted(x, r), layer(x, r))
+
+
+def test_compile_and_export_with_a_dynamic_batch():
+    layer = myconv.Conv2d(4, 8, 3, padding="same", activation="silu").eval()
+    x, r = torch.randn(3, 6, 6, 4), torch.randn(3, 6, 6, 8)
+    batch = torch.export.Dim("batch")
+    with torch.no_grad():
+        program = torch.export.export(layer, (x, r), dynamic_shapes=({0: batch}, {0: batch}))
+        x2, r2 = torch.randn(5, 6, 6, 4), torch.randn(5, 6, 6, 8)
+        assert torch.equal(program.module()(x2, r2), layer(x2, r2))
+        assert torch.equal(torch.compile(layer, fullgraph=True)(x2, r2), layer(x2, r2))
+
+
+def test_onnx_translation_runs_in_onnxruntime():
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import myconv.onnx
+
+    class Block(torch.nn.Module):
+        def __init__(self, activation):
+            super().__init__()
+            self.conv = myconv.Conv2d(4, 8, 3, padding="same", activation=activation)
+
+        def forward(self, x, r):
+            return self.conv(x, r)
+
+    x, r = torch.randn(2, 7, 7, 4), torch.randn(2, 7, 7, 8)
+    for activation in ACTIVATIONS:
+        model = Block(activation).eval()
+        program = torch.onnx.export(model, (x, r), dynamo=True, custom_translation_table=myconv.onnx.translation_table())
+        session = ort.InferenceSession(program.model_proto.SerializeToString())
+        (got,) = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), (x, r))})
+        with torch.no_grad():
+            assert relative_error(torch.from_numpy(got), model(x, r)) <= 1e-5, activation
