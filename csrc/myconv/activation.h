@@ -122,7 +122,8 @@ MYCONV_HOST_DEVICE inline float erf_(float x) {
   q = q * x2 + -1.68282697438203e-03f;
   q = q * x2 + -7.37332916720468e-03f;
   q = q * x2 + -1.42647390514189e-02f;
-  return c * p / q;
+  const float erf = c * p / q;  // within 1e-7 of +-1 its error can pass them: clamped (gelu's sign)
+  return erf < -1.0f ? -1.0f : (erf > 1.0f ? 1.0f : erf);
 }
 
 template <typename T>
@@ -157,7 +158,7 @@ MYCONV_HOST_DEVICE T activate(T x, T alpha) {
   if constexpr (kActivation == Activation::kLinear) {
     return x;
   } else if constexpr (kActivation == Activation::kRelu) {
-    return x > T(0) ? x : T(0);
+    return x < T(0) ? T(0) : x;  // (NaN stays NaN, as in Keras)
   } else if constexpr (kActivation == Activation::kRelu6) {
     return relu6(x);
   } else if constexpr (kActivation == Activation::kLeakyRelu) {

@@ -35,20 +35,20 @@ const std::vector<std::string>& activation_names() {
   return names;
 }
 
-Epilogue parse_epilogue(c10::string_view activation, std::optional<double> alpha) {
+Epilogue parse_epilogue(c10::string_view activation, std::optional<double> alpha, const char* op) {
   Epilogue e;
   bool known = false;
   for (const auto& [name, kind] : activation_table()) {
     if (activation == name) e.activation = kind, known = true;
   }
-  TORCH_CHECK_VALUE(known, "myconv.conv2d_fused: activation must be one of ", c10::Join(", ", activation_names()),
+  TORCH_CHECK_VALUE(known, op, ": activation must be one of ", c10::Join(", ", activation_names()),
                     ", got \"", std::string(activation.data(), activation.size()), "\"");
   if (e.activation == Activation::kLeakyRelu || e.activation == Activation::kElu) {
     const double value = alpha.value_or(e.activation == Activation::kLeakyRelu ? 0.2 : 1.0);
-    TORCH_CHECK_VALUE(std::isfinite(value), "myconv.conv2d_fused: alpha must be finite, got ", value);
+    TORCH_CHECK_VALUE(std::isfinite(value), op, ": alpha must be finite, got ", value);
     e.alpha = value;
   } else {
-    TORCH_CHECK_VALUE(!alpha.has_value(), "myconv.conv2d_fused: alpha is a parameter of leaky_relu and elu only, got ",
+    TORCH_CHECK_VALUE(!alpha.has_value(), op, ": alpha is a parameter of leaky_relu and elu only, got ",
                       *alpha, " for activation \"", std::string(activation.data(), activation.size()), "\"");
   }
   return e;
@@ -94,8 +94,10 @@ at::Tensor activate_tensor(const at::Tensor& z, const Epilogue& e) {
 
 namespace {
 
+// A new tensor also for "linear" (the schema promises no alias of the input).
 at::Tensor activation_op(const at::Tensor& input, c10::string_view activation, std::optional<double> alpha) {
-  return activate_tensor(input, parse_epilogue(activation, alpha));
+  const Epilogue epilogue = parse_epilogue(activation, alpha, "myconv.activation");
+  return epilogue.is_identity() ? input.clone() : activate_tensor(input, epilogue);
 }
 
 }  // namespace

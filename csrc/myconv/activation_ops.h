@@ -17,8 +17,9 @@ const std::vector<std::string>& activation_names();
 
 // The epilogue of `activation` (a Keras name) with `alpha`: leaky_relu's negative_slope (default
 // 0.2) or elu's alpha (default 1.0); the others take none. Errors name the argument and the
-// accepted values.
-Epilogue parse_epilogue(c10::string_view activation, std::optional<double> alpha);
+// accepted values, after `op`.
+Epilogue parse_epilogue(c10::string_view activation, std::optional<double> alpha,
+                        const char* op = "myconv.conv2d_fused");
 
 // activation(z) with ATen ops, differentiable twice: the same functions as activation.h (the
 // tests hold both to Keras's outputs).

@@ -107,7 +107,7 @@ struct PrepackedEntryPoints {
                             at::IntArrayRef stride, const PaddingSpec& padding, at::IntArrayRef dilation,
                             const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& residual,
                             c10::string_view activation, std::optional<double> alpha) {
-    const Epilogue epilogue = parse_epilogue(activation, alpha);
+    const Epilogue epilogue = parse_epilogue(activation, alpha, "myconv.conv2d_prepacked");
     const auto shape = check_conv2d_prepacked<Int>(input, packed, filter_shape, bias, stride, padding, dilation);
     check_residual<Int>(input, residual, shape);
     if constexpr (std::is_same_v<Int, int64_t>) {

@@ -66,7 +66,7 @@ _load_library()
 from myconv.ops import (  # noqa: E402
     conv2d, conv2d_prepacked, conv2d_transpose, cuda_compiled, output_shape, prepack_filter,
 )
-from myconv.nn import ACTIVATIONS, Conv2d, Conv2DTranspose  # noqa: E402
+from myconv.nn import ACTIVATIONS, Conv2d, Conv2DTranspose, SeparableConv2D  # noqa: E402
 from myconv.keras import from_keras  # noqa: E402
 
 try:
@@ -77,5 +77,5 @@ except PackageNotFoundError:  # imported from a source tree that was never pip-i
 
 __all__ = [
     "ACTIVATIONS", "Conv2d", "Conv2DTranspose", "cmake_prefix_path", "conv2d", "conv2d_prepacked", "conv2d_transpose",
-    "cuda_compiled", "from_keras", "output_shape", "prepack_filter", "__version__",
+    "cuda_compiled", "from_keras", "output_shape", "prepack_filter", "SeparableConv2D", "__version__",
 ]

@@ -9,7 +9,8 @@ from typing import List, Optional, Union
 
 import torch
 
-from myconv.ops import IntOrSeq, Padding, _explicit_padding, _spatial_pair
+from myconv.ops import (IntOrSeq, Padding, _check_residual_batch_dims, _explicit_padding, _merge_batch_dims,
+                        _spatial_pair, _split_batch_dims)
 
 # Keras 3's activation names (the C++ table: one list for the op, the layers and from_keras).
 ACTIVATIONS = tuple(torch.ops.myconv.activations())
@@ -36,8 +37,9 @@ def _apply_activation(y: torch.Tensor, activation: str) -> torch.Tensor:
 
 
 def _check_nhwc_input(x: torch.Tensor, in_channels: int, layer: str) -> None:
-    """Keras's input spec: [N, H, W, in_channels], with a hint for an NCHW tensor."""
-    if x.dim() == 4 and x.shape[3] == in_channels:
+    """Keras's input spec: [N, H, W, in_channels] (or TF's batch_shape + [H, W, in_channels]), with a
+    hint for an NCHW tensor."""
+    if x.dim() >= 4 and x.shape[-1] == in_channels:
         return
     hint = ""
     if x.dim() == 4 and x.shape[1] == in_channels:
@@ -244,6 +246,65 @@ class Conv2d(torch.nn.Module):
         self._frozen_data_ptr = self.weight.data_ptr()
 
     @torch.jit.unused
+    def fold_batch_norm(self, gamma, beta, moving_mean, moving_variance, epsilon: float = 1e-3,
+                        activation: Optional[str] = None) -> "Conv2d":
+        """Folds a Keras ``BatchNormalization`` that follows this layer (inference: its moving
+        statistics) into the kernel and bias, so that one fused call computes both:
+        ``s = gamma / sqrt(moving_variance + epsilon)``, ``kernel *= s`` per output channel,
+        ``bias = (bias - moving_mean) * s + beta`` (a bias is created when the layer has none).
+
+        Args:
+            gamma, beta: ``[out_channels]`` numpy arrays or tensors; None where the
+                BatchNormalization has ``scale=False`` / ``center=False``.
+            moving_mean, moving_variance: ``[out_channels]``.
+            epsilon: the BatchNormalization's (Keras's default 1e-3).
+            activation: the activation after the BatchNormalization (a Keras ``Activation``
+                layer), run fused from now on; None keeps ``"linear"``.
+
+        Returns:
+            self, folded in float64 and stored in the weight's dtype; a frozen layer packs the
+            folded weight again.
+
+        Raises:
+            ValueError: the layer already has an activation (it runs before the
+                BatchNormalization: nothing to fold into), a statistic that is not
+                ``[out_channels]``, a variance + epsilon that is not > 0, an unknown activation.
+                Nothing is changed then.
+        """
+        if self.activation != "linear":
+            raise ValueError(f"myconv.Conv2d.fold_batch_norm: the layer's activation {self.activation!r} runs before "
+                             "the BatchNormalization, which cannot be folded through it (fold into a layer with "
+                             "activation None)")
+        new_activation = _activation_name(activation, "Conv2d.fold_batch_norm")
+        statistics = {}
+        for name, value, default in (("gamma", gamma, 1.0), ("beta", beta, 0.0), ("moving_mean", moving_mean, None),
+                                     ("moving_variance", moving_variance, None)):
+            if value is None and default is None:
+                raise ValueError(f"myconv.Conv2d.fold_batch_norm: {name} is required")
+            tensor = (torch.full((self.out_channels,), default, dtype=torch.float64) if value is None
+                      else _as_tensor(value, name).detach().to("cpu", torch.float64))
+            if tuple(tensor.shape) != (self.out_channels,):
+                raise ValueError(f"myconv.Conv2d.fold_batch_norm: {name} must have shape [{self.out_channels}] "
+                                 f"(out_channels), got {list(tensor.shape)}")
+            statistics[name] = tensor
+        denominator = statistics["moving_variance"] + float(epsilon)
+        if not bool((denominator > 0).all()):
+            raise ValueError("myconv.Conv2d.fold_batch_norm: moving_variance + epsilon must be > 0, got "
+                             f"{denominator.min().item()} (epsilon = {epsilon})")
+        scale = statistics["gamma"] / denominator.sqrt()
+        with torch.no_grad():
+            bias = torch.zeros(self.out_channels, dtype=torch.float64) if self.bias is None else self.bias.double().cpu()
+            folded_bias = (bias - statistics["moving_mean"]) * scale + statistics["beta"]
+            self.weight.copy_((self.weight.double() * scale.to(self.weight.device)).to(self.weight.dtype))
+            if self.bias is None:
+                self.bias = torch.nn.Parameter(self.weight.new_empty(self.out_channels))
+            self.bias.copy_(folded_bias.to(self.bias.dtype))
+        self.activation = new_activation
+        if self._frozen:
+            self._pack()
+        return self
+
+    @torch.jit.unused
     def unfreeze(self) -> "Conv2d":
         """Drops the packed weight and restores its ``requires_grad``: every call packs the
         current weight again. Returns self."""
@@ -283,6 +344,11 @@ class Conv2d(torch.nn.Module):
         tensor of the output's shape, e.g. a ResNet block's shortcut (Keras's ``Add`` then the
         activation)."""
         _check_nhwc_input(x, self.in_channels, "Conv2d")
+        _check_residual_batch_dims("Conv2d", x, residual)  # TF's batch_shape + [H, W, C]: merged into N
+        y = self._conv(_merge_batch_dims(x), None if residual is None else _merge_batch_dims(residual))
+        return _split_batch_dims(y, x)
+
+    def _conv(self, x: torch.Tensor, residual: Optional[torch.Tensor]) -> torch.Tensor:
         if self._frozen and not torch.jit.is_scripting() and not torch.compiler.is_compiling():
             self._check_frozen_weight()
         packed = self.packed_weight
@@ -413,10 +479,10 @@ class Conv2DTranspose(torch.nn.Module):
         output_padding: Optional[List[int]] = None
         if len(self.output_padding) == 2:
             output_padding = self.output_padding
-        y = torch.ops.myconv.conv2d_transpose(
-            x, self.weight, None, output_padding, self.stride, self.padding, self.dilation, self.bias
+        y = torch.ops.myconv.conv2d_transpose(  # TF's batch_shape + [H, W, C]: merged into N
+            _merge_batch_dims(x), self.weight, None, output_padding, self.stride, self.padding, self.dilation, self.bias
         )
-        return _apply_activation(y, self.activation)
+        return _split_batch_dims(_apply_activation(y, self.activation), x)
 
     def extra_repr(self) -> str:
         kh, kw = self.kernel_size
@@ -426,3 +492,91 @@ class Conv2DTranspose(torch.nn.Module):
             f"dilation_rate={tuple(self.dilation)}, use_bias={self.bias is not None}"
         )
         return text if self.activation == "linear" else f"{text}, activation={self.activation!r}"
+
+
+class SeparableConv2D(torch.nn.Module):
+    """Keras's ``SeparableConv2D`` on NHWC tensors: a depthwise convolution (``depth_multiplier``
+    output channels per input channel, no bias) then a pointwise 1x1 convolution with the bias and
+    the activation, run fused (its ``forward`` takes a residual too). Scriptable.
+
+    Args:
+        in_channels: C of the NHWC input.
+        filters: output channels of the pointwise convolution.
+        kernel_size, strides, dilation_rate, padding: of the depthwise convolution, as Keras's.
+        depth_multiplier: depthwise output channels per input channel.
+        activation, use_bias: of the pointwise convolution (the layer's output), as Keras's.
+        device, dtype: of the weights.
+
+    Attributes:
+        depthwise: ``myconv.Conv2d`` with ``groups=in_channels``, weight
+            ``[KH, KW, 1, in_channels * depth_multiplier]``.
+        pointwise: ``myconv.Conv2d`` 1x1, weight ``[1, 1, in_channels * depth_multiplier, filters]``.
+
+    Example:
+        >>> layer = myconv.SeparableConv2D(16, 32, 3, padding="same", activation="relu")
+        >>> layer(torch.randn(1, 28, 28, 16)).shape
+        torch.Size([1, 28, 28, 32])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        filters: int,
+        kernel_size: IntOrSeq,
+        strides: IntOrSeq = 1,
+        padding: Padding = "valid",
+        depth_multiplier: int = 1,
+        dilation_rate: IntOrSeq = 1,
+        activation: Optional[str] = None,
+        use_bias: bool = True,
+        device: Optional[Union[torch.device, str]] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        super().__init__()
+        if depth_multiplier < 1:
+            raise ValueError(f"myconv.SeparableConv2D: depth_multiplier must be >= 1, got {depth_multiplier}")
+        factory = {"device": device, "dtype": dtype}
+        self.depthwise = Conv2d(in_channels, in_channels * depth_multiplier, kernel_size, strides, padding,
+                                dilation_rate, groups=in_channels, use_bias=False, **factory)
+        self.pointwise = Conv2d(in_channels * depth_multiplier, filters, 1, activation=activation,
+                                use_bias=use_bias, **factory)
+
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``activation(pointwise(depthwise(x)) + bias + residual)``."""
+        return self.pointwise(self.depthwise(x), residual)
+
+    @torch.jit.unused
+    def load_keras_weights(self, depthwise_kernel, pointwise_kernel, bias=None) -> "SeparableConv2D":
+        """Copies Keras's ``[depthwise_kernel [KH, KW, C, depth_multiplier], pointwise_kernel
+        [1, 1, C * depth_multiplier, filters], bias]`` (numpy arrays or tensors). Returns self."""
+        depthwise_kernel = _as_tensor(depthwise_kernel, "depthwise_kernel")
+        expected = tuple(self.depthwise.weight.shape[:2]) + (self.depthwise.groups,
+                                                              self.depthwise.out_channels // self.depthwise.groups)
+        if tuple(depthwise_kernel.shape) != expected:
+            raise ValueError(f"myconv.SeparableConv2D.load_keras_weights: depthwise_kernel must have shape {expected} "
+                             f"([KH, KW, C, depth_multiplier]), got {tuple(depthwise_kernel.shape)}")
+        # Checked whole before either part is copied: no half-loaded layer.
+        _load_keras_weights(self.pointwise, pointwise_kernel, bias, "HWIO")
+        self.depthwise.load_keras_weights(depthwise_kernel.reshape(self.depthwise.weight.shape), None)
+        return self
+
+    @torch.jit.unused
+    def fold_batch_norm(self, gamma, beta, moving_mean, moving_variance, epsilon: float = 1e-3,
+                        activation: Optional[str] = None) -> "SeparableConv2D":
+        """:meth:`Conv2d.fold_batch_norm` into the pointwise convolution. Returns self."""
+        self.pointwise.fold_batch_norm(gamma, beta, moving_mean, moving_variance, epsilon, activation)
+        return self
+
+    @torch.jit.unused
+    def freeze(self) -> "SeparableConv2D":
+        """:meth:`Conv2d.freeze` of both convolutions. Returns self."""
+        self.depthwise.freeze()
+        self.pointwise.freeze()
+        return self.train(False)
+
+    @torch.jit.unused
+    def unfreeze(self) -> "SeparableConv2D":
+        """:meth:`Conv2d.unfreeze` of both convolutions. Returns self."""
+        self.depthwise.unfreeze()
+        self.pointwise.unfreeze()
+        return self

@@ -68,12 +68,16 @@ def translation_table() -> dict[torch._ops.OpOverload, Callable]:
     def activate(z, activation: str, alpha):
         """Keras's activation as ONNX operators (opset 18), its defaults as activation.h's."""
         name = {"swish": "silu", "hard_swish": "hard_silu"}.get(activation, activation)
+
+        def constant(value: float):  # of z's type (float16 models too)
+            return op.CastLike(op.Constant(value_float=value), z)
+
         if name == "linear":
             return z
         if name == "relu":
             return op.Relu(z)
         if name == "relu6":
-            return op.Clip(z, op.Constant(value_float=0.0), op.Constant(value_float=6.0))
+            return op.Clip(z, constant(0.0), constant(6.0))
         if name == "leaky_relu":
             return op.LeakyRelu(z, alpha=0.2 if alpha is None else alpha)
         if name == "elu":
@@ -81,8 +85,7 @@ def translation_table() -> dict[torch._ops.OpOverload, Callable]:
         if name == "selu":
             return op.Selu(z, alpha=1.6732632423543772, gamma=1.0507009873554805)
         if name == "gelu":
-            return op.Mul(op.Mul(z, op.Constant(value_float=0.5)),
-                          op.Add(op.Constant(value_float=1.0), op.Erf(op.Mul(z, op.Constant(value_float=0.7071067811865476)))))
+            return op.Mul(op.Mul(z, constant(0.5)), op.Add(constant(1.0), op.Erf(op.Mul(z, constant(0.7071067811865476)))))
         if name == "silu":
             return op.Mul(z, op.Sigmoid(z))
         if name == "hard_sigmoid":

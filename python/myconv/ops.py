@@ -6,6 +6,7 @@ They are Python, not TorchScript (their arguments are unions): scripted code cal
 ``torch.ops.myconv.conv2d`` itself.
 """
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Optional, Union
@@ -106,6 +107,32 @@ def _common_arguments(op: str, input: object, filters: object, strides: IntOrSeq
     return _spatial_pair(strides, "strides"), _spatial_pair(dilations, "dilations"), _bias_tensor(bias, input)
 
 
+# TF's inputs of rank > 4, batch_shape + [H, W, C] (e.g. video frames [B, T, H, W, C]): the
+# leading dimensions merge into N by a reshape, a view wherever the strides allow (a copy only
+# where the kernels would copy anyway: such an input is not contiguous). Scriptable: the layers
+# call these too.
+def _check_residual_batch_dims(op: str, input: torch.Tensor, residual: Optional[torch.Tensor]) -> None:
+    if residual is not None and input.dim() > 4:
+        if residual.dim() != input.dim() or residual.shape[:-3] != input.shape[:-3]:
+            raise ValueError("myconv." + op + ": residual must have the input's batch dimensions "
+                             + str(list(input.shape[:-3])) + " before [OH, OW, O], got shape " + str(list(residual.shape)))
+
+
+def _merge_batch_dims(x: torch.Tensor) -> torch.Tensor:
+    if x.dim() <= 4:
+        return x
+    n = 1
+    for size in x.shape[:-3]:
+        n *= size
+    return x.reshape([n, x.shape[-3], x.shape[-2], x.shape[-1]])
+
+
+def _split_batch_dims(output: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
+    if input.dim() <= 4:
+        return output
+    return output.reshape(input.shape[:-3] + output.shape[1:])
+
+
 def _epilogue_arguments(op: str, activation: object, residual: object, alpha: object):
     """(activation name, residual, alpha) for the ops, their types checked (the values are checked
     by the op)."""
@@ -113,7 +140,7 @@ def _epilogue_arguments(op: str, activation: object, residual: object, alpha: ob
         raise TypeError(f"myconv.{op}: activation must be None or a str, got {type(activation).__name__}")
     if residual is not None and not isinstance(residual, torch.Tensor):
         raise TypeError(f"myconv.{op}: residual must be None or a tensor, got {type(residual).__name__}")
-    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))):
+    if alpha is not None and (isinstance(alpha, (bool, np_bool)) or not isinstance(alpha, numbers.Real)):
         raise TypeError(f"myconv.{op}: alpha must be None or a float, got {type(alpha).__name__}")
     return ("linear" if activation is None else activation), residual, (None if alpha is None else float(alpha))
 
@@ -169,15 +196,21 @@ def conv2d(
     """
     stride, dilation, bias = _common_arguments("conv2d", input, filters, strides, dilations, bias)
     name, residual, alpha = _epilogue_arguments("conv2d", activation, residual, alpha)
+    _check_residual_batch_dims("conv2d", input, residual)
+    original, input = input, _merge_batch_dims(input)
+    residual = None if residual is None else _merge_batch_dims(residual)
     if name == "linear" and residual is None and alpha is None:
         if isinstance(padding, str):
-            return torch.ops.myconv.conv2d(input, filters, stride, padding, dilation, bias)
-        return torch.ops.myconv.conv2d.explicit(input, filters, stride, _explicit_padding(padding), dilation, bias)
-    if isinstance(padding, str):
-        return torch.ops.myconv.conv2d_fused(input, filters, stride, padding, dilation, bias, residual, name, alpha)
-    return torch.ops.myconv.conv2d_fused.explicit(
-        input, filters, stride, _explicit_padding(padding), dilation, bias, residual, name, alpha
-    )
+            output = torch.ops.myconv.conv2d(input, filters, stride, padding, dilation, bias)
+        else:
+            output = torch.ops.myconv.conv2d.explicit(input, filters, stride, _explicit_padding(padding), dilation, bias)
+    elif isinstance(padding, str):
+        output = torch.ops.myconv.conv2d_fused(input, filters, stride, padding, dilation, bias, residual, name, alpha)
+    else:
+        output = torch.ops.myconv.conv2d_fused.explicit(
+            input, filters, stride, _explicit_padding(padding), dilation, bias, residual, name, alpha
+        )
+    return _split_batch_dims(output, original)
 
 
 def conv2d_transpose(
@@ -220,8 +253,14 @@ def conv2d_transpose(
     size = None
     if output_shape is not None:
         shape = _ints(output_shape, "output_shape")
+        if input.dim() > 4 and len(shape) == input.dim():  # batch_shape + [OH, OW, C_out]
+            if shape[:-3] != list(input.shape[:-3]):
+                raise ValueError(f"myconv.conv2d_transpose: output_shape {shape} must have the input's batch "
+                                 f"dimensions {list(input.shape[:-3])}")
+            shape = [math.prod(shape[:-3]), *shape[-3:]]
         if len(shape) == 4:
-            expected = (input.shape[0] if input.dim() == 4 else None, filters.shape[2] if filters.dim() == 4 else None)
+            expected = (math.prod(input.shape[:-3]) if input.dim() >= 4 else None,
+                        filters.shape[2] if filters.dim() == 4 else None)
             if (shape[0], shape[3]) != expected:
                 raise ValueError(
                     f"myconv.conv2d_transpose: output_shape {shape} must have the input's batch and the filter's "
@@ -232,11 +271,14 @@ def conv2d_transpose(
             raise ValueError(f"myconv.conv2d_transpose: output_shape must be [N, OH, OW, C_out] or (OH, OW), "
                              f"got {list(output_shape)}")
         size = shape
+    original, input = input, _merge_batch_dims(input)
     if isinstance(padding, str):
-        return torch.ops.myconv.conv2d_transpose(input, filters, size, None, stride, padding, dilation, bias)
-    return torch.ops.myconv.conv2d_transpose.explicit(
-        input, filters, size, None, stride, _explicit_padding(padding), dilation, bias
-    )
+        output = torch.ops.myconv.conv2d_transpose(input, filters, size, None, stride, padding, dilation, bias)
+    else:
+        output = torch.ops.myconv.conv2d_transpose.explicit(
+            input, filters, size, None, stride, _explicit_padding(padding), dilation, bias
+        )
+    return _split_batch_dims(output, original)
 
 
 def prepack_filter(filters: torch.Tensor, groups: int = 1, dilations: IntOrSeq = 1) -> torch.Tensor:
@@ -310,13 +352,20 @@ def conv2d_prepacked(
     dilation = _spatial_pair(dilations, "dilations")
     shape = _ints(filter_shape, "filter_shape")
     name, residual, alpha = _epilogue_arguments("conv2d_prepacked", activation, residual, alpha)
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"myconv.conv2d_prepacked: input must be torch.Tensor, got {type(input).__name__}")
+    _check_residual_batch_dims("conv2d_prepacked", input, residual)
+    original, input = input, _merge_batch_dims(input)
+    residual = None if residual is None else _merge_batch_dims(residual)
     if isinstance(padding, str):
-        return torch.ops.myconv.conv2d_prepacked(
+        output = torch.ops.myconv.conv2d_prepacked(
             input, packed_filter, shape, stride, padding, dilation, bias, residual, name, alpha
         )
-    return torch.ops.myconv.conv2d_prepacked.explicit(
-        input, packed_filter, shape, stride, _explicit_padding(padding), dilation, bias, residual, name, alpha
-    )
+    else:
+        output = torch.ops.myconv.conv2d_prepacked.explicit(
+            input, packed_filter, shape, stride, _explicit_padding(padding), dilation, bias, residual, name, alpha
+        )
+    return _split_batch_dims(output, original)
 
 
 def output_shape(

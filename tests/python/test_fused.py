@@ -213,11 +213,143 @@ def test_onnx_translation_runs_in_onnxruntime():
         def forward(self, x, r):
             return self.conv(x, r)
 
-    x, r = torch.randn(2, 7, 7, 4), torch.randn(2, 7, 7, 8)
-    for activation in ACTIVATIONS:
-        model = Block(activation).eval()
+    for dtype, activations in ((torch.float32, ACTIVATIONS), (torch.float16, ["relu6", "gelu", "hard_sigmoid"])):
+        _check_onnx(Block, ort, dtype, activations)
+
+
+def _check_onnx(Block, ort, dtype, activations):
+    x, r = torch.randn(2, 7, 7, 4, dtype=dtype), torch.randn(2, 7, 7, 8, dtype=dtype)
+    for activation in activations:
+        model = Block(activation).to(dtype).eval()
         program = torch.onnx.export(model, (x, r), dynamo=True, custom_translation_table=myconv.onnx.translation_table())
         session = ort.InferenceSession(program.model_proto.SerializeToString())
         (got,) = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), (x, r))})
         with torch.no_grad():
-            assert relative_error(torch.from_numpy(got), model(x, r)) <= 1e-5, activation
+            assert relative_error(torch.from_numpy(got), model(x, r)) <= TOLERANCE[dtype], activation
+
+
+NETWORK = np.load(Path(__file__).parent / "fixtures" / "keras_network.npz")
+
+
+def _keras_layer(name):
+    configs = json.loads(str(NETWORK["configs"]))
+    weights = [NETWORK[key] for key in sorted((k for k in NETWORK.files if k.startswith(name + "/")),
+                                              key=lambda k: int(k.split("/")[1]))]
+    return configs[name], weights
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["eager", "frozen"])
+def test_a_keras_network_imported_and_folded_equals_keras(frozen):
+    """Conv2D + BN + ReLU, a residual block (BN, Add, ReLU), SeparableConv2D + BN + gelu, a 1x1
+    Conv2D with each activation and a DepthwiseConv2D (fixtures/keras_network.npz, written by
+    Keras): each convolution one fused call, every BatchNormalization folded into it."""
+    stem = myconv.from_keras(*_keras_layer("stem"), batch_norm=_keras_layer("stem_bn"), activation="relu")
+    block = myconv.from_keras(*_keras_layer("block"), batch_norm=_keras_layer("block_bn"), activation="relu")
+    separable = myconv.from_keras(*_keras_layer("separable"), batch_norm=_keras_layer("separable_bn"),
+                                  activation="gelu")
+    chain = [myconv.from_keras(*_keras_layer(f"act_{name}")) for name in ACTIVATIONS]
+    depthwise = myconv.from_keras(*_keras_layer("depthwise"))
+    assert isinstance(separable, myconv.SeparableConv2D)
+    layers = [stem, block, separable, *chain, depthwise]
+    for layer in layers:
+        layer.eval()
+        if frozen:
+            layer.freeze()
+    with torch.no_grad():
+        x = stem(torch.from_numpy(NETWORK["input"]))
+        y = block(x, x)  # BatchNormalization folded, then Add(shortcut) and ReLU in the store
+        for layer in [separable, *chain, depthwise]:
+            y = layer(y)
+    assert relative_error(y, torch.from_numpy(NETWORK["output"])) <= 1e-5
+
+
+def test_fold_batch_norm_checks_before_changing_anything():
+    layer = myconv.Conv2d(4, 6, 3, use_bias=False)
+    weight = layer.weight.detach().clone()
+    with pytest.raises(ValueError, match=r"moving_mean must have shape \[6\] \(out_channels\), got \[5\]"):
+        layer.fold_batch_norm(None, None, np.zeros(5), np.ones(6))
+    with pytest.raises(ValueError, match="moving_variance \\+ epsilon must be > 0"):
+        layer.fold_batch_norm(None, None, np.zeros(6), -np.ones(6))
+    with pytest.raises(ValueError, match="activation must be None or one of"):
+        layer.fold_batch_norm(None, None, np.zeros(6), np.ones(6), activation="relu7")
+    assert torch.equal(layer.weight, weight) and layer.bias is None
+    relu = myconv.Conv2d(4, 6, 3, activation="relu")
+    with pytest.raises(ValueError, match="runs before the BatchNormalization"):
+        relu.fold_batch_norm(None, None, np.zeros(6), np.ones(6))
+
+
+def test_fold_batch_norm_equals_the_batch_norm_after_the_layer():
+    layer = myconv.Conv2d(4, 6, 3, padding="same", use_bias=False).eval()
+    gamma, beta, mean, var = torch.rand(6) + 0.5, torch.randn(6), torch.randn(6), torch.rand(6) + 0.5
+    x = torch.randn(2, 7, 7, 4)
+    with torch.no_grad():
+        expected = torch.relu((layer(x) - mean) / torch.sqrt(var + 1e-3) * gamma + beta)
+        got = layer.fold_batch_norm(gamma, beta, mean, var, activation="relu")(x)
+    assert layer.bias is not None and relative_error(got, expected) <= 1e-5
+
+
+def test_from_keras_refuses_what_it_cannot_fold():
+    config, weights = _keras_layer("stem")
+    with pytest.raises(ValueError, match=r"batch_norm weights must be \[gamma, beta, moving_mean, moving_variance\]"):
+        myconv.from_keras(config, weights, batch_norm=(_keras_layer("stem_bn")[0], _keras_layer("stem_bn")[1][:3]))
+    with pytest.raises(ValueError, match="batch_norm must be a BatchNormalization, got 'Conv2D'"):
+        myconv.from_keras(config, weights, batch_norm=_keras_layer("block"))
+    with pytest.raises(ValueError, match="own activation 'tanh' runs before"):
+        myconv.from_keras(*_keras_layer("depthwise"), batch_norm=_keras_layer("stem_bn"))
+
+
+def test_tf_batch_dimensions_merge_into_n_as_a_view():
+    """tf.nn.conv2d takes batch_shape + [H, W, C] (TF 2.21: [2, 3, 9, 9, 4] -> [2, 3, 9, 9, 5])."""
+    x, w, r = torch.randn(2, 3, 9, 9, 4), torch.randn(3, 3, 4, 5), torch.randn(2, 3, 9, 9, 5)
+    flat = myconv.conv2d(x.reshape(6, 9, 9, 4), w, activation="elu", residual=r.reshape(6, 9, 9, 5))
+    got = myconv.conv2d(x, w, activation="elu", residual=r)
+    assert got.shape == (2, 3, 9, 9, 5) and torch.equal(got, flat.reshape(2, 3, 9, 9, 5))
+    assert myconv.ops._merge_batch_dims(x)._base is x  # a view, not a copy
+    layer = myconv.Conv2d(4, 5, 3, padding="same", activation="relu")
+    assert torch.equal(layer(x, r), torch.jit.script(layer)(x, r))
+    assert torch.equal(layer.freeze()(x, r), layer(x.reshape(6, 9, 9, 4), r.reshape(6, 9, 9, 5)).reshape(r.shape))
+    packed = myconv.prepack_filter(w)
+    assert myconv.conv2d_prepacked(x, packed, w.shape).shape == (2, 3, 9, 9, 5)
+    filters = torch.randn(3, 3, 5, 4)
+    transposed = myconv.conv2d_transpose(x, filters, (2, 3, 18, 18, 5), strides=2)
+    assert torch.equal(transposed, myconv.conv2d_transpose(x.reshape(6, 9, 9, 4), filters, None, 2).reshape(2, 3, 18, 18, 5))
+    assert myconv.Conv2DTranspose(4, 5, 3, strides=2, padding="same")(x).shape == (2, 3, 18, 18, 5)
+    with pytest.raises(ValueError, match=r"residual must have the input's batch dimensions \[2, 3\]"):
+        myconv.conv2d(x, w, residual=r.reshape(3, 2, 9, 9, 5))
+    with pytest.raises(ValueError, match=r"output_shape \[3, 2, 18, 18, 5\] must have the input's batch dimensions"):
+        myconv.conv2d_transpose(x, filters, (3, 2, 18, 18, 5), strides=2)
+    with pytest.raises(ValueError, match=r"input must be 4-D NHWC \[N, H, W, C\], got shape \[9, 9, 4\]"):
+        myconv.conv2d(torch.randn(9, 9, 4), w)
+
+
+def test_nan_propagates_through_every_activation_as_in_keras():
+    x = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0]).view(1, 1, 4, 1)
+    for activation in ACTIVATIONS:
+        got = myconv.conv2d(x, torch.ones(1, 1, 1, 1), activation=activation).flatten()
+        assert torch.isnan(got[0]), activation
+        expected = keras_activation(activation, x.flatten().double())
+        assert torch.allclose(got[1:].double(), expected[1:], rtol=1e-6, atol=0, equal_nan=True), activation
+
+
+def test_float32_gelu_keeps_its_sign():
+    x = torch.linspace(-12, 0, 100_001).view(1, 1, -1, 1)
+    assert (myconv.conv2d(x, torch.ones(1, 1, 1, 1), activation="gelu") <= 0).all()
+
+
+def test_forward_mode_is_refused_not_dropped():
+    x, w = torch.randn(1, 5, 5, 3, dtype=torch.float64), torch.randn(3, 3, 3, 4, dtype=torch.float64)
+    import torch.autograd.forward_ad as fwAD
+    with fwAD.dual_level(), pytest.raises(RuntimeError):
+        y = myconv.conv2d(fwAD.make_dual(x, torch.randn_like(x)), w, activation="relu")
+        assert fwAD.unpack_dual(y).tangent is not None  # (never reached: conv2d has no forward derivative)
+
+
+def test_the_activation_op_never_aliases_its_input():
+    x = torch.zeros(3)
+    y = torch.ops.myconv.activation(x, "linear")
+    y.add_(1)
+    assert torch.equal(x, torch.zeros(3))
+    with pytest.raises(ValueError, match="myconv.activation: alpha is a parameter of leaky_relu and elu only"):
+        torch.ops.myconv.activation(x, "relu", 0.1)
+    assert torch.equal(myconv.conv2d(torch.ones(1, 1, 1, 1), -torch.ones(1, 1, 1, 1), activation="leaky_relu",
+                                     alpha=np.float32(0.5)), torch.full((1, 1, 1, 1), -0.5))

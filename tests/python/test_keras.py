@@ -133,7 +133,7 @@ def test_from_keras_rejects_what_it_cannot_port():
     assert port().out_channels == 8
     with pytest.raises(ValueError, match="the layer's class is needed .*class_name='Conv2D'"):
         myconv.from_keras(config, weights)
-    for unsupported in ("SeparableConv2D", "Conv1D", "Dense"):
+    for unsupported in ("Conv3D", "Conv1D", "Dense"):
         with pytest.raises(ValueError, match=f"Keras layer class '{unsupported}' is not supported"):
             myconv.from_keras({"class_name": unsupported, "config": config}, weights)
     with pytest.raises(ValueError, match='data_format must be "channels_last"'):

@@ -248,7 +248,7 @@ at::Tensor conv2d_transpose_explicit_autograd(const at::Tensor& input, const at:
       bias);
 }
 
-// conv2d_fused: the fused kernel when nothing needs a gradient; otherwise the same function as
+// conv2d_fused: the fused kernel when nothing needs a derivative; otherwise the same function as
 // differentiable operations, activation(conv2d(...) + residual) (activation_ops.h), whose
 // gradients (and theirs) autograd derives. Arguments are checked first either way.
 template <typename Padding>
@@ -256,10 +256,13 @@ at::Tensor conv2d_fused_autograd(const at::Tensor& input, const at::Tensor& filt
                                  Padding padding, at::IntArrayRef dilation, const std::optional<at::Tensor>& bias,
                                  const std::optional<at::Tensor>& residual, c10::string_view activation,
                                  std::optional<double> alpha) {
-  const auto requires_grad = [](const std::optional<at::Tensor>& t) { return t && t->requires_grad(); };
-  const bool differentiable = at::GradMode::is_enabled() &&
-                              (input.requires_grad() || filter.requires_grad() || requires_grad(bias) ||
-                               requires_grad(residual));
+  // Reverse mode (requires_grad) or forward mode (a dual tensor: the differentiable form then
+  // refuses it as conv2d does, instead of dropping its tangent).
+  const auto needs_derivative = [](const std::optional<at::Tensor>& t) {
+    return t && ((at::GradMode::is_enabled() && t->requires_grad()) || t->_fw_grad(/*level=*/0).defined());
+  };
+  const bool differentiable = needs_derivative(input) || needs_derivative(filter) || needs_derivative(bias) ||
+                              needs_derivative(residual);
   // Padding as the C++ API takes it, and as the checks take it.
   const auto [pads, spec] = [&] {
     if constexpr (std::is_same_v<Padding, at::IntArrayRef>) {
