@@ -117,9 +117,10 @@ def _random_geometry(rng):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_input_gradient_phases_on_random_geometry(seed, device):
-    # The input gradient runs as one forward convolution per phase of the stride: every phase
-    # shape (taps a phase reaches, none, padding past the window, skipped rows) against float64.
+def test_input_gradient_on_random_geometry(seed, device):
+    # Against float64 on random geometry: im2row + GEMM for these small strided shapes, and with
+    # MYCONV_CPU_DGRAD=phases (test_microkernel.py) one forward convolution per phase of the
+    # stride, every phase shape (taps a phase reaches, none, padding past the window, skipped rows).
     rng = random.Random(seed)
     for _ in range(40):
         n, h, w_, c, kh, kw, cg, o, stride, padding, dilation = _random_geometry(rng)

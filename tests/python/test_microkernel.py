@@ -49,6 +49,21 @@ def test_every_compiled_path_passes_the_cpu_suites(isa):
     print(f"MYCONV_CPU_ISA={isa}: {result.stdout.strip().splitlines()[-1]}")
 
 
+def test_input_gradients_forced_through_the_phases():
+    # Small strided input gradients run im2row + GEMM (a call's fixed cost per phase); forced, the
+    # suites' small shapes check the phases too.
+    env = dict(os.environ, MYCONV_CPU_DGRAD="phases")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cpu",
+         "tests/python/test_gradients.py", "tests/python/test_transpose.py", "tests/python/test_tf_fixtures.py"],
+        env=env, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    bad = subprocess.run([sys.executable, "-c", "import torch, myconv; x = torch.randn(1, 4, 4, 2, requires_grad=True); "
+                          "myconv.conv2d(x, torch.randn(3, 3, 2, 2), 2).sum().backward()"],
+                         env=dict(os.environ, MYCONV_CPU_DGRAD="fast"), capture_output=True, text=True)
+    assert bad.returncode != 0 and 'MYCONV_CPU_DGRAD must be auto or phases (or unset), got "fast"' in bad.stderr
+
+
 def test_unknown_isa_is_a_clear_error():
     env = dict(os.environ, MYCONV_CPU_ISA="avx9000")
     code = "import torch, myconv; myconv.conv2d(torch.randn(1, 4, 4, 2), torch.randn(3, 3, 2, 2))"

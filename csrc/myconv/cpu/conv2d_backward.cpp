@@ -1,12 +1,13 @@
 // CPU kernel of myconv::conv2d_backward.
 //  - input gradient: forward convolutions of grad_output, one per phase of the stride, on the
-//    forward's kernels (dgrad_by_phases); depthwise filters with a channel multiplier run direct
-//    loops vectorised over channels;
-//  - filter gradient, per bounded tile of output pixels and per group:
+//    forward's kernels (dgrad_by_phases; dgrad_runs_as_phases says when); strided depthwise
+//    filters and those with a channel multiplier run direct loops vectorised over channels;
+//  - otherwise, per bounded tile of output pixels and per group:
 //      grad_filter[K, Og] += rows^T x grad_output      (rows = im2row of the tile, K = KH*KW*Cg)
-//    1x1 stride-1 unpadded convolutions use the input itself as the rows; depthwise: direct
-//    loops, summing fixed chunks of rows into their own partial buffers, added in order, so it
-//    does not depend on thread count.
+//      grad_rows[P, K]     = grad_output x filter^T, then row2im adds them onto grad_input;
+//    1x1 stride-1 unpadded convolutions use the input itself as the filter gradient's rows;
+//    depthwise filter gradients: direct loops, summing fixed chunks of rows into their own
+//    partial buffers, added in order, so it does not depend on thread count.
 // Half types accumulate in float32 workspaces. grad_bias is the entry point's reduction.
 #include "myconv/cpu/conv2d_backward.h"
 
@@ -17,7 +18,9 @@
 #include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 
+#include <cstdlib>
 #include <numeric>
+#include <string>
 #include <optional>
 #include <vector>
 
@@ -33,10 +36,10 @@ namespace {
 // Partial sums of the depthwise filter gradient: at most this many, whatever the thread count.
 constexpr int64_t kMaxFilterGradChunks = 64;
 
-// grad_filter as im2row tiles of the input times grad_output through ATen's GEMM.
+// Small strided input gradients and filter gradients as im2row tiles times ATen's GEMM.
 template <typename scalar_t, typename acc_t>
-void filter_grad_gemm(const at::Tensor& grad_output, const at::Tensor& input, const Conv2dPlan& p,
-                      at::Tensor& grad_filter) {
+void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input,
+                          const at::Tensor& filter, const Conv2dPlan& p, Conv2dGrads& grads) {
   const auto acc_options = input.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
   constexpr bool widen = !std::is_same_v<scalar_t, acc_t>;
   const int64_t pixels = p.output_pixels();
@@ -44,17 +47,30 @@ void filter_grad_gemm(const at::Tensor& grad_output, const at::Tensor& input, co
   const int64_t cg = p.group_in_channels;
   const int64_t og = p.group_out_channels;
   const bool direct = p.is_unpadded_pointwise();
+  const bool want_input = grads.input.defined();
+  const bool want_filter = grads.filter.defined();
+  // (An unpadded pointwise input gradient is a stride-1 one: the phases computed it.)
+  TORCH_INTERNAL_ASSERT(!(want_input && direct));
 
   const at::Tensor gy2d = grad_output.view({pixels, p.out_channels});
-  const at::Tensor in2d = input.view({p.batch * p.in_h * p.in_w, p.in_channels});
-  // The accumulator: grad_filter itself, or a float32 copy for half types.
-  const at::Tensor grad_filter_acc = widen ? at::zeros({row_len, p.out_channels}, acc_options)
-                                           : grad_filter.view({row_len, p.out_channels}).zero_();
+  const at::Tensor in2d = want_filter ? input.view({p.batch * p.in_h * p.in_w, p.in_channels}) : at::Tensor();
+  const at::Tensor weights =
+      want_input ? filter.contiguous().to(acc_options.dtype()).view({row_len, p.out_channels})
+                 : at::Tensor();
+  // Accumulators: the outputs themselves, or float32 copies for half types.
+  at::Tensor grad_filter_acc;
+  if (want_filter) {
+    grad_filter_acc = widen ? at::zeros({row_len, p.out_channels}, acc_options)
+                            : grads.filter.view({row_len, p.out_channels}).zero_();
+  }
+  at::Tensor grad_input_acc;  // row2im accumulates overlapping windows
+  if (want_input) grad_input_acc = widen ? at::zeros(input.sizes(), acc_options) : grads.input.zero_();
 
   const int64_t tile = std::clamp<int64_t>(
-      kWorkspaceBytes / ((row_len + p.out_channels) * int64_t{sizeof(acc_t)}), 1, pixels);
-  const bool need_rows = !direct || widen;
+      kWorkspaceBytes / ((2 * row_len + p.out_channels) * int64_t{sizeof(acc_t)}), 1, pixels);
+  const bool need_rows = want_filter && (!direct || widen);
   const at::Tensor rows_workspace = need_rows ? at::empty({tile, row_len}, acc_options) : at::Tensor();
+  const at::Tensor grad_rows_workspace = want_input ? at::empty({tile, row_len}, acc_options) : at::Tensor();
   const at::Tensor grad_output_workspace = widen ? at::empty({tile, p.out_channels}, acc_options) : at::Tensor();
 
   for (int64_t first = 0; first < pixels; first += tile) {
@@ -62,24 +78,34 @@ void filter_grad_gemm(const at::Tensor& grad_output, const at::Tensor& input, co
     const at::Tensor gy_tile = widen ? grad_output_workspace.narrow(0, 0, count).copy_(gy2d.narrow(0, first, count))
                                      : gy2d.narrow(0, first, count);
     for (int64_t g = 0; g < p.groups; ++g) {
-      at::Tensor rows;
-      if (direct) {
-        rows = in2d.narrow(0, first, count).narrow(1, g * cg, cg);
-        if (widen) rows = rows_workspace.narrow(0, 0, count).copy_(rows);
-      } else {
-        im2row(input.const_data_ptr<scalar_t>(), p, g, first, count, rows_workspace.mutable_data_ptr<acc_t>());
-        rows = rows_workspace.narrow(0, 0, count);
+      const at::Tensor gy_g = gy_tile.narrow(1, g * og, og);
+      if (want_filter) {
+        at::Tensor rows;
+        if (direct) {
+          rows = in2d.narrow(0, first, count).narrow(1, g * cg, cg);
+          if (widen) rows = rows_workspace.narrow(0, 0, count).copy_(rows);
+        } else {
+          im2row(input.const_data_ptr<scalar_t>(), p, g, first, count,
+                 rows_workspace.mutable_data_ptr<acc_t>());
+          rows = rows_workspace.narrow(0, 0, count);
+        }
+        grad_filter_acc.narrow(1, g * og, og).addmm_(rows.t(), gy_g);
       }
-      grad_filter_acc.narrow(1, g * og, og).addmm_(rows.t(), gy_tile.narrow(1, g * og, og));
+      if (want_input) {
+        at::Tensor grad_rows = grad_rows_workspace.narrow(0, 0, count);
+        at::mm_out(grad_rows, gy_g, weights.narrow(1, g * og, og).t());
+        row2im_add(grad_rows.const_data_ptr<acc_t>(), p, g, first, count, grad_input_acc.mutable_data_ptr<acc_t>());
+      }
     }
   }
-  if (widen) grad_filter.copy_(grad_filter_acc.view(grad_filter.sizes()));
+  if (widen && want_filter) grads.filter.copy_(grad_filter_acc.view(filter.sizes()));
+  if (widen && want_input) grads.input.copy_(grad_input_acc);
 }
 
 // grad_input of one input pixel (n, ih, iw) of a depthwise convolution with channel multiplier m:
 // for each output channel o = c * m + j, the sum over the taps that read this pixel of
-// grad_output[.., o] * filter[tap, o]; then summed over j.
-template <typename scalar_t, typename acc_t>
+// grad_output[.., o] * filter[tap, o]; then summed over j (kUnitMultiplier: m = 1, a plain copy).
+template <bool kUnitMultiplier, typename scalar_t, typename acc_t>
 MYCONV_SIMD_CLONES void depthwise_grad_input_row(const scalar_t* grad_output, const acc_t* w,
                                                  scalar_t* grad_row, const Conv2dIndexer& ix,
                                                  int64_t n, int64_t ih, acc_t* __restrict__ acc) {
@@ -101,7 +127,9 @@ MYCONV_SIMD_CLONES void depthwise_grad_input_row(const scalar_t* grad_output, co
     scalar_t* dst = grad_row + iw * p.in_channels;
     for (int64_t c = 0; c < p.in_channels; ++c) {
       acc_t sum = acc[c * m];
-      for (int64_t j = 1; j < m; ++j) sum += acc[c * m + j];
+      if (!kUnitMultiplier) {
+        for (int64_t j = 1; j < m; ++j) sum += acc[c * m + j];
+      }
       dst[c] = static_cast<scalar_t>(sum);
     }
   }
@@ -152,7 +180,11 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
         int64_t n = 0, ih = 0;
         ix.in_h.divmod(row, &n, &ih);
         scalar_t* grad_row = gx + ix.input_offset(n, ih, 0, 0);
-        depthwise_grad_input_row(gy, w, grad_row, ix, n, ih, acc.data());
+        if (unit_multiplier) {
+          depthwise_grad_input_row<true>(gy, w, grad_row, ix, n, ih, acc.data());
+        } else {
+          depthwise_grad_input_row<false>(gy, w, grad_row, ix, n, ih, acc.data());
+        }
       }
     });
   }
@@ -259,10 +291,40 @@ at::Tensor phase_filter(const at::Tensor& filter, const Conv2dPlan& p, const Pha
       .reshape({h.taps, w.taps, p.group_out_channels, p.in_channels});
 }
 
-// Whether the input gradient runs as phases: not for depthwise filters with a channel multiplier
-// (their transpose is a grouped convolution of one output channel a group, which the tile kernels
-// would run at 1/NR of their width; the depthwise loops below take it).
-bool dgrad_runs_as_phases(const Conv2dPlan& p) { return !(p.is_depthwise() && p.group_out_channels != 1); }
+// Strided input gradients of fewer multiply-adds run im2row + GEMM: each of the s_h * s_w phases
+// has the fixed cost of a call (its filter packed, its buffers, a copy into place). Measured
+// side by side (dgrad alone, N = 1): 2x2/2 17x31x48 56 us as GEMM, 218 us as phases; 3x3/2
+// 33x47x32->64 181 vs 290 us; at N = 8 (60M multiply-adds) equal; decoder shapes (270M and up)
+// 1.24 -> 1.13x oneDNN as phases.
+constexpr int64_t kMinPhasedMultiplyAdds = int64_t{1} << 26;
+
+// Whether the input gradient runs as phases (the engine choice of the input gradient): every
+// stride-1 one (a single phase, written in place), strided ones from kMinPhasedMultiplyAdds on.
+// Depthwise filters only with stride 1 (the depthwise kernel): strided ones ran 1.1-1.3x oneDNN as
+// phases against 0.9x in the direct loops below (bench_cpu.py --train, dw 3x3/2); with a channel
+// multiplier never (their transpose is a grouped convolution of one output channel a group, which
+// the tile kernels would run at 1/NR of their width).
+//
+// MYCONV_CPU_DGRAD=phases runs every input gradient the phases can compute as phases (so the
+// tests' small shapes cover them); unset or "auto": the rule above. Anything else is an error.
+bool phases_forced() {
+  static const bool forced = [] {
+    const char* value = std::getenv("MYCONV_CPU_DGRAD");
+    if (value == nullptr || *value == '\0' || std::string(value) == "auto") return false;
+    TORCH_CHECK(std::string(value) == "phases", "MYCONV_CPU_DGRAD must be auto or phases (or unset), got \"",
+                value, "\"");
+    return true;
+  }();
+  return forced;
+}
+
+bool dgrad_runs_as_phases(const Conv2dPlan& p) {
+  const bool stride_one = p.stride_h == 1 && p.stride_w == 1;
+  if (p.is_depthwise() && p.group_out_channels != 1) return false;
+  if (phases_forced()) return true;
+  if (p.is_depthwise()) return stride_one;
+  return stride_one || p.output_pixels() * p.window_size() * p.group_out_channels >= kMinPhasedMultiplyAdds;
+}
 
 // grad_input through the phases: each phase's convolution writes its rows and columns of
 // grad_input, directly where they are all of it (stride 1 without skipped or extra outputs),
@@ -311,7 +373,7 @@ void conv2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input,
     if (plan.is_depthwise()) {
       conv2d_backward_depthwise<scalar_t, acc_t>(gy, x, filter, plan, rest);
     } else {
-      filter_grad_gemm<scalar_t, acc_t>(gy, x, plan, rest.filter);
+      conv2d_backward_gemm<scalar_t, acc_t>(gy, x, filter, plan, rest);
     }
   });
 }
