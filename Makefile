@@ -10,7 +10,7 @@ WHEEL_DIR := build/wheel
 WHEEL_SITE := build/wheel-site
 export MAX_JOBS := $(JOBS)
 
-.PHONY: setup build demo test test-python test-cpp test-examples test-wheel test-sanitizers bench-cpu bench-cpu-train gpu-check clean
+.PHONY: setup build demo test test-python test-cpp test-examples test-wheel test-sanitizers test-portable bench-cpu bench-cpu-train gpu-check clean
 
 setup:
 	bash scripts/bootstrap.sh
@@ -78,6 +78,11 @@ test-sanitizers: setup
 	cmake -S . -B build/sanitize -DCMAKE_PREFIX_PATH="$(TORCH_CMAKE)" -DMYCONV_SANITIZE=ON -DMYCONV_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build build/sanitize -j $(JOBS)
 	ASAN_OPTIONS=abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --test-dir build/sanitize --output-on-failure
+
+# The build without the x86 kernel files (what aarch64 compiles), its CPU suites, and an aarch64
+# compile of every CPU source where g++-aarch64-linux-gnu is installed (not in CI: ~5 minutes).
+test-portable: build
+	bash scripts/check_portable.sh
 
 bench-cpu: build
 	cd benchmarks && ../$(PY) bench_cpu.py

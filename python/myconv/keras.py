@@ -53,7 +53,7 @@ def _batch_norm_statistics(batch_norm: Any) -> tuple:
             raise ValueError(f"myconv.from_keras: batch_norm must be a BatchNormalization, got {config['class_name']!r}")
         config = config["config"]
     axis = config.get("axis", -1)
-    if axis not in (-1, 3, [-1], [3]):
+    if not (axis in (-1, 3) or (isinstance(axis, (list, tuple)) and list(axis) in ([-1], [3]))):
         raise ValueError(f"myconv.from_keras: batch_norm axis must be -1 (channels, NHWC), got {axis!r}")
     scale, center = config.get("scale", True), config.get("center", True)
     expected = ["gamma"] * bool(scale) + ["beta"] * bool(center) + ["moving_mean", "moving_variance"]

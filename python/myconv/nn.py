@@ -16,7 +16,7 @@ from myconv.ops import (IntOrSeq, Padding, _check_residual_batch_dims, _explicit
 ACTIVATIONS = tuple(torch.ops.myconv.activations())
 
 
-def _as_tensor(value, name: str) -> torch.Tensor:
+def _as_tensor(value, name: str, where: str = "load_keras_weights") -> torch.Tensor:
     """A numpy array (Keras's get_weights()) or a tensor, as a tensor."""
     if isinstance(value, torch.Tensor):
         return value
@@ -24,8 +24,7 @@ def _as_tensor(value, name: str) -> torch.Tensor:
         return torch.as_tensor(value)
     except (TypeError, RuntimeError, ValueError):
         raise TypeError(
-            f"myconv: load_keras_weights: {name} must be a numpy array or a tensor, "
-            f"got {type(value).__name__}"
+            f"myconv: {where}: {name} must be a numpy array or a tensor, got {type(value).__name__}"
         ) from None
 
 
@@ -282,7 +281,7 @@ class Conv2d(torch.nn.Module):
             if value is None and default is None:
                 raise ValueError(f"myconv.Conv2d.fold_batch_norm: {name} is required")
             tensor = (torch.full((self.out_channels,), default, dtype=torch.float64) if value is None
-                      else _as_tensor(value, name).detach().to("cpu", torch.float64))
+                      else _as_tensor(value, name, "Conv2d.fold_batch_norm").detach().to("cpu", torch.float64))
             if tuple(tensor.shape) != (self.out_channels,):
                 raise ValueError(f"myconv.Conv2d.fold_batch_norm: {name} must have shape [{self.out_channels}] "
                                  f"(out_channels), got {list(tensor.shape)}")
@@ -345,7 +344,8 @@ class Conv2d(torch.nn.Module):
         activation)."""
         _check_nhwc_input(x, self.in_channels, "Conv2d")
         _check_residual_batch_dims("Conv2d", x, residual)  # TF's batch_shape + [H, W, C]: merged into N
-        y = self._conv(_merge_batch_dims(x), None if residual is None else _merge_batch_dims(residual))
+        merged_residual = residual if residual is None or x.dim() <= 4 else _merge_batch_dims(residual)
+        y = self._conv(_merge_batch_dims(x), merged_residual)
         return _split_batch_dims(y, x)
 
     def _conv(self, x: torch.Tensor, residual: Optional[torch.Tensor]) -> torch.Tensor:

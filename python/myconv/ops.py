@@ -198,7 +198,7 @@ def conv2d(
     name, residual, alpha = _epilogue_arguments("conv2d", activation, residual, alpha)
     _check_residual_batch_dims("conv2d", input, residual)
     original, input = input, _merge_batch_dims(input)
-    residual = None if residual is None else _merge_batch_dims(residual)
+    residual = residual if residual is None or original.dim() <= 4 else _merge_batch_dims(residual)
     if name == "linear" and residual is None and alpha is None:
         if isinstance(padding, str):
             output = torch.ops.myconv.conv2d(input, filters, stride, padding, dilation, bias)
@@ -356,7 +356,7 @@ def conv2d_prepacked(
         raise TypeError(f"myconv.conv2d_prepacked: input must be torch.Tensor, got {type(input).__name__}")
     _check_residual_batch_dims("conv2d_prepacked", input, residual)
     original, input = input, _merge_batch_dims(input)
-    residual = None if residual is None else _merge_batch_dims(residual)
+    residual = residual if residual is None or original.dim() <= 4 else _merge_batch_dims(residual)
     if isinstance(padding, str):
         output = torch.ops.myconv.conv2d_prepacked(
             input, packed_filter, shape, stride, padding, dilation, bias, residual, name, alpha

@@ -353,3 +353,12 @@ def test_the_activation_op_never_aliases_its_input():
         torch.ops.myconv.activation(x, "relu", 0.1)
     assert torch.equal(myconv.conv2d(torch.ones(1, 1, 1, 1), -torch.ones(1, 1, 1, 1), activation="leaky_relu",
                                      alpha=np.float32(0.5)), torch.full((1, 1, 1, 1), -0.5))
+
+
+def test_a_residual_of_another_rank_is_refused_not_reshaped():
+    x, w = torch.randn(6, 7, 8, 4), torch.randn(3, 3, 4, 6)
+    residual = torch.randn(2, 3, 7, 8, 6)  # its leading sizes multiply to N: no silent merge
+    with pytest.raises(ValueError, match=r"residual must have the output's shape \[6, 7, 8, 6\]"):
+        myconv.conv2d(x, w, activation="relu", residual=residual)
+    with pytest.raises(ValueError, match=r"residual must have the output's shape"):
+        myconv.Conv2d(4, 6, 3, padding="same")(x, residual)

@@ -323,7 +323,7 @@ bool dgrad_runs_as_phases(const Conv2dPlan& p) {
   if (p.is_depthwise() && p.group_out_channels != 1) return false;
   if (phases_forced()) return true;
   if (p.is_depthwise()) return stride_one;
-  return stride_one || p.output_pixels() * p.window_size() * p.group_out_channels >= kMinPhasedMultiplyAdds;
+  return stride_one || p.output_pixels() * p.window_size() * p.out_channels >= kMinPhasedMultiplyAdds;
 }
 
 // grad_input through the phases: each phase's convolution writes its rows and columns of

@@ -24,6 +24,14 @@
   AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__) \
                                      AT_DISPATCH_CASE_REDUCED_FLOATING_TYPES(__VA_ARGS__))
 
+// The x86 kernels exist where the build compiled them (CMake's MYCONV_X86_KERNELS, on x86-64
+// targets); elsewhere the plain C++ kernels run every call.
+#if defined(MYCONV_X86_KERNELS) && defined(__x86_64__) && defined(__GNUC__)
+#define MYCONV_HAS_X86_KERNELS 1
+#else
+#define MYCONV_HAS_X86_KERNELS 0
+#endif
+
 namespace myconv {
 namespace cpu {
 namespace {
@@ -32,11 +40,14 @@ namespace {
 // in L2 across them).
 constexpr int64_t kMaxPixelsPerBlock = 96;
 
+// Whether this build compiled the instruction set's kernels.
+constexpr bool compiled(Isa isa) { return isa == Isa::kScalar || MYCONV_HAS_X86_KERNELS; }
+
 bool cpu_has(Isa isa) {
   switch (isa) {
     case Isa::kScalar:
       return true;
-#if defined(__x86_64__) && defined(__GNUC__)
+#if MYCONV_HAS_X86_KERNELS
     case Isa::kAvx2:  // (F16C for the float16 conversions: every AVX2 CPU has it)
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     case Isa::kAvx512:  // (libgcc also checks that the OS saves the zmm and mask registers)
@@ -61,6 +72,8 @@ Isa choose_isa() {
   }
   for (const Isa isa : kEveryIsa) {
     if (std::string(forced) != isa_name(isa)) continue;
+    TORCH_CHECK(compiled(isa), "MYCONV_CPU_ISA=", forced, " but this build has no ", forced,
+                " kernels (built for another architecture, or with MYCONV_X86_KERNELS=OFF)");
     TORCH_CHECK(cpu_has(isa), "MYCONV_CPU_ISA=", forced, " but this CPU lacks that instruction set");
     return isa;
   }
@@ -100,10 +113,15 @@ const char* isa_name(Isa isa) {
 
 TileKernel<float> tile_kernel(Isa isa) {
   switch (isa) {
+#if MYCONV_HAS_X86_KERNELS
     case Isa::kAvx2:
       return {&tile_avx2, kAvx2Tile};
     case Isa::kAvx512:
       return {&tile_avx512, kAvx512Tile};
+#else
+    case Isa::kAvx2:  // (never selected: cpu_has is false without the x86 kernels)
+    case Isa::kAvx512:
+#endif
     case Isa::kScalar:
       break;
   }
@@ -111,7 +129,7 @@ TileKernel<float> tile_kernel(Isa isa) {
 }
 
 bool has_bfloat16_tile_kernel() {
-#if defined(__x86_64__) && defined(__GNUC__)
+#if MYCONV_HAS_X86_KERNELS
   static const bool has = selected_isa() == Isa::kAvx512 && __builtin_cpu_supports("avx512bw") &&
                           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
   return has;
@@ -241,6 +259,7 @@ class BlockPointers {
 // which the compiler vectorises itself).
 template <typename From, typename To>
 void convert(const From* src, To* dst, int64_t count) {
+#if MYCONV_HAS_X86_KERNELS
   if (selected_isa() != Isa::kScalar) {
     if constexpr (std::is_same_v<From, at::Half> && std::is_same_v<To, float>) {
       return half_to_float_f16c(reinterpret_cast<const uint16_t*>(src), dst, count);
@@ -250,6 +269,7 @@ void convert(const From* src, To* dst, int64_t count) {
       return float_to_bfloat16_avx2(src, reinterpret_cast<uint16_t*>(dst), count);
     }
   }
+#endif
   copy_cast(src, dst, count);
 }
 
@@ -430,6 +450,7 @@ void conv2d_microkernel(const at::Tensor& input, const void* panels, const std::
                         at::Tensor& output) {
   const at::Tensor bias_float = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
   const float* const bias_values = bias ? bias_float.const_data_ptr<float>() : nullptr;
+#if MYCONV_HAS_X86_KERNELS
   if (uses_bfloat16_tile_kernel(input.scalar_type())) {
     microkernel_conv<at::BFloat16, at::BFloat16>(
         input.const_data_ptr<at::BFloat16>(), static_cast<const at::BFloat16*>(panels), bias_values, plan,
@@ -437,6 +458,7 @@ void conv2d_microkernel(const at::Tensor& input, const void* panels, const std::
         residual.defined() ? residual.const_data_ptr<at::BFloat16>() : nullptr, {&tile_avx512_bf16, kAvx512Bf16Tile});
     return;
   }
+#endif
   MYCONV_DISPATCH_MICROKERNEL_TYPES(input.scalar_type(), "myconv_cpu_microkernel", [&] {
     microkernel_conv<scalar_t, float>(input.const_data_ptr<scalar_t>(), static_cast<const float*>(panels), bias_values,
                                       plan, output.mutable_data_ptr<scalar_t>(), epilogue,
@@ -458,8 +480,13 @@ void depthwise_conv(const T* input, const float* filter, const float* bias, cons
                     const Epilogue& epilogue, const T* residual) {
   using E = typename KernelElement<T>::type;
   static_assert(sizeof(E) == sizeof(T));
+#if MYCONV_HAS_X86_KERNELS
   void (*depthwise_row)(const DepthwiseRowArgs<E>&) = &depthwise_row_avx2;
   if (selected_isa() == Isa::kAvx512) depthwise_row = &depthwise_row_avx512;
+#else
+  void (*depthwise_row)(const DepthwiseRowArgs<E>&) = nullptr;  // (has_depthwise_microkernel is false)
+  TORCH_INTERNAL_ASSERT(false, "no depthwise kernel in this build");
+#endif
   const E* const image = reinterpret_cast<const E*>(input);
   E* const out = reinterpret_cast<E*>(output);
   const Conv2dIndexer ix(p);
@@ -503,8 +530,13 @@ namespace {
 // the peak the benchmark reports each shape's share of.
 double fma_peak_gflops() {
   const Isa isa = selected_isa();
+#if MYCONV_HAS_X86_KERNELS
   const auto chains =
       isa == Isa::kAvx512 ? &fma_chains_avx512 : isa == Isa::kAvx2 ? &fma_chains_avx2 : &fma_chains_scalar;
+#else
+  static_cast<void>(isa);
+  const auto chains = &fma_chains_scalar;
+#endif
   constexpr int64_t kRounds = int64_t{1} << 22;
   const int threads = at::get_num_threads();
   std::vector<double> flops(threads, 0.0);
@@ -525,10 +557,17 @@ double fma_peak_gflops() {
 
 }  // namespace
 
-// The tile kernel this process uses, whether bfloat16 runs its own, and the machine's FMA peak
-// (tests and benchmarks).
+// The tile kernel this process uses, the instruction sets this build has kernels for, whether
+// bfloat16 runs its own, and the machine's FMA peak (tests and benchmarks).
 TORCH_LIBRARY_FRAGMENT(myconv, m) {
   m.def("cpu_isa() -> str", [] { return std::string(isa_name(selected_isa())); });
+  m.def("cpu_compiled_isas() -> str[]", [] {
+    std::vector<std::string> names;
+    for (const Isa isa : kEveryIsa) {
+      if (compiled(isa)) names.emplace_back(isa_name(isa));
+    }
+    return names;
+  });
   m.def("cpu_bfloat16_tile_kernel() -> bool", &has_bfloat16_tile_kernel);
   m.def("cpu_fma_peak_gflops() -> float", &fma_peak_gflops);
 }
