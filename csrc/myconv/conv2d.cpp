@@ -52,8 +52,8 @@ TORCH_LIBRARY(myconv, m) {
       "conv2d_fused.explicit(Tensor input, Tensor filter, int[2] stride, int[4] padding, int[2] dilation=1, "
       "Tensor? bias=None, Tensor? residual=None, str activation=\"linear\", float? alpha=None) -> Tensor",
       tags);
-  // Keras 3's activation names conv2d_fused takes, and the activation alone (for the layers'
-  // unfused paths: frozen and transposed), the same definition as the fused one's.
+  // Keras 3's activation names conv2d_fused takes, and the activation alone (for the transposed
+  // layer, whose op has no epilogue), the same definition as the fused one's.
   m.def("activations() -> str[]", [] { return activation_names(); });
   m.def("activation(Tensor input, str activation, float? alpha=None) -> Tensor", tags);
   // Shaped like aten::convolution_backward: (grad_input, grad_filter, grad_bias).

@@ -313,33 +313,33 @@ Conv2dShape<Int> check_conv2d_transpose(const at::Tensor& input, const at::Tenso
   return shape;
 }
 
+namespace {
+
+// `tensor` (named `name` in `op`'s errors) has the output's shape, the input's dtype and device.
+template <typename Int>
+void check_output_shaped(const at::Tensor& input, const at::Tensor& tensor, const Conv2dShape<Int>& shape,
+                         const char* op, const char* name) {
+  check_same_dtype_and_device(input, tensor, name);
+  const auto expected = shape.output_sizes();
+  const auto got = detail::sizes_of<Int>(tensor);
+  const auto error = [&] {
+    return c10::str(op, ": ", name, " must have the output's shape ", c10::ArrayRef<Int>(expected), ", got ", got);
+  };
+  TORCH_CHECK_VALUE(got.size() == 4, error());
+  for (size_t i = 0; i < 4; ++i) MYCONV_CHECK_SIZES(c10::sym_eq(got[i], expected[i]), error());
+}
+
+}  // namespace
+
 template <typename Int>
 void check_grad_output(const at::Tensor& grad_output, const at::Tensor& input,
                        const Conv2dShape<Int>& shape) {
-  check_same_dtype_and_device(input, grad_output, "grad_output");
-  const auto expected = shape.output_sizes();
-  const auto got = detail::sizes_of<Int>(grad_output);
-  TORCH_CHECK_VALUE(got.size() == 4, "myconv.conv2d_backward: grad_output must have the output's "
-                    "shape ", c10::ArrayRef<Int>(expected), ", got ", got);
-  for (size_t i = 0; i < 4; ++i) {
-    MYCONV_CHECK_SIZES(c10::sym_eq(got[i], expected[i]),
-                       "myconv.conv2d_backward: grad_output must have the output's shape ",
-                       c10::ArrayRef<Int>(expected), ", got ", got);
-  }
+  check_output_shaped<Int>(input, grad_output, shape, "myconv.conv2d_backward", "grad_output");
 }
 
 template <typename Int>
 void check_residual(const at::Tensor& input, const std::optional<at::Tensor>& residual, const Conv2dShape<Int>& shape) {
-  if (!residual) return;
-  check_same_dtype_and_device(input, *residual, "residual");
-  const auto expected = shape.output_sizes();
-  const auto got = detail::sizes_of<Int>(*residual);
-  const auto error = [&] {
-    return c10::str("myconv.conv2d_fused: residual must have the output's shape ", c10::ArrayRef<Int>(expected),
-                    ", got ", got);
-  };
-  TORCH_CHECK_VALUE(got.size() == 4, error());
-  for (size_t i = 0; i < 4; ++i) MYCONV_CHECK_SIZES(c10::sym_eq(got[i], expected[i]), error());
+  if (residual) check_output_shaped<Int>(input, *residual, shape, "myconv.conv2d_fused", "residual");
 }
 
 Conv2dPlan make_plan(const Conv2dShape<int64_t>& shape, at::IntArrayRef stride,

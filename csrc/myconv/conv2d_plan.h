@@ -159,6 +159,13 @@ inline bool fill_reading_only_padding(const at::Tensor& input, const std::option
   return true;
 }
 
+// output = activation(output + residual) as ATen operations, for the paths without a fused epilogue.
+inline void apply_epilogue_unfused(const Epilogue& epilogue, const std::optional<at::Tensor>& residual,
+                                   at::Tensor& output) {
+  if (residual) output.add_(*residual);
+  if (!epilogue.is_identity()) output.copy_(activate_tensor(output, epilogue));
+}
+
 template <typename Int>
 c10::ArrayRef<Int> sizes_of(const at::Tensor& tensor) {
   if constexpr (std::is_same_v<Int, c10::SymInt>) {
@@ -209,8 +216,7 @@ struct Conv2dEntryPoints {
         }
       }
       if (!detail::fill_reading_only_padding(input, bias, output)) forward_kernel(input, filter, bias, plan, output);
-      if (residual) output.add_(*residual);
-      if (!epilogue.is_identity()) output.copy_(activate_tensor(output, epilogue));
+      detail::apply_epilogue_unfused(epilogue, residual, output);
     }
     return output;
   }

@@ -119,8 +119,7 @@ struct PrepackedEntryPoints {
         conv_kernel(input, packed, bias, residual, epilogue, plan, output);
       } else {  // every window in the padding (the kernels never see an empty input)
         detail::fill_reading_only_padding(input, bias, output);
-        if (residual) output.add_(*residual);
-        output.copy_(activate_tensor(output, epilogue));
+        detail::apply_epilogue_unfused(epilogue, residual, output);
       }
       return output;
     } else {

@@ -29,7 +29,7 @@ def _as_tensor(value, name: str, where: str = "load_keras_weights") -> torch.Ten
 
 
 def _apply_activation(y: torch.Tensor, activation: str) -> torch.Tensor:
-    """The layers' activation by its name, unfused (frozen and transposed layers)."""
+    """The transposed layer's activation by its name, unfused (conv2d_transpose has no epilogue)."""
     if activation == "linear":
         return y
     return torch.ops.myconv.activation(y, activation)
