@@ -9,6 +9,7 @@ would download. MYCONV_CUDA=0/1 forces the CUDA kernels off/on (default: built w
 CUDA-enabled torch are present).
 """
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -46,6 +47,9 @@ class CMakeBuild(build_ext):
             # An editable install's library stays in the source tree: it must find torch itself.
             f"-DMYCONV_EDITABLE={'ON' if self.inplace or getattr(self, 'editable_mode', False) else 'OFF'}",
         ]
+        cutlass = cutlass_source_dir()
+        if cutlass:
+            configure.append(f"-DMYCONV_CUTLASS_DIR={cutlass}")
         if shutil.which("ninja") and not (build_dir / "CMakeCache.txt").exists():
             configure += ["-G", "Ninja"]
         # Always passed, so a cached choice from an earlier build never sticks silently.
@@ -71,6 +75,13 @@ class CMakeBuild(build_ext):
                 target = self._package_dir() / path.relative_to(self._staging())
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self.copy_file(str(path), str(target), level=self.verbose)
+
+
+def cutlass_source_dir() -> str:
+    """CUTLASS's headers from the pinned nvidia-cutlass package (requirements-cutlass.txt), if installed."""
+    # Located, not imported: its Python modules need dependencies that are not installed.
+    spec = importlib.util.find_spec("cutlass_library")
+    return str(Path(spec.origin).resolve().parent / "source") if spec and spec.origin else ""
 
 
 def torch_requirement() -> str:

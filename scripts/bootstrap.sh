@@ -17,10 +17,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
-stamp=.venv/.requirements-$(cat requirements.txt constraints.txt | sha1sum | cut -c1-12)
+stamp=.venv/.requirements-$(cat requirements.txt constraints.txt requirements-cutlass.txt | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip setuptools wheel -c constraints.txt
   .venv/bin/python -m pip install -q -r requirements.txt -c constraints.txt
+  .venv/bin/python -m pip install -q --no-deps -r requirements-cutlass.txt
   rm -f .venv/.requirements-* && touch "$stamp"
 fi

@@ -2,13 +2,16 @@
 # One command for a GPU machine that has torch, nvcc, CMake, ninja and pytest preinstalled and no
 # network: builds in place with that machine's Python (no .venv, no downloads) for its own card,
 # then runs, each phase under its own time limit, in the order of what only a GPU can show:
-#   1. the CUDA tests (pytest -k cuda), 2. the GPU benchmark forward, 3. forward + backward,
-#   4. the rest of pytest, 5. GoogleTest, 6. the slow sweep's CUDA cases, while time is left.
+#   1. the CUDA tests (pytest -k cuda), 2. the same under MYCONV_CUDA_ENGINE=implicit_gemm (the
+#   CUTLASS kernels), 3. the GPU benchmark forward on both engines, 4. forward + backward, 5. the
+#   rest of pytest, 6. GoogleTest, 7. the slow sweep's CUDA cases, while time is left.
+# CUTLASS's headers must come with the tree (no network there): the device run carries
+# .venv/lib/python3.11/site-packages/cutlass_library/source/include (27 MB), which CMake finds.
 # Logs are written as the phases run, under $OUT when set (else build/gpu-check), so a run cut short
 # still returns what it did; benchmarks/results/gpu-<card>*.md are copied there too.
 #
 # Environment: PYTHON (default python3); MYCONV_GPU_CHECK_SECONDS, the whole run's budget (default
-# 500, about what an H200 needs); MYCONV_GTEST_SOURCE, a googletest source tree to build where the
+# 560, under the device's 600 s a command); MYCONV_GTEST_SOURCE, a googletest source tree to build where the
 # machine has no GoogleTest; TORCH_CUDA_ARCH_LIST (default: the card's own); MYCONV_CUDA (default
 # 1: fail rather than build CPU-only). The build ends with scripts/check_library.py: on this
 # workplace's H200 image the link once took a static libstdc++, and Python crashed on every C++
@@ -39,7 +42,7 @@ case "${1:-}" in
 esac
 
 mkdir -p "$LOGS"
-BUDGET=${MYCONV_GPU_CHECK_SECONDS:-500}
+BUDGET=${MYCONV_GPU_CHECK_SECONDS:-560}
 START=$SECONDS
 status=0
 log() { echo "== $(date -u +%H:%M:%S) +$((SECONDS - START))s $*" | tee -a "$LOGS/check.log"; }
@@ -90,6 +93,10 @@ parallel=()
 "$PY" -c 'import xdist' 2>/dev/null && parallel=(-n 12)
 
 phase "pytest, CUDA cases" 150 pytest-cuda.log env OMP_NUM_THREADS=2 "$PY" -m pytest -q -rs -m "not slow" -k cuda "${parallel[@]}"
+phase "pytest, CUDA cases, implicit GEMM" 120 pytest-cuda-implicit-gemm.log \
+  env OMP_NUM_THREADS=2 MYCONV_CUDA_ENGINE=implicit_gemm "$PY" -m pytest -q -rs -m "not slow" -k cuda "${parallel[@]}"
+phase "benchmark, forward, implicit GEMM" 110 bench.log \
+  env PYTHONUNBUFFERED=1 bash -c 'cd benchmarks && exec "$0" bench_gpu.py --engine implicit_gemm --repeats 10 --min-time 0.01' "$PY"
 phase "benchmark, forward" 110 bench.log \
   env PYTHONUNBUFFERED=1 bash -c 'cd benchmarks && exec "$0" bench_gpu.py --repeats 10 --min-time 0.01' "$PY"
 phase "benchmark, forward + backward" 170 bench.log \

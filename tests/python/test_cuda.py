@@ -18,6 +18,17 @@ SHAPES = [  # (input NHWC, filter HWIO, stride, padding, dilation)
     ((1, 20, 21, 6), (5, 3, 3, 6), (1, 3), "SAME", (2, 1)),
 ]
 
+# Shapes the implicit GEMMs implement (channels in multiples of 8): odd sizes, strides 1-3, TF's
+# asymmetric SAME split, VALID, explicit pads, dilation, 1x1, channels past one tile.
+IMPLICIT_GEMM_SHAPES = [
+    ((2, 17, 15, 8), (3, 3, 8, 16), (2, 2), "SAME", (1, 1)),
+    ((3, 19, 23, 24), (5, 4, 24, 40), (3, 2), "SAME", (1, 2)),
+    ((2, 16, 16, 64), (3, 3, 64, 136), (1, 1), "VALID", (1, 1)),
+    ((1, 9, 11, 32), (2, 2, 32, 8), (2, 1), (3, 0, 1, 2), (1, 1)),
+    ((4, 28, 28, 144), (1, 1, 144, 40), (2, 2), "SAME", (1, 1)),
+    ((2, 30, 30, 16), (3, 3, 16, 32), (1, 1), "SAME", (3, 3)),
+]
+
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: str(s[1]))
@@ -46,6 +57,51 @@ def test_cpu_and_cuda_gradients_agree(shape, dtype):
     tolerance = {torch.float64: 1e-12, torch.float32: 1e-5}.get(dtype, 1e-2)
     for name, gpu, cpu in zip(("input", "filter", "bias"), grads["cuda"], grads["cpu"]):
         assert relative_error(gpu, cpu.double()) <= tolerance, name
+
+
+def _arch():
+    major, minor = torch.cuda.get_device_capability()
+    return major * 10 + minor
+
+
+@pytest.mark.parametrize("mode", ["fp32", "tf32", "fp16", "bf16"])
+@pytest.mark.parametrize("shape", IMPLICIT_GEMM_SHAPES, ids=lambda s: str(s[:2]))
+def test_implicit_gemm_matches_float64(monkeypatch, shape, mode):
+    """MYCONV_CUDA_ENGINE=implicit_gemm runs the CUTLASS kernels (asserted, so this cannot quietly
+    test im2row) and matches float64: fp32 (3xTF32) to 1e-5, TF32 and the half types to 1e-2."""
+    monkeypatch.setenv("MYCONV_CUDA_ENGINE", "implicit_gemm")
+    if _arch() < 80:
+        pytest.skip("the implicit GEMMs need compute capability 8.0")
+    x_shape, w_shape, stride, padding, dilation = shape
+    dtype = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mode]
+    choice = torch.ops.myconv.cuda_engine(list(x_shape), list(w_shape), dtype, list(stride),
+                                          padding if isinstance(padding, str) else list(padding),
+                                          list(dilation), _arch(), mode == "tf32")
+    assert choice[0] == "implicit_gemm", choice
+    x, w = torch.randn(x_shape, dtype=dtype), torch.randn(w_shape, dtype=dtype)
+    b = torch.randn(w_shape[3], dtype=dtype)
+    reference = myconv.conv2d(x.double(), w.double(), stride, padding, dilation, b.double())
+    previous = torch.backends.cuda.matmul.fp32_precision
+    torch.backends.cuda.matmul.fp32_precision = "tf32" if mode == "tf32" else "ieee"
+    try:
+        for bias in (b, None):
+            out = myconv.conv2d(x.cuda(), w.cuda(), stride, padding, dilation, None if bias is None else bias.cuda())
+            expected = reference if bias is not None else reference - b.double()
+            assert relative_error(out, expected) <= (1e-5 if mode == "fp32" else 1e-2), (mode, bias is None)
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = previous
+
+
+def test_implicit_gemm_refuses_misaligned_data_by_running_im2row(monkeypatch):
+    """A view whose data starts off a 16-byte boundary cannot feed the kernels' vector loads: the
+    call still gives the right answer (im2row)."""
+    monkeypatch.setenv("MYCONV_CUDA_ENGINE", "implicit_gemm")
+    x_shape, w_shape = (2, 9, 9, 16), (3, 3, 16, 16)
+    storage = torch.randn(1 + torch.Size(x_shape).numel(), device="cuda", dtype=torch.float16)
+    x = storage[1:].view(x_shape)
+    w = torch.randn(w_shape, device="cuda", dtype=torch.float16)
+    out = myconv.conv2d(x, w, 1, "SAME")
+    assert relative_error(out, myconv.conv2d(x.double().cpu(), w.double().cpu(), 1, "SAME")) <= 1e-2
 
 
 def test_runs_on_the_current_non_default_stream():

@@ -1,0 +1,140 @@
+#include "myconv/cuda/engine.h"
+
+#include <torch/library.h>
+
+#include <cstdlib>
+#include <limits>
+#include <string>
+#include <string_view>
+
+namespace myconv {
+namespace cuda {
+
+const char* kernel_name(ImplicitGemmKernel kernel) {
+  switch (kernel) {
+    case ImplicitGemmKernel::kSm80Half: return "sm80_f16";
+    case ImplicitGemmKernel::kSm80BFloat16: return "sm80_bf16";
+    case ImplicitGemmKernel::kSm80TF32: return "sm80_tf32";
+    case ImplicitGemmKernel::kSm80Float32: return "sm80_3xtf32";
+  }
+  return "unknown";
+}
+
+bool implicit_gemm_compiled() {
+#ifdef MYCONV_WITH_CUTLASS
+  return true;
+#else
+  return false;
+#endif
+}
+
+EngineRequest parse_engine_request(const char* value) {
+  const std::string_view v = value ? value : "";
+  if (v.empty() || v == "auto") return EngineRequest::kAuto;
+  if (v == "im2row") return EngineRequest::kIm2row;
+  if (v == "implicit_gemm") return EngineRequest::kImplicitGemm;
+  TORCH_CHECK_VALUE(false, "MYCONV_CUDA_ENGINE must be auto, im2row or implicit_gemm (or unset), got \"", v, "\"");
+}
+
+EngineRequest engine_request_from_env() { return parse_engine_request(std::getenv("MYCONV_CUDA_ENGINE")); }
+
+std::optional<ImplicitGemmProblem> implicit_gemm_problem(const Conv2dPlan& p) {
+  const int64_t sizes[] = {p.batch, p.in_h, p.in_w, p.in_channels, p.out_channels, p.kernel_h, p.kernel_w,
+                           p.out_h, p.out_w, p.pad_h.before, p.pad_w.before, p.stride_h, p.stride_w,
+                           p.dilation_h, p.dilation_w, p.groups};
+  for (const int64_t size : sizes) {
+    if (size > std::numeric_limits<int>::max()) return std::nullopt;
+  }
+  const auto i = [](int64_t v) { return static_cast<int>(v); };
+  return ImplicitGemmProblem{i(p.batch),      i(p.in_h),         i(p.in_w),     i(p.in_channels),
+                             i(p.out_channels), i(p.kernel_h),   i(p.kernel_w), i(p.out_h),
+                             i(p.out_w),      i(p.pad_h.before), i(p.pad_w.before), i(p.stride_h),
+                             i(p.stride_w),   i(p.dilation_h),   i(p.dilation_w), i(p.groups)};
+}
+
+std::optional<ImplicitGemmKernel> implicit_gemm_kernel_for(c10::ScalarType dtype, bool tf32, int arch) {
+  if (arch < 80) return std::nullopt;
+  switch (dtype) {
+    case c10::kHalf: return ImplicitGemmKernel::kSm80Half;
+    case c10::kBFloat16: return ImplicitGemmKernel::kSm80BFloat16;
+    case c10::kFloat: return tf32 ? ImplicitGemmKernel::kSm80TF32 : ImplicitGemmKernel::kSm80Float32;
+    default: return std::nullopt;
+  }
+}
+
+EngineChoice choose_cuda_engine(const Conv2dPlan& plan, c10::ScalarType dtype, bool tf32, int arch,
+                                bool operands_aligned, EngineRequest request, CanImplement can_implement) {
+  constexpr CudaEngine kIm2row = CudaEngine::kIm2row;
+  if (request == EngineRequest::kAuto) {
+    return {kIm2row, std::nullopt, "the default until the implicit GEMMs are proven on a GPU"};
+  }
+  if (request == EngineRequest::kIm2row) return {kIm2row, std::nullopt, "MYCONV_CUDA_ENGINE=im2row"};
+  TORCH_CHECK(can_implement, "MYCONV_CUDA_ENGINE=implicit_gemm, but this build of myconv has no CUTLASS kernels "
+              "(its CMake configure found no CUTLASS: pip install --no-deps -r requirements-cutlass.txt, then rebuild)");
+  if (plan.is_depthwise()) return {kIm2row, std::nullopt, "depthwise convolutions run their own direct kernel"};
+  const std::optional<ImplicitGemmKernel> kernel = implicit_gemm_kernel_for(dtype, tf32, arch);
+  if (!kernel) {
+    return {kIm2row, std::nullopt,
+            arch < 80 ? "the implicit GEMMs need compute capability 8.0 or newer" : "float64 runs im2row + cuBLAS"};
+  }
+  if (!operands_aligned) return {kIm2row, std::nullopt, "an operand's data is not 16-byte aligned"};
+  const std::optional<ImplicitGemmProblem> problem = implicit_gemm_problem(plan);
+  if (!problem) return {kIm2row, std::nullopt, "a size exceeds the implicit GEMMs' int range"};
+  if (!can_implement(*kernel, *problem)) {
+    return {kIm2row, std::nullopt, "CUTLASS cannot implement this shape (channel alignment, groups or size)"};
+  }
+  return {CudaEngine::kImplicitGemm, kernel, "MYCONV_CUDA_ENGINE=implicit_gemm"};
+}
+
+CanImplement compiled_can_implement() {
+#ifdef MYCONV_WITH_CUTLASS
+  return &implicit_gemm_can_implement;
+#else
+  return nullptr;
+#endif
+}
+
+namespace {
+
+// [engine, kernel ("" for im2row), reason] of a forward call with these sizes on a device of
+// compute capability `arch`, with aligned operands, under this process's MYCONV_CUDA_ENGINE: asks
+// CUTLASS's can_implement on the host, so tests check the benchmark's and the suites' shapes
+// without a GPU.
+std::vector<std::string> cuda_engine_of(at::IntArrayRef input_size, at::IntArrayRef filter_size,
+                                        c10::ScalarType dtype, at::IntArrayRef stride, const PaddingSpec& padding,
+                                        at::IntArrayRef dilation, int64_t arch, bool tf32) {
+  const Conv2dPlan plan = make_plan(check_conv2d_shapes<int64_t>(input_size, filter_size, stride, padding, dilation),
+                                    stride, padding, dilation);
+  const EngineChoice choice = choose_cuda_engine(plan, dtype, tf32, static_cast<int>(arch), /*operands_aligned=*/true,
+                                                 engine_request_from_env(), compiled_can_implement());
+  return {choice.engine == CudaEngine::kImplicitGemm ? "implicit_gemm" : "im2row",
+          choice.kernel ? kernel_name(*choice.kernel) : "", choice.reason};
+}
+
+std::vector<std::string> cuda_engine(at::IntArrayRef input_size, at::IntArrayRef filter_size, c10::ScalarType dtype,
+                                     at::IntArrayRef stride, c10::string_view padding, at::IntArrayRef dilation,
+                                     int64_t arch, bool tf32) {
+  return cuda_engine_of(input_size, filter_size, dtype, stride,
+                        parse_padding_mode(std::string_view(padding.data(), padding.size())), dilation, arch, tf32);
+}
+
+std::vector<std::string> cuda_engine_explicit(at::IntArrayRef input_size, at::IntArrayRef filter_size,
+                                              c10::ScalarType dtype, at::IntArrayRef stride, at::IntArrayRef padding,
+                                              at::IntArrayRef dilation, int64_t arch, bool tf32) {
+  return cuda_engine_of(input_size, filter_size, dtype, stride, parse_explicit_padding(padding), dilation, arch, tf32);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(myconv, m) {
+  m.def("cuda_engine(int[] input_size, int[] filter_size, ScalarType dtype, int[] stride, str padding, "
+        "int[] dilation, int arch, bool tf32) -> str[]",
+        &cuda_engine);
+  m.def("cuda_engine.explicit(int[] input_size, int[] filter_size, ScalarType dtype, int[] stride, int[] padding, "
+        "int[] dilation, int arch, bool tf32) -> str[]",
+        &cuda_engine_explicit);
+  m.def("cuda_implicit_gemm_compiled() -> bool", &implicit_gemm_compiled);
+}
+
+}  // namespace cuda
+}  // namespace myconv
