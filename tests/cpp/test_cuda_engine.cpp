@@ -23,8 +23,13 @@ Conv2dPlan plan_of(std::array<int64_t, 4> input, std::array<int64_t, 4> filter, 
   return make_plan(check_conv2d_shapes<int64_t>(input, filter, strides, spec, dilations), strides, spec, dilations);
 }
 
-bool accept_all(ImplicitGemmKernel, const ImplicitGemmProblem&) { return true; }
-bool refuse_all(ImplicitGemmKernel, const ImplicitGemmProblem&) { return false; }
+bool accept_all(ImplicitGemmKernel, ConvDirection, const ImplicitGemmProblem&) { return true; }
+bool refuse_all(ImplicitGemmKernel, ConvDirection, const ImplicitGemmProblem&) { return false; }
+// Accepts the filter gradient only: the choice asks about the direction it is given.
+bool wgrad_only(ImplicitGemmKernel, ConvDirection direction, const ImplicitGemmProblem&) {
+  return direction == ConvDirection::kWgrad;
+}
+constexpr ConvDirection kFprop = ConvDirection::kFprop;
 
 TEST(CudaEngine, ParsesTheRequest) {
   EXPECT_EQ(parse_engine_request(nullptr), EngineRequest::kAuto);
@@ -92,7 +97,7 @@ TEST(CudaEngine, KernelFamilyFollowsDtypePrecisionAndArchitecture) {
 TEST(CudaEngine, Im2rowStaysTheDefault) {
   const Conv2dPlan dense = plan_of({8, 14, 14, 64}, {3, 3, 64, 64});
   for (const EngineRequest request : {EngineRequest::kAuto, EngineRequest::kIm2row}) {
-    const EngineChoice choice = choose_cuda_engine(dense, c10::kHalf, false, 90, true, request, &accept_all);
+    const EngineChoice choice = choose_cuda_engine(dense, kFprop, c10::kHalf, false, 90, true, request, &accept_all);
     EXPECT_EQ(choice.engine, CudaEngine::kIm2row);
     EXPECT_FALSE(choice.kernel.has_value());
   }
@@ -101,13 +106,13 @@ TEST(CudaEngine, Im2rowStaysTheDefault) {
 TEST(CudaEngine, ImplicitGemmOnRequestWhereItCanImplement) {
   const Conv2dPlan dense = plan_of({8, 14, 14, 64}, {3, 3, 64, 64});
   const EngineRequest on = EngineRequest::kImplicitGemm;
-  const EngineChoice half = choose_cuda_engine(dense, c10::kHalf, false, 90, true, on, &accept_all);
+  const EngineChoice half = choose_cuda_engine(dense, kFprop, c10::kHalf, false, 90, true, on, &accept_all);
   EXPECT_EQ(half.engine, CudaEngine::kImplicitGemm);
   EXPECT_EQ(half.kernel, ImplicitGemmKernel::kSm80Half);
-  EXPECT_EQ(choose_cuda_engine(dense, c10::kFloat, true, 80, true, on, &accept_all).kernel, ImplicitGemmKernel::kSm80TF32);
+  EXPECT_EQ(choose_cuda_engine(dense, kFprop, c10::kFloat, true, 80, true, on, &accept_all).kernel, ImplicitGemmKernel::kSm80TF32);
   // Everything else keeps im2row, each for its reason.
   const auto engine = [&](const Conv2dPlan& plan, c10::ScalarType dtype, int arch, bool aligned, CanImplement can) {
-    return choose_cuda_engine(plan, dtype, false, arch, aligned, on, can).engine;
+    return choose_cuda_engine(plan, kFprop, dtype, false, arch, aligned, on, can).engine;
   };
   EXPECT_EQ(engine(dense, c10::kHalf, 90, true, &refuse_all), CudaEngine::kIm2row);
   EXPECT_EQ(engine(dense, c10::kDouble, 90, true, &accept_all), CudaEngine::kIm2row);
@@ -115,26 +120,37 @@ TEST(CudaEngine, ImplicitGemmOnRequestWhereItCanImplement) {
   EXPECT_EQ(engine(dense, c10::kHalf, 90, false, &accept_all), CudaEngine::kIm2row);
   EXPECT_EQ(engine(plan_of({8, 14, 14, 64}, {3, 3, 1, 64}), c10::kHalf, 90, true, &accept_all), CudaEngine::kIm2row);
   // Asking for kernels the build does not have is an error, not a quiet im2row.
-  EXPECT_THROW(choose_cuda_engine(dense, c10::kHalf, false, 90, true, on, nullptr), c10::Error);
+  EXPECT_THROW(choose_cuda_engine(dense, kFprop, c10::kHalf, false, 90, true, on, nullptr), c10::Error);
+  // Each direction is asked for itself.
+  for (const ConvDirection d : {ConvDirection::kFprop, ConvDirection::kDgrad, ConvDirection::kWgrad}) {
+    EXPECT_EQ(choose_cuda_engine(dense, d, c10::kHalf, false, 90, true, on, &wgrad_only).engine,
+              d == ConvDirection::kWgrad ? CudaEngine::kImplicitGemm : CudaEngine::kIm2row)
+        << direction_name(d);
+  }
 }
 
 // CUTLASS's own answers for the compiled kernels: 16-byte accesses need C and K in multiples of
 // 8 (half types) or 4 (float32); grouped layers are not among the compiled kernels.
 TEST(CudaEngine, CutlassCanImplement) {
   if (!implicit_gemm_compiled()) GTEST_SKIP() << "this build has no CUTLASS kernels";
-  const auto can = [](ImplicitGemmKernel kernel, const Conv2dPlan& plan) {
-    return implicit_gemm_can_implement(kernel, *implicit_gemm_problem(plan));
-  };
-  for (const ImplicitGemmKernel k : {ImplicitGemmKernel::kSm80Half, ImplicitGemmKernel::kSm80BFloat16,
-                                     ImplicitGemmKernel::kSm80TF32, ImplicitGemmKernel::kSm80Float32}) {
-    EXPECT_TRUE(can(k, plan_of({32, 56, 56, 64}, {3, 3, 64, 64}))) << kernel_name(k);
-    EXPECT_TRUE(can(k, plan_of({32, 56, 56, 256}, {1, 1, 256, 512}, 2))) << kernel_name(k);
-    EXPECT_TRUE(can(k, plan_of({3, 17, 13, 16}, {5, 3, 16, 24}, 3, "VALID", 2))) << kernel_name(k);
-    EXPECT_FALSE(can(k, plan_of({32, 224, 224, 3}, {7, 7, 3, 64}, 2))) << kernel_name(k);
-    EXPECT_FALSE(can(k, plan_of({8, 14, 14, 64}, {3, 3, 32, 64}))) << kernel_name(k);
+  for (const ConvDirection d : {ConvDirection::kFprop, ConvDirection::kDgrad, ConvDirection::kWgrad}) {
+    const auto can = [d](ImplicitGemmKernel kernel, const Conv2dPlan& plan) {
+      return implicit_gemm_can_implement(kernel, d, *implicit_gemm_problem(plan));
+    };
+    for (const ImplicitGemmKernel k : {ImplicitGemmKernel::kSm80Half, ImplicitGemmKernel::kSm80BFloat16,
+                                       ImplicitGemmKernel::kSm80TF32, ImplicitGemmKernel::kSm80Float32}) {
+      SCOPED_TRACE(std::string(kernel_name(k)) + " " + direction_name(d));
+      EXPECT_TRUE(can(k, plan_of({32, 56, 56, 64}, {3, 3, 64, 64})));
+      EXPECT_TRUE(can(k, plan_of({32, 56, 56, 256}, {1, 1, 256, 512}, 2)));
+      EXPECT_TRUE(can(k, plan_of({3, 17, 13, 16}, {5, 3, 16, 24}, 3, "VALID")));
+      // Dilation: the forward and the filter gradient take it, CUTLASS's strided dgrad does not.
+      EXPECT_EQ(can(k, plan_of({3, 17, 13, 16}, {5, 3, 16, 24}, 1, "SAME", 2)), d != ConvDirection::kDgrad);
+      EXPECT_FALSE(can(k, plan_of({32, 224, 224, 3}, {7, 7, 3, 64}, 2)));
+      EXPECT_FALSE(can(k, plan_of({8, 14, 14, 64}, {3, 3, 32, 64})));
+    }
+    EXPECT_FALSE(can(ImplicitGemmKernel::kSm80Half, plan_of({4, 9, 9, 12}, {3, 3, 12, 24})));
+    EXPECT_TRUE(can(ImplicitGemmKernel::kSm80Float32, plan_of({4, 9, 9, 12}, {3, 3, 12, 20})));
   }
-  EXPECT_FALSE(can(ImplicitGemmKernel::kSm80Half, plan_of({4, 9, 9, 12}, {3, 3, 12, 20})));
-  EXPECT_TRUE(can(ImplicitGemmKernel::kSm80Float32, plan_of({4, 9, 9, 12}, {3, 3, 12, 20})));
 }
 
 }  // namespace

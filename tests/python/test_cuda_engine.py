@@ -20,10 +20,14 @@ pytestmark = pytest.mark.skipif(not torch.ops.myconv.cuda_implicit_gemm_compiled
 DTYPES = {torch.float16: "sm80_f16", torch.bfloat16: "sm80_bf16", torch.float32: "sm80_3xtf32"}
 
 
-def engine(x_shape, w_shape, stride, padding="SAME", dilation=(1, 1), dtype=torch.float16, arch=90, tf32=False):
+DIRECTIONS = ["fprop", "dgrad", "wgrad"]
+
+
+def engine(x_shape, w_shape, stride, padding="SAME", dilation=(1, 1), dtype=torch.float16, arch=90, tf32=False,
+           direction="fprop"):
     return torch.ops.myconv.cuda_engine(list(x_shape), list(w_shape), dtype, list(stride),
                                         padding if isinstance(padding, str) else list(padding),
-                                        list(dilation), arch, tf32)
+                                        list(dilation), arch, tf32, direction)
 
 
 def test_im2row_is_the_default(monkeypatch):
@@ -39,15 +43,15 @@ def test_a_bad_request_names_the_variable(monkeypatch):
         engine((8, 56, 56, 64), (3, 3, 64, 64), (1, 1))
 
 
-@pytest.mark.parametrize("arch", [80, 90])
+@pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("dtype", list(DTYPES), ids=str)
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.name)
-def test_benchmark_layers(monkeypatch, layer, dtype, arch):
-    """Every dense benchmark layer runs an implicit GEMM on request except the 7x7 stem (C = 3
-    breaks the 16-byte alignment); depthwise layers keep their direct kernel."""
+def test_benchmark_layers(monkeypatch, layer, dtype, direction):
+    """Every dense benchmark layer runs an implicit GEMM on request, in each direction, except the
+    7x7 stem (C = 3 breaks the 16-byte alignment); depthwise layers keep their direct kernels."""
     monkeypatch.setenv("MYCONV_CUDA_ENGINE", "implicit_gemm")
     x_shape = (32, *layer.hwc)
-    got = engine(x_shape, layer.hwio, (layer.stride, layer.stride), dtype=dtype, arch=arch)
+    got = engine(x_shape, layer.hwio, (layer.stride, layer.stride), dtype=dtype, direction=direction)
     if layer.hwio[2] == 1:
         assert got[0] == "im2row" and "depthwise" in got[2]
     elif layer.hwc[2] == 3:
@@ -55,20 +59,31 @@ def test_benchmark_layers(monkeypatch, layer, dtype, arch):
     else:
         assert got[:2] == ["implicit_gemm", DTYPES[dtype]]
     # TF32 allowed: float32 switches kernel, the half types do not.
-    tf32 = engine(x_shape, layer.hwio, (layer.stride, layer.stride), dtype=dtype, arch=arch, tf32=True)
+    tf32 = engine(x_shape, layer.hwio, (layer.stride, layer.stride), dtype=dtype, arch=80, tf32=True,
+                  direction=direction)
     if got[0] == "implicit_gemm":
         assert tf32[1] == ("sm80_tf32" if dtype == torch.float32 else DTYPES[dtype])
 
 
+@pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("dtype", list(DTYPES), ids=str)
-def test_cuda_suite_shapes(monkeypatch, dtype):
-    """test_cuda.py's implicit-GEMM shapes really reach the implicit GEMM (their GPU test asserts the
-    same on the device), and its general shapes cover both engines."""
+def test_cuda_suite_shapes(monkeypatch, dtype, direction):
+    """test_cuda.py's implicit-GEMM shapes really reach the implicit GEMM (their GPU tests assert the
+    same on the device), except the dilated input gradient (CUTLASS's strided dgrad has none),
+    and its general shapes cover both engines."""
     monkeypatch.setenv("MYCONV_CUDA_ENGINE", "implicit_gemm")
     for x_shape, w_shape, stride, padding, dilation in IMPLICIT_GEMM_SHAPES:
-        assert engine(x_shape, w_shape, stride, padding, dilation, dtype)[0] == "implicit_gemm"
-    engines = {engine(*shape, dtype)[0] for shape in SHAPES}
+        got = engine(x_shape, w_shape, stride, padding, dilation, dtype, direction=direction)[0]
+        dilated_dgrad = direction == "dgrad" and max(dilation) > 1
+        assert got == ("im2row" if dilated_dgrad else "implicit_gemm"), (x_shape, w_shape)
+    engines = {engine(*shape, dtype, direction=direction)[0] for shape in SHAPES}
     assert engines == {"implicit_gemm", "im2row"}
+
+
+def test_a_bad_direction_is_named(monkeypatch):
+    monkeypatch.setenv("MYCONV_CUDA_ENGINE", "implicit_gemm")
+    with pytest.raises(ValueError, match='direction must be fprop, dgrad or wgrad, got "bprop"'):
+        engine((8, 14, 14, 64), (3, 3, 64, 64), (1, 1), direction="bprop")
 
 
 def test_float64_and_old_cards_keep_im2row(monkeypatch):

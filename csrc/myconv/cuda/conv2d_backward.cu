@@ -9,11 +9,13 @@
 // Every element is summed by one thread in a fixed order: the kernels are deterministic (cuBLAS
 // is too, given CUBLAS_WORKSPACE_CONFIG). Half types accumulate in float32.
 #include <ATen/Dispatch.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include "myconv/cuda/conv2d_backward.h"
+#include "myconv/cuda/engine_launch.cuh"
 #include "myconv/cuda/im2row_gemm.cuh"
 
 namespace myconv {
@@ -227,11 +229,42 @@ void conv2d_backward_cuda(const at::Tensor& grad_output, const at::Tensor& input
   // The input gradient reads only the input's sizes (conv2d_transpose passes an expanded scalar).
   const at::Tensor x = grads.filter.defined() ? input.contiguous() : input;
   const at::Tensor w = filter.contiguous();
+  // The gradients an implicit GEMM computes leave `rest` to the im2row kernels.
+  Conv2dGrads rest = grads;
+#ifdef MYCONV_WITH_CUTLASS
+  const EngineChoice dgrad = grads.input.defined()
+                                 ? engine_for(plan, ConvDirection::kDgrad, gy, {&gy, &grads.input})
+                                 : EngineChoice{CudaEngine::kIm2row, std::nullopt, ""};
+  const EngineChoice wgrad = grads.filter.defined()
+                                 ? engine_for(plan, ConvDirection::kWgrad, gy, {&gy, &x})
+                                 : EngineChoice{CudaEngine::kIm2row, std::nullopt, ""};
+  if (dgrad.engine == CudaEngine::kImplicitGemm || wgrad.engine == CudaEngine::kImplicitGemm) {
+    const at::Tensor krsc = krsc_filter(w);
+    if (dgrad.engine == CudaEngine::kImplicitGemm) {
+      run_implicit_gemm(dgrad, ConvDirection::kDgrad, plan,
+                        {grads.input.mutable_data_ptr(), const_cast<void*>(krsc.const_data_ptr()),
+                         const_cast<void*>(gy.const_data_ptr()), nullptr},
+                        "myconv.conv2d_backward");
+      rest.input = at::Tensor();
+    }
+    if (wgrad.engine == CudaEngine::kImplicitGemm) {
+      // The kernel writes the KRSC gradient; HWIO is its transpose back.
+      const at::Tensor grad_krsc = at::empty_like(krsc);
+      run_implicit_gemm(wgrad, ConvDirection::kWgrad, plan,
+                        {const_cast<void*>(x.const_data_ptr()), grad_krsc.mutable_data_ptr(),
+                         const_cast<void*>(gy.const_data_ptr()), nullptr},
+                        "myconv.conv2d_backward");
+      grads.filter.copy_(grad_krsc.permute({1, 2, 3, 0}));
+      rest.filter = at::Tensor();
+    }
+  }
+#endif
+  if (!rest.input.defined() && !rest.filter.defined()) return;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "myconv_conv2d_backward_cuda", [&] {
     if (plan.is_depthwise()) {
-      conv2d_backward_depthwise<scalar_t>(gy, x, w, plan, grads);
+      conv2d_backward_depthwise<scalar_t>(gy, x, w, plan, rest);
     } else {
-      conv2d_backward_gemm<scalar_t>(gy, x, w, plan, grads);
+      conv2d_backward_gemm<scalar_t>(gy, x, w, plan, rest);
     }
   });
 }

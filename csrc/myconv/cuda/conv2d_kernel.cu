@@ -8,7 +8,7 @@
 // GEMMs always compute in float32 (float64 for double): fp16/bf16 use tensor cores with fp32
 // accumulation, float32 uses TF32 only when torch's matmul precision allows it (gemm_policy.h).
 // On request (MYCONV_CUDA_ENGINE=implicit_gemm, engine.h) CUTLASS implicit GEMMs replace im2row
-// + cuBLAS where they can (implicit_gemm_sm80.cu).
+// + cuBLAS where they can (implicit_gemm_sm80_*.cu).
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -17,8 +17,7 @@
 #include "myconv/conv2d_plan.h"
 #include "myconv/prepacked.h"
 #include "myconv/cuda/conv2d_backward.h"
-#include "myconv/cuda/engine.h"
-#include "myconv/cuda/gemm_policy.h"
+#include "myconv/cuda/engine_launch.cuh"
 #include "myconv/cuda/im2row_gemm.cuh"
 
 namespace myconv {
@@ -88,29 +87,6 @@ void conv2d_gemm(const at::Tensor& input, const at::Tensor& filter,
   }
 }
 
-// The implicit GEMMs' 16-byte vector accesses need every operand's data aligned to 16 bytes.
-bool aligned_for_implicit_gemm(std::initializer_list<const at::Tensor*> tensors) {
-  for (const at::Tensor* t : tensors) {
-    if (t && reinterpret_cast<uintptr_t>(t->const_data_ptr()) % 16 != 0) return false;
-  }
-  return true;
-}
-
-#ifdef MYCONV_WITH_CUTLASS
-void conv2d_implicit_gemm(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
-                          const Conv2dPlan& plan, ImplicitGemmKernel kernel, at::Tensor& output) {
-  // HWIO [KH, KW, Cg, O] -> KRSC [O, KH, KW, Cg], the layout CUTLASS's filter iterators read: a
-  // cheap pass each call (never cached: the filter's contents may change without a version bump).
-  const at::Tensor krsc = filter.permute({3, 0, 1, 2}).contiguous();
-  const ImplicitGemmOperands operands{input.const_data_ptr(), krsc.const_data_ptr(),
-                                      bias ? bias->const_data_ptr() : nullptr, output.mutable_data_ptr()};
-  const char* error = implicit_gemm_fprop(kernel, *implicit_gemm_problem(plan), operands,
-                                          at::cuda::getCurrentCUDAStream().stream());
-  TORCH_CHECK(error == nullptr, "myconv.conv2d: the implicit-GEMM kernel ", kernel_name(kernel), " failed: ", error);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-#endif
-
 void conv2d_cuda(const at::Tensor& input, const at::Tensor& filter,
                  const std::optional<at::Tensor>& bias, const Conv2dPlan& plan,
                  at::Tensor& output) {
@@ -118,14 +94,15 @@ void conv2d_cuda(const at::Tensor& input, const at::Tensor& filter,
   const at::Tensor x = input.contiguous();
   const at::Tensor w = filter.contiguous();
   const std::optional<at::Tensor> b = bias ? std::optional<at::Tensor>(bias->contiguous()) : std::nullopt;
-  const cudaDeviceProp* device = at::cuda::getDeviceProperties(input.device().index());
-  [[maybe_unused]] const EngineChoice engine = choose_cuda_engine(
-      plan, x.scalar_type(), gemm_policy(x.scalar_type()).tf32, device->major * 10 + device->minor,
-      aligned_for_implicit_gemm({&x, &w, b ? &*b : nullptr, &output}), engine_request_from_env(),
-      compiled_can_implement());
+  [[maybe_unused]] const EngineChoice engine =
+      engine_for(plan, ConvDirection::kFprop, x, {&x, b ? &*b : nullptr, &output});
 #ifdef MYCONV_WITH_CUTLASS
   if (engine.engine == CudaEngine::kImplicitGemm) {
-    conv2d_implicit_gemm(x, w, b, plan, *engine.kernel, output);
+    const at::Tensor krsc = krsc_filter(w);
+    run_implicit_gemm(engine, ConvDirection::kFprop, plan,
+                      {const_cast<void*>(x.const_data_ptr()), const_cast<void*>(krsc.const_data_ptr()),
+                       output.mutable_data_ptr(), b ? b->const_data_ptr() : nullptr},
+                      "myconv.conv2d");
     return;
   }
 #endif

@@ -20,6 +20,36 @@ const char* kernel_name(ImplicitGemmKernel kernel) {
   return "unknown";
 }
 
+const char* direction_name(ConvDirection direction) {
+  switch (direction) {
+    case ConvDirection::kFprop: return "fprop";
+    case ConvDirection::kDgrad: return "dgrad";
+    case ConvDirection::kWgrad: return "wgrad";
+  }
+  return "unknown";
+}
+
+#ifdef MYCONV_WITH_CUTLASS
+bool implicit_gemm_can_implement(ImplicitGemmKernel kernel, ConvDirection direction, const ImplicitGemmProblem& p) {
+  switch (direction) {
+    case ConvDirection::kFprop: return detail::fprop_can_implement(kernel, p);
+    case ConvDirection::kDgrad: return detail::dgrad_can_implement(kernel, p);
+    case ConvDirection::kWgrad: return detail::wgrad_can_implement(kernel, p);
+  }
+  return false;
+}
+
+const char* implicit_gemm_run(ImplicitGemmKernel kernel, ConvDirection direction, const ImplicitGemmProblem& p,
+                              const ImplicitGemmOperands& operands, void* stream) {
+  switch (direction) {
+    case ConvDirection::kFprop: return detail::fprop(kernel, p, operands, stream);
+    case ConvDirection::kDgrad: return detail::dgrad(kernel, p, operands, stream);
+    case ConvDirection::kWgrad: return detail::wgrad(kernel, p, operands, stream);
+  }
+  return "unknown direction";
+}
+#endif
+
 bool implicit_gemm_compiled() {
 #ifdef MYCONV_WITH_CUTLASS
   return true;
@@ -62,8 +92,8 @@ std::optional<ImplicitGemmKernel> implicit_gemm_kernel_for(c10::ScalarType dtype
   }
 }
 
-EngineChoice choose_cuda_engine(const Conv2dPlan& plan, c10::ScalarType dtype, bool tf32, int arch,
-                                bool operands_aligned, EngineRequest request, CanImplement can_implement) {
+EngineChoice choose_cuda_engine(const Conv2dPlan& plan, ConvDirection direction, c10::ScalarType dtype, bool tf32,
+                                int arch, bool operands_aligned, EngineRequest request, CanImplement can_implement) {
   constexpr CudaEngine kIm2row = CudaEngine::kIm2row;
   if (request == EngineRequest::kAuto) {
     return {kIm2row, std::nullopt, "the default until the implicit GEMMs are proven on a GPU"};
@@ -80,8 +110,9 @@ EngineChoice choose_cuda_engine(const Conv2dPlan& plan, c10::ScalarType dtype, b
   if (!operands_aligned) return {kIm2row, std::nullopt, "an operand's data is not 16-byte aligned"};
   const std::optional<ImplicitGemmProblem> problem = implicit_gemm_problem(plan);
   if (!problem) return {kIm2row, std::nullopt, "a size exceeds the implicit GEMMs' int range"};
-  if (!can_implement(*kernel, *problem)) {
-    return {kIm2row, std::nullopt, "CUTLASS cannot implement this shape (channel alignment, groups or size)"};
+  if (!can_implement(*kernel, direction, *problem)) {
+    return {kIm2row, std::nullopt,
+            "CUTLASS cannot implement this shape (channel alignment, groups, size, or a dilated strided dgrad)"};
   }
   return {CudaEngine::kImplicitGemm, kernel, "MYCONV_CUDA_ENGINE=implicit_gemm"};
 }
@@ -96,42 +127,53 @@ CanImplement compiled_can_implement() {
 
 namespace {
 
-// [engine, kernel ("" for im2row), reason] of a forward call with these sizes on a device of
+ConvDirection parse_direction(c10::string_view name) {
+  for (const ConvDirection d : {ConvDirection::kFprop, ConvDirection::kDgrad, ConvDirection::kWgrad}) {
+    if (name == direction_name(d)) return d;
+  }
+  TORCH_CHECK_VALUE(false, "myconv.cuda_engine: direction must be fprop, dgrad or wgrad, got \"", name, "\"");
+}
+
+// [engine, kernel ("" for im2row), reason] of one direction of a call with these sizes on a device of
 // compute capability `arch`, with aligned operands, under this process's MYCONV_CUDA_ENGINE: asks
 // CUTLASS's can_implement on the host, so tests check the benchmark's and the suites' shapes
 // without a GPU.
 std::vector<std::string> cuda_engine_of(at::IntArrayRef input_size, at::IntArrayRef filter_size,
                                         c10::ScalarType dtype, at::IntArrayRef stride, const PaddingSpec& padding,
-                                        at::IntArrayRef dilation, int64_t arch, bool tf32) {
+                                        at::IntArrayRef dilation, int64_t arch, bool tf32, c10::string_view direction) {
   const Conv2dPlan plan = make_plan(check_conv2d_shapes<int64_t>(input_size, filter_size, stride, padding, dilation),
                                     stride, padding, dilation);
-  const EngineChoice choice = choose_cuda_engine(plan, dtype, tf32, static_cast<int>(arch), /*operands_aligned=*/true,
-                                                 engine_request_from_env(), compiled_can_implement());
+  const EngineChoice choice =
+      choose_cuda_engine(plan, parse_direction(direction), dtype, tf32, static_cast<int>(arch),
+                         /*operands_aligned=*/true, engine_request_from_env(), compiled_can_implement());
   return {choice.engine == CudaEngine::kImplicitGemm ? "implicit_gemm" : "im2row",
           choice.kernel ? kernel_name(*choice.kernel) : "", choice.reason};
 }
 
 std::vector<std::string> cuda_engine(at::IntArrayRef input_size, at::IntArrayRef filter_size, c10::ScalarType dtype,
                                      at::IntArrayRef stride, c10::string_view padding, at::IntArrayRef dilation,
-                                     int64_t arch, bool tf32) {
+                                     int64_t arch, bool tf32, c10::string_view direction) {
   return cuda_engine_of(input_size, filter_size, dtype, stride,
-                        parse_padding_mode(std::string_view(padding.data(), padding.size())), dilation, arch, tf32);
+                        parse_padding_mode(std::string_view(padding.data(), padding.size())), dilation, arch, tf32,
+                        direction);
 }
 
 std::vector<std::string> cuda_engine_explicit(at::IntArrayRef input_size, at::IntArrayRef filter_size,
                                               c10::ScalarType dtype, at::IntArrayRef stride, at::IntArrayRef padding,
-                                              at::IntArrayRef dilation, int64_t arch, bool tf32) {
-  return cuda_engine_of(input_size, filter_size, dtype, stride, parse_explicit_padding(padding), dilation, arch, tf32);
+                                              at::IntArrayRef dilation, int64_t arch, bool tf32,
+                                              c10::string_view direction) {
+  return cuda_engine_of(input_size, filter_size, dtype, stride, parse_explicit_padding(padding), dilation, arch, tf32,
+                        direction);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(myconv, m) {
   m.def("cuda_engine(int[] input_size, int[] filter_size, ScalarType dtype, int[] stride, str padding, "
-        "int[] dilation, int arch, bool tf32) -> str[]",
+        "int[] dilation, int arch, bool tf32, str direction=\"fprop\") -> str[]",
         &cuda_engine);
   m.def("cuda_engine.explicit(int[] input_size, int[] filter_size, ScalarType dtype, int[] stride, int[] padding, "
-        "int[] dilation, int arch, bool tf32) -> str[]",
+        "int[] dilation, int arch, bool tf32, str direction=\"fprop\") -> str[]",
         &cuda_engine_explicit);
   m.def("cuda_implicit_gemm_compiled() -> bool", &implicit_gemm_compiled);
 }

@@ -39,16 +39,16 @@ std::optional<ImplicitGemmKernel> implicit_gemm_kernel_for(c10::ScalarType dtype
 
 // CUTLASS's can_implement (implicit_gemm_can_implement), injected so tests can stand in for it;
 // nullptr when the build has no CUTLASS kernels (then a request for them is an error).
-using CanImplement = bool (*)(ImplicitGemmKernel, const ImplicitGemmProblem&);
+using CanImplement = bool (*)(ImplicitGemmKernel, ConvDirection, const ImplicitGemmProblem&);
 CanImplement compiled_can_implement();
 
-// The forward convolution's engine. The default stays im2row until the implicit GEMMs are proven
+// The engine of one direction of a convolution (forward, input or filter gradient). The default stays im2row until the implicit GEMMs are proven
 // on a GPU; on request they run every call they can implement, and the rest keep im2row: float64,
 // pre-Ampere devices, depthwise (its own direct kernel), operands whose data is not 16-byte
 // aligned (the kernels' vector accesses) and shapes CUTLASS refuses (channels that break that
-// alignment, grouped layers, sizes past int).
-EngineChoice choose_cuda_engine(const Conv2dPlan& plan, c10::ScalarType dtype, bool tf32, int arch,
-                                bool operands_aligned, EngineRequest request, CanImplement can_implement);
+// alignment, grouped layers, dilated strided input gradients, sizes past int).
+EngineChoice choose_cuda_engine(const Conv2dPlan& plan, ConvDirection direction, c10::ScalarType dtype, bool tf32,
+                                int arch, bool operands_aligned, EngineRequest request, CanImplement can_implement);
 
 }  // namespace cuda
 }  // namespace myconv

@@ -1,4 +1,4 @@
-// The interface of the CUTLASS implicit-GEMM kernels (implicit_gemm_sm80.cu): plain C++, no torch
+// The interface of the CUTLASS implicit-GEMM kernels (implicit_gemm_sm80_*.cu): plain C++, no torch
 // and no CUTLASS types, so the engine choice (engine.h) and its GoogleTest build without either.
 #pragma once
 
@@ -21,27 +21,50 @@ struct ImplicitGemmProblem {
   int groups;
 };
 
-// The compiled kernels: Ampere tensor-core implicit GEMMs (they run on Ampere, Ada and Hopper).
-// kSm80Float32 keeps float32 accuracy with three TF32 products per multiply (3xTF32).
+// The compiled kernel families: Ampere tensor-core implicit GEMMs (they run on Ampere, Ada and
+// Hopper), float32 accumulation. kSm80Float32 keeps float32 accuracy with three TF32 products per
+// multiply (3xTF32).
 enum class ImplicitGemmKernel { kSm80Half, kSm80BFloat16, kSm80TF32, kSm80Float32 };
 
+// fprop: output = conv(activation, filter) (+ bias); dgrad: the activation's gradient from the
+// output's; wgrad: the filter's gradient from the output's and the activation.
+enum class ConvDirection { kFprop, kDgrad, kWgrad };
+
 const char* kernel_name(ImplicitGemmKernel kernel);
+const char* direction_name(ConvDirection direction);
 
-// Whether the CUTLASS kernel accepts the problem (alignment, groups, tensor sizes), as CUTLASS's
-// own can_implement says. Host code: runs without a GPU.
-bool implicit_gemm_can_implement(ImplicitGemmKernel kernel, const ImplicitGemmProblem& problem);
-
+// The tensors of one convolution (activation NHWC, filter KRSC, output NPQK) and the forward's
+// bias ([K] or nullptr). The direction says which one is written: fprop the output, dgrad the
+// activation (from the output's gradient in `output`), wgrad the filter.
 struct ImplicitGemmOperands {
-  const void* input;   // NHWC
-  const void* filter;  // KRSC
-  const void* bias;    // [K] or nullptr
-  void* output;        // NPQK
+  void* activation;
+  void* filter;
+  void* output;
+  const void* bias;
 };
 
-// Runs output = conv(input, filter) (+ bias) on `stream` (a cudaStream_t). Returns nullptr on
-// success, otherwise CUTLASS's description of the failure.
-const char* implicit_gemm_fprop(ImplicitGemmKernel kernel, const ImplicitGemmProblem& problem,
-                                const ImplicitGemmOperands& operands, void* stream);
+// Whether the CUTLASS kernel accepts the problem (alignment, groups, tensor sizes, dilation of a
+// strided dgrad), as CUTLASS's own can_implement says. Host code: runs without a GPU.
+bool implicit_gemm_can_implement(ImplicitGemmKernel kernel, ConvDirection direction,
+                                 const ImplicitGemmProblem& problem);
+
+// Runs the kernel on `stream` (a cudaStream_t), overwriting the written tensor. Returns nullptr
+// on success, otherwise CUTLASS's description of the failure.
+const char* implicit_gemm_run(ImplicitGemmKernel kernel, ConvDirection direction, const ImplicitGemmProblem& problem,
+                              const ImplicitGemmOperands& operands, void* stream);
+
+namespace detail {
+// One translation unit per direction (implicit_gemm_sm80_<direction>.cu), so they compile in parallel.
+bool fprop_can_implement(ImplicitGemmKernel kernel, const ImplicitGemmProblem& problem);
+bool dgrad_can_implement(ImplicitGemmKernel kernel, const ImplicitGemmProblem& problem);
+bool wgrad_can_implement(ImplicitGemmKernel kernel, const ImplicitGemmProblem& problem);
+const char* fprop(ImplicitGemmKernel kernel, const ImplicitGemmProblem& problem, const ImplicitGemmOperands& operands,
+                  void* stream);
+const char* dgrad(ImplicitGemmKernel kernel, const ImplicitGemmProblem& problem, const ImplicitGemmOperands& operands,
+                  void* stream);
+const char* wgrad(ImplicitGemmKernel kernel, const ImplicitGemmProblem& problem, const ImplicitGemmOperands& operands,
+                  void* stream);
+}  // namespace detail
 
 // Whether this build has the CUTLASS kernels (MYCONV_WITH_CUTLASS).
 bool implicit_gemm_compiled();
