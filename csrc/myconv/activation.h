@@ -1,6 +1,6 @@
 // Keras 3's activations, as the fused convolution (conv2d_fused) applies them to
-// conv + bias + residual: the one scalar definition every kernel epilogue calls (CPU now; the CUDA
-// implicit GEMM's epilogue later), host and device, no ATen. Each follows keras/src/activations
+// conv + bias + residual: the one scalar definition every kernel epilogue calls (the CPU
+// microkernels' and the CUDA implicit GEMM's), host and device, no ATen. Each follows keras/src/activations
 // and keras/src/ops/nn.py (defaults included: leaky_relu's slope 0.2, hard_sigmoid = relu6(x + 3)
 // / 6, gelu with erf, not tanh); the tests hold them to Keras's own outputs.
 #pragma once
@@ -192,9 +192,10 @@ MYCONV_HOST_DEVICE T activate(T x, T alpha) {
 }
 
 // Calls f(std::integral_constant<Activation, a>{}) for the run-time activation a, so that loops
-// over outputs instantiate one activation each (and vectorise where it allows).
+// over outputs instantiate one activation each (and vectorise where it allows); on the GPU, the
+// implicit GEMM's epilogue switches per element with it.
 template <typename F>
-decltype(auto) with_activation(Activation a, F&& f) {
+MYCONV_HOST_DEVICE decltype(auto) with_activation(Activation a, F&& f) {
 #define MYCONV_ACTIVATION_CASE(K) \
   case Activation::K:             \
     return f(std::integral_constant<Activation, Activation::K>{});

@@ -83,6 +83,10 @@ TEST(CudaEngine, SizesPastIntHaveNoProblem) {
   Conv2dPlan plan = plan_of({1, 4, 4, 8}, {1, 1, 8, 8});
   plan.batch = int64_t{std::numeric_limits<int>::max()} + 1;
   EXPECT_FALSE(implicit_gemm_problem(plan).has_value());
+  // Small tensors, but a dilated window whose padding reaches 40000 rows above a 256 x 256 x 1
+  // input: CUTLASS's int offset of such a tap wraps (found by emulating its iterators).
+  EXPECT_FALSE(implicit_gemm_problem(plan_of({1, 4, 256, 256}, {3, 1, 256, 8}, 1, "SAME", 40000)).has_value());
+  EXPECT_TRUE(implicit_gemm_problem(plan_of({1, 4, 256, 256}, {3, 1, 256, 8}, 1, "SAME", 300)).has_value());
 }
 
 TEST(CudaEngine, KernelFamilyFollowsDtypePrecisionAndArchitecture) {

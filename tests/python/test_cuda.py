@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import myconv
-from references import conv_torch, relative_error
+from references import conv_torch, keras_activation, relative_error
 
 pytestmark = [
     pytest.mark.cuda,
@@ -19,8 +19,11 @@ SHAPES = [  # (input NHWC, filter HWIO, stride, padding, dilation)
 ]
 
 # Shapes the implicit GEMMs implement (channels in multiples of 8): odd sizes, strides 1-3, TF's
-# asymmetric SAME split, VALID, explicit pads, dilation, 1x1, channels past one tile.
+# asymmetric SAME split (0 above and 1 below for 3x3/2 on 16; 0/1 for 2x2/1), VALID, explicit
+# pads, dilation, 1x1, channels past one tile.
 IMPLICIT_GEMM_SHAPES = [
+    ((2, 16, 16, 8), (3, 3, 8, 16), (2, 2), "SAME", (1, 1)),
+    ((1, 7, 9, 16), (2, 2, 16, 8), (1, 1), "SAME", (1, 1)),
     ((2, 17, 15, 8), (3, 3, 8, 16), (2, 2), "SAME", (1, 1)),
     ((3, 19, 23, 24), (5, 4, 24, 40), (3, 2), "SAME", (1, 2)),
     ((2, 16, 16, 64), (3, 3, 64, 136), (1, 1), "VALID", (1, 1)),
@@ -64,14 +67,28 @@ def _arch():
     return major * 10 + minor
 
 
+def _ran_implicit_gemm(fn) -> bool:
+    """Whether fn launched a CUTLASS implicit-GEMM kernel, as the profiler saw the GPU run it (the
+    engine choice's prediction is not evidence of what ran)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return any("ImplicitGemmConvolution" in event.name for event in prof.events())
+
+
+needs_implicit_gemm = pytest.mark.skipif(
+    not torch.ops.myconv.cuda_implicit_gemm_compiled() or not torch.cuda.is_available() or _arch() < 80,
+    reason="no CUTLASS kernels in this build, or no device of compute capability 8.0")
+
+
+@needs_implicit_gemm
 @pytest.mark.parametrize("mode", ["fp32", "tf32", "fp16", "bf16"])
 @pytest.mark.parametrize("shape", IMPLICIT_GEMM_SHAPES, ids=lambda s: str(s[:2]))
 def test_implicit_gemm_matches_float64(monkeypatch, shape, mode):
-    """MYCONV_CUDA_ENGINE=implicit_gemm runs the CUTLASS kernels (asserted, so this cannot quietly
-    test im2row) and matches float64: fp32 (3xTF32) to 1e-5, TF32 and the half types to 1e-2."""
+    """MYCONV_CUDA_ENGINE=implicit_gemm runs the CUTLASS kernels (the engine's choice and the
+    profiler's record of the launch both asserted, so this cannot quietly test im2row) and matches
+    float64: fp32 (3xTF32) to 1e-5, TF32 and the half types to 1e-2."""
     monkeypatch.setenv("MYCONV_CUDA_ENGINE", "implicit_gemm")
-    if _arch() < 80:
-        pytest.skip("the implicit GEMMs need compute capability 8.0")
     x_shape, w_shape, stride, padding, dilation = shape
     dtype = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mode]
     choice = torch.ops.myconv.cuda_engine(list(x_shape), list(w_shape), dtype, list(stride),
@@ -85,21 +102,22 @@ def test_implicit_gemm_matches_float64(monkeypatch, shape, mode):
     torch.backends.cuda.matmul.fp32_precision = "tf32" if mode == "tf32" else "ieee"
     try:
         for bias in (b, None):
-            out = myconv.conv2d(x.cuda(), w.cuda(), stride, padding, dilation, None if bias is None else bias.cuda())
+            outputs = []
+            assert _ran_implicit_gemm(lambda: outputs.append(myconv.conv2d(
+                x.cuda(), w.cuda(), stride, padding, dilation, None if bias is None else bias.cuda())))
             expected = reference if bias is not None else reference - b.double()
-            assert relative_error(out, expected) <= (1e-5 if mode == "fp32" else 1e-2), (mode, bias is None)
+            assert relative_error(outputs[0], expected) <= (1e-5 if mode == "fp32" else 1e-2), (mode, bias is None)
     finally:
         torch.backends.cuda.matmul.fp32_precision = previous
 
 
+@needs_implicit_gemm
 @pytest.mark.parametrize("mode", ["fp32", "fp16", "bf16"])
 @pytest.mark.parametrize("shape", IMPLICIT_GEMM_SHAPES, ids=lambda s: str(s[:2]))
 def test_implicit_gemm_gradients_match_float64(monkeypatch, shape, mode):
     """The input and filter gradients on the implicit GEMMs (dgrad, wgrad; asserted as for the
     forward) match float64, and a repeated backward is bitwise identical (no split-K, no atomics)."""
     monkeypatch.setenv("MYCONV_CUDA_ENGINE", "implicit_gemm")
-    if _arch() < 80:
-        pytest.skip("the implicit GEMMs need compute capability 8.0")
     x_shape, w_shape, stride, padding, dilation = shape
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mode]
     pad = padding if isinstance(padding, str) else list(padding)
@@ -116,24 +134,53 @@ def test_implicit_gemm_gradients_match_float64(monkeypatch, shape, mode):
     results = []
     for _ in range(2):
         xc, wc = x.cuda().requires_grad_(), w.cuda().requires_grad_()
-        results.append(torch.autograd.grad(myconv.conv2d(xc, wc, stride, padding, dilation), [xc, wc],
-                                           grad_output.cuda()))
+        out = myconv.conv2d(xc, wc, stride, padding, dilation)
+        assert _ran_implicit_gemm(lambda: results.append(torch.autograd.grad(out, [xc, wc], grad_output.cuda())))
     for name, got, expected in zip(("input", "filter"), results[0], reference):
         assert relative_error(got, expected) <= (1e-5 if mode == "fp32" else 1e-2), name
     for first, second in zip(*results):
         assert torch.equal(first, second)
 
 
+@needs_implicit_gemm
 def test_implicit_gemm_refuses_misaligned_data_by_running_im2row(monkeypatch):
     """A view whose data starts off a 16-byte boundary cannot feed the kernels' vector loads: the
-    call still gives the right answer (im2row)."""
+    call runs im2row (the profiler sees no implicit GEMM) and gives the right answer; the aligned
+    tensor of the same values runs the implicit GEMM."""
     monkeypatch.setenv("MYCONV_CUDA_ENGINE", "implicit_gemm")
     x_shape, w_shape = (2, 9, 9, 16), (3, 3, 16, 16)
     storage = torch.randn(1 + torch.Size(x_shape).numel(), device="cuda", dtype=torch.float16)
     x = storage[1:].view(x_shape)
     w = torch.randn(w_shape, device="cuda", dtype=torch.float16)
-    out = myconv.conv2d(x, w, 1, "SAME")
-    assert relative_error(out, myconv.conv2d(x.double().cpu(), w.double().cpu(), 1, "SAME")) <= 1e-2
+    outputs = []
+    assert not _ran_implicit_gemm(lambda: outputs.append(myconv.conv2d(x, w, 1, "SAME")))
+    assert relative_error(outputs[0], myconv.conv2d(x.double().cpu(), w.double().cpu(), 1, "SAME")) <= 1e-2
+    assert _ran_implicit_gemm(lambda: myconv.conv2d(x.clone(), w, 1, "SAME"))
+
+
+@needs_implicit_gemm
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_implicit_gemm_fuses_bias_residual_and_every_activation(monkeypatch, dtype):
+    """conv2d_fused on the implicit GEMM: every Keras activation, with and without bias and residual
+    (a strided residual too: the epilogue reads a packed copy), against the float64 definition."""
+    monkeypatch.setenv("MYCONV_CUDA_ENGINE", "implicit_gemm")
+    x, w = torch.randn(2, 11, 13, 16) * 2, torch.randn(3, 3, 16, 24) / 3
+    b, residual = torch.randn(24), torch.randn(2, 6, 7, 24, 2)[..., 0]
+    for activation in torch.ops.myconv.activations():
+        for use_bias, use_residual in ((True, True), (False, True), (True, False), (False, False)):
+            scale = 0.25 if activation == "exponential" and dtype != torch.float32 else 1.0
+            args = [(x * scale).to(dtype), w.to(dtype)]
+            bias = (b * scale).to(dtype) if use_bias else None
+            r = (residual * scale).to(dtype) if use_residual else None
+            outputs = []
+            assert _ran_implicit_gemm(lambda: outputs.append(myconv.conv2d(
+                args[0].cuda(), args[1].cuda(), 2, "SAME", bias=None if bias is None else bias.cuda(),
+                activation=activation, residual=None if r is None else r.cuda())))
+            z = myconv.conv2d(args[0].double(), args[1].double(), 2, "SAME",
+                              bias=None if bias is None else bias.double())
+            expected = keras_activation(activation, z + (r.double() if use_residual else 0))
+            tolerance = 1e-5 if dtype == torch.float32 else 1e-2
+            assert relative_error(outputs[0], expected) <= tolerance, (activation, use_bias, use_residual)
 
 
 def test_runs_on_the_current_non_default_stream():

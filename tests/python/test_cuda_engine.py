@@ -14,8 +14,8 @@ from common import LAYERS  # noqa: E402
 
 from test_cuda import IMPLICIT_GEMM_SHAPES, SHAPES  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not torch.ops.myconv.cuda_implicit_gemm_compiled(),
-                                reason="this build has no CUTLASS kernels")
+needs_cutlass = pytest.mark.skipif(not torch.ops.myconv.cuda_implicit_gemm_compiled(),
+                                   reason="this build has no CUTLASS kernels")
 
 DTYPES = {torch.float16: "sm80_f16", torch.bfloat16: "sm80_bf16", torch.float32: "sm80_3xtf32"}
 
@@ -28,6 +28,15 @@ def engine(x_shape, w_shape, stride, padding="SAME", dilation=(1, 1), dtype=torc
     return torch.ops.myconv.cuda_engine(list(x_shape), list(w_shape), dtype, list(stride),
                                         padding if isinstance(padding, str) else list(padding),
                                         list(dilation), arch, tf32, direction)
+
+
+def test_a_request_without_cutlass_kernels_is_an_error(monkeypatch):
+    monkeypatch.setenv("MYCONV_CUDA_ENGINE", "implicit_gemm")
+    if torch.ops.myconv.cuda_implicit_gemm_compiled():
+        assert engine((8, 56, 56, 64), (3, 3, 64, 64), (1, 1))[0] == "implicit_gemm"
+    else:
+        with pytest.raises(RuntimeError, match="this build of myconv has no CUTLASS kernels"):
+            engine((8, 56, 56, 64), (3, 3, 64, 64), (1, 1))
 
 
 def test_im2row_is_the_default(monkeypatch):
@@ -43,6 +52,7 @@ def test_a_bad_request_names_the_variable(monkeypatch):
         engine((8, 56, 56, 64), (3, 3, 64, 64), (1, 1))
 
 
+@needs_cutlass
 @pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("dtype", list(DTYPES), ids=str)
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.name)
@@ -65,6 +75,7 @@ def test_benchmark_layers(monkeypatch, layer, dtype, direction):
         assert tf32[1] == ("sm80_tf32" if dtype == torch.float32 else DTYPES[dtype])
 
 
+@needs_cutlass
 @pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("dtype", list(DTYPES), ids=str)
 def test_cuda_suite_shapes(monkeypatch, dtype, direction):
@@ -80,12 +91,14 @@ def test_cuda_suite_shapes(monkeypatch, dtype, direction):
     assert engines == {"implicit_gemm", "im2row"}
 
 
+@needs_cutlass
 def test_a_bad_direction_is_named(monkeypatch):
     monkeypatch.setenv("MYCONV_CUDA_ENGINE", "implicit_gemm")
     with pytest.raises(ValueError, match='direction must be fprop, dgrad or wgrad, got "bprop"'):
         engine((8, 14, 14, 64), (3, 3, 64, 64), (1, 1), direction="bprop")
 
 
+@needs_cutlass
 def test_float64_and_old_cards_keep_im2row(monkeypatch):
     monkeypatch.setenv("MYCONV_CUDA_ENGINE", "implicit_gemm")
     assert engine((8, 14, 14, 64), (3, 3, 64, 64), (1, 1), dtype=torch.float64)[2] == "float64 runs im2row + cuBLAS"

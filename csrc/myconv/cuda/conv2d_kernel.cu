@@ -87,21 +87,28 @@ void conv2d_gemm(const at::Tensor& input, const at::Tensor& filter,
   }
 }
 
-void conv2d_cuda(const at::Tensor& input, const at::Tensor& filter,
-                 const std::optional<at::Tensor>& bias, const Conv2dPlan& plan,
-                 at::Tensor& output) {
+// output = activation(conv + bias + residual): fused into the implicit GEMM's epilogue when the
+// engine runs one, otherwise the im2row kernels followed by the epilogue as ATen operations.
+void conv2d_fused_cuda(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
+                       const std::optional<at::Tensor>& residual, const Epilogue& epilogue, const Conv2dPlan& plan,
+                       at::Tensor& output) {
   const c10::cuda::CUDAGuard device_guard(input.device());
   const at::Tensor x = input.contiguous();
   const at::Tensor w = filter.contiguous();
   const std::optional<at::Tensor> b = bias ? std::optional<at::Tensor>(bias->contiguous()) : std::nullopt;
-  [[maybe_unused]] const EngineChoice engine =
-      engine_for(plan, ConvDirection::kFprop, x, {&x, b ? &*b : nullptr, &output});
+  // The residual may have any strides: the implicit GEMM's epilogue reads a packed NHWC copy (a
+  // fresh, aligned allocation) of one that is not packed, the ATen epilogue reads it as it is.
+  const bool packed_residual = residual && residual->is_contiguous();
+  [[maybe_unused]] const EngineChoice engine = engine_for(
+      plan, ConvDirection::kFprop, x, {&x, b ? &*b : nullptr, packed_residual ? &*residual : nullptr, &output});
 #ifdef MYCONV_WITH_CUTLASS
   if (engine.engine == CudaEngine::kImplicitGemm) {
+    const std::optional<at::Tensor> r = residual ? std::optional<at::Tensor>(residual->contiguous()) : std::nullopt;
     const at::Tensor krsc = krsc_filter(w);
     run_implicit_gemm(engine, ConvDirection::kFprop, plan,
                       {const_cast<void*>(x.const_data_ptr()), const_cast<void*>(krsc.const_data_ptr()),
-                       output.mutable_data_ptr(), b ? b->const_data_ptr() : nullptr},
+                       output.mutable_data_ptr(), b ? b->const_data_ptr() : nullptr,
+                       r ? r->const_data_ptr() : nullptr, epilogue},
                       "myconv.conv2d");
     return;
   }
@@ -118,6 +125,12 @@ void conv2d_cuda(const at::Tensor& input, const at::Tensor& filter,
       conv2d_gemm<scalar_t>(x, w, b, plan, output);
     }
   });
+  myconv::detail::apply_epilogue_unfused(epilogue, residual, output);
+}
+
+void conv2d_cuda(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
+                 const Conv2dPlan& plan, at::Tensor& output) {
+  conv2d_fused_cuda(input, filter, bias, std::nullopt, Epilogue{}, plan, output);
 }
 
 // The CUDA kernels read the HWIO filter as it is: there is no packed form to keep (yet).
@@ -138,7 +151,7 @@ void conv2d_prepacked_cuda(const at::Tensor&, const at::Tensor&, const std::opti
 }  // namespace
 
 TORCH_LIBRARY_IMPL(myconv, CUDA, m) {
-  register_conv2d_kernels<conv2d_cuda, conv2d_backward_cuda>(m);
+  register_conv2d_kernels<conv2d_cuda, conv2d_backward_cuda, conv2d_fused_cuda>(m);
   PrepackedEntryPoints<int64_t, prepack_filter_cuda, check_prepacked_cuda, conv2d_prepacked_cuda>::register_all(m);
 }
 

@@ -2,6 +2,7 @@
 
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <limits>
 #include <string>
@@ -69,12 +70,19 @@ EngineRequest parse_engine_request(const char* value) {
 EngineRequest engine_request_from_env() { return parse_engine_request(std::getenv("MYCONV_CUDA_ENGINE")); }
 
 std::optional<ImplicitGemmProblem> implicit_gemm_problem(const Conv2dPlan& p) {
+  constexpr int64_t kIntMax = std::numeric_limits<int>::max();
   const int64_t sizes[] = {p.batch, p.in_h, p.in_w, p.in_channels, p.out_channels, p.kernel_h, p.kernel_w,
                            p.out_h, p.out_w, p.pad_h.before, p.pad_w.before, p.stride_h, p.stride_w,
                            p.dilation_h, p.dilation_w, p.groups};
   for (const int64_t size : sizes) {
-    if (size > std::numeric_limits<int>::max()) return std::nullopt;
+    if (size > kIntMax) return std::nullopt;
   }
+  // CUTLASS's iterators form a tap's offset (h * W + w) * C, with h and w anywhere in the padded,
+  // dilated window's reach, in int before widening: that reach times the channels must fit too.
+  const int64_t reach_h = p.pad_h.before + p.in_h + p.pad_h.after + (p.kernel_h - 1) * p.dilation_h;
+  const int64_t reach_w = p.pad_w.before + p.in_w + p.pad_w.after + (p.kernel_w - 1) * p.dilation_w;
+  const int64_t channels = std::max(p.in_channels, p.out_channels);
+  if (reach_h > kIntMax / reach_w || reach_h * reach_w > kIntMax / channels) return std::nullopt;
   const auto i = [](int64_t v) { return static_cast<int>(v); };
   return ImplicitGemmProblem{i(p.batch),      i(p.in_h),         i(p.in_w),     i(p.in_channels),
                              i(p.out_channels), i(p.kernel_h),   i(p.kernel_w), i(p.out_h),

@@ -30,7 +30,8 @@ struct EngineChoice {
   const char* reason;                        // why this engine, for cuda_engine() and error messages
 };
 
-// The problem of a plan in CUTLASS's terms, or nullopt when a size does not fit in int.
+// The problem of a plan in CUTLASS's terms, or nullopt when a size, or an offset CUTLASS's
+// iterators compute in int (a tap's (h * W + w) * C over the padded window's reach), does not fit.
 std::optional<ImplicitGemmProblem> implicit_gemm_problem(const Conv2dPlan& plan);
 
 // The kernel family for a dtype on a device of compute capability `arch` (e.g. 90), with TF32

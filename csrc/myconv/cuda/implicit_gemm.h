@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "myconv/activation.h"
+
 namespace myconv {
 namespace cuda {
 
@@ -33,14 +35,17 @@ enum class ConvDirection { kFprop, kDgrad, kWgrad };
 const char* kernel_name(ImplicitGemmKernel kernel);
 const char* direction_name(ConvDirection direction);
 
-// The tensors of one convolution (activation NHWC, filter KRSC, output NPQK) and the forward's
-// bias ([K] or nullptr). The direction says which one is written: fprop the output, dgrad the
-// activation (from the output's gradient in `output`), wgrad the filter.
+// The tensors of one convolution (activation NHWC, filter KRSC, output NPQK). The direction says
+// which one is written: fprop the output, dgrad the activation (from the output's gradient in
+// `output`), wgrad the filter. The forward's epilogue: output = epilogue.activation(conv + bias
+// ([K]) + residual (NPQK)), bias and residual optional (nullptr), computed in float32 and rounded once.
 struct ImplicitGemmOperands {
   void* activation;
   void* filter;
   void* output;
-  const void* bias;
+  const void* bias = nullptr;
+  const void* residual = nullptr;
+  Epilogue epilogue = {};
 };
 
 // Whether the CUTLASS kernel accepts the problem (alignment, groups, tensor sizes, dilation of a

@@ -24,8 +24,8 @@ using Layout = cutlass::layout::TensorNHWC;
 // 16-byte accesses everywhere: the optimized iterators need C and K in multiples of 8 (half
 // types) or 4 (float32); can_implement says so and the engine keeps im2row for other shapes.
 template <typename Element>
-using Epilogue = cutlass::epilogue::thread::LinearCombination<Element, 128 / cutlass::sizeof_bits<Element>::value,
-                                                              float, float>;
+using GradientEpilogue =
+    cutlass::epilogue::thread::LinearCombination<Element, 128 / cutlass::sizeof_bits<Element>::value, float, float>;
 
 // The tiles of CUTLASS's own Ampere examples (16_ampere_tensorop_conv2dfprop for the half types,
 // 28_ampere_3xtf32_fast_accurate_tensorop_fprop for float32).
@@ -102,6 +102,10 @@ bool can_implement(const typename Op::Arguments& args) {
 template <typename Op>
 const char* run(const typename Op::Arguments& args, void* stream) {
   const auto s = static_cast<cudaStream_t>(stream);
+  // CUTLASS's run() reads and clears the last CUDA error: one left by an earlier launch is reported
+  // as that, not as this kernel's failure.
+  const cudaError_t pending = cudaGetLastError();
+  if (pending != cudaSuccess) return cudaGetErrorString(pending);
   cutlass::Status status = Op::can_implement(args);
   if (status == cutlass::Status::kSuccess) {
     Op op;

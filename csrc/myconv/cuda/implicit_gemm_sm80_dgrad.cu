@@ -12,7 +12,7 @@ template <ImplicitGemmKernel kKernel, typename F = Family<kKernel>, typename T =
 using Dgrad = cutlass::conv::device::ImplicitGemmConvolution<typename cutlass::conv::kernel::DefaultConv2dDgrad<
     typename F::Element, Layout, typename F::Element, Layout, typename F::Element, Layout, float,
     cutlass::arch::OpClassTensorOp, cutlass::arch::Sm80, typename T::Threadblock, typename T::Warp,
-    typename T::Instruction, Epilogue<typename F::Element>,
+    typename T::Instruction, GradientEpilogue<typename F::Element>,
     cutlass::conv::threadblock::StridedDgradIdentityThreadblockSwizzle<1>, T::kStages, typename F::Math,
     cutlass::conv::IteratorAlgorithm::kOptimized, cutlass::conv::StrideSupport::kStrided>::Kernel>;
 
@@ -26,7 +26,7 @@ struct CanImplement {
   const ImplicitGemmProblem& p;
   template <ImplicitGemmKernel kKernel>
   bool operator()() const {
-    return can_implement<Dgrad<kKernel>>(arguments<kKernel>(p, {nullptr, nullptr, nullptr, nullptr}));
+    return can_implement<Dgrad<kKernel>>(arguments<kKernel>(p, {nullptr, nullptr, nullptr}));
   }
 };
 
