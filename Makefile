@@ -10,7 +10,7 @@ WHEEL_DIR := build/wheel
 WHEEL_SITE := build/wheel-site
 export MAX_JOBS := $(JOBS)
 
-.PHONY: setup build demo test test-python test-cpp test-examples test-wheel test-sanitizers test-portable bench-cpu bench-cpu-train gpu-check clean
+.PHONY: setup build demo test test-python test-cpp test-examples test-wheel test-sanitizers test-portable test-aarch64 bench-cpu bench-cpu-train gpu-check clean
 
 setup:
 	bash scripts/bootstrap.sh
@@ -83,6 +83,12 @@ test-sanitizers: setup
 # compile of every CPU source where g++-aarch64-linux-gnu is installed (not in CI: ~5 minutes).
 test-portable: build
 	bash scripts/check_portable.sh
+
+# Cross-builds for aarch64 (NEON kernels) against PyPI's aarch64 torch and runs the kernels'
+# GoogleTest and the CPU suites under qemu on each aarch64 kernel (not in CI: ~15 minutes fresh,
+# ~8 cached; downloads 2.6 GB once).
+test-aarch64: setup
+	bash scripts/check_aarch64.sh
 
 bench-cpu: build
 	cd benchmarks && ../$(PY) bench_cpu.py

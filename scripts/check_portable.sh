@@ -5,8 +5,8 @@
 #     the CPU suites against it (parity, gradients, packed filters, fused, transposed, microkernel
 #     selection);
 #  2. where the aarch64 cross compiler is installed (Debian: g++-aarch64-linux-gnu), compiles every
-#     CPU translation unit for aarch64 against torch's headers (no link, no run: an aarch64 torch
-#     and a qemu run are the next step).
+#     CPU translation unit for aarch64 against torch's headers (no link, no run: make test-aarch64
+#     links against the aarch64 torch and runs under qemu).
 # About 5 minutes on 2 cores; not part of CI (make test-portable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +29,7 @@ PYTHONPATH="$PWD/$BUILD/python" "$PY" -m pytest -q -p no:cacheprovider -k "cpu o
 if command -v aarch64-linux-gnu-g++ > /dev/null; then
   for source in $(git ls-files 'csrc/*.cpp' | grep -v '_avx'); do
     aarch64-linux-gnu-g++ -std=c++17 -fsyntax-only -Wall -Wextra -Werror -Icsrc $TORCH_INCLUDE \
-      -DMYCONV_VERSION='"check"' "$source"
+      -DMYCONV_VERSION='"check"' -DMYCONV_NEON_KERNELS "$source"
   done
   echo "every CPU translation unit compiles for aarch64"
 else

@@ -22,11 +22,14 @@ def _cpu_flags() -> set[str]:
     return next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
 
 
-# What each compiled path needs from the CPU, worst to best (driver.cpp's cpu_has).
-_ISA_FLAGS = {"scalar": set(), "avx2": {"avx2", "fma", "f16c"}, "avx512": {"avx2", "fma", "f16c", "avx512f"}}
+# What each compiled path needs from the CPU, worst to best (driver.cpp's cpu_has; NEON is part of
+# AArch64's base architecture).
+_ISA_FLAGS = {"scalar": set(), "avx2": {"avx2", "fma", "f16c"}, "avx512": {"avx2", "fma", "f16c", "avx512f"},
+              "neon": set()}
 
 
-# The instruction sets this build has kernels for (x86-64 builds: all three; others: scalar).
+# The instruction sets this build has kernels for (x86-64 builds: scalar, AVX2, AVX-512; AArch64
+# builds: scalar, NEON; others: scalar).
 _COMPILED = set(torch.ops.myconv.cpu_compiled_isas())
 
 
@@ -75,7 +78,7 @@ def test_unknown_isa_is_a_clear_error():
     code = "import torch, myconv; myconv.conv2d(torch.randn(1, 4, 4, 2), torch.randn(3, 3, 2, 2))"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode != 0
-    assert 'MYCONV_CPU_ISA must be one of scalar, avx2, avx512 (or unset), got "avx9000"' in result.stderr
+    assert 'MYCONV_CPU_ISA must be one of scalar, avx2, avx512, neon (or unset), got "avx9000"' in result.stderr
 
 
 def _bfloat16_kernel_sums(x, w, b, dilation):

@@ -14,7 +14,7 @@
 // mask; loads and stores of whole vectors of float16 and bfloat16 elements too, converting) and
 // for the input and output element type T; included only by the kernel files, one per
 // instruction set, compiled with their own flags: depthwise_avx2.cpp (8 channels a vector),
-// depthwise_avx512.cpp (16). Everything here is in an unnamed namespace so that each of those
+// depthwise_avx512.cpp (16), depthwise_neon.cpp (4). Everything here is in an unnamed namespace so that each of those
 // files keeps its own copy, compiled for its instruction set: an inline function shared between
 // them could be the copy the linker keeps for both, with the other's instructions in it.
 #pragma once
@@ -131,8 +131,13 @@ void strip_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, int6
                                 : iw >= 0 && iw < in_w ? load<V, kTail>(x_row + iw * channels, mask, lanes)
                                                        : V::zero();
         // In a register from here on: GCC otherwise folds the load into each FMA that uses the
-        // column, loading it up to kKernelW times, and the strips become bound by loads.
+        // column (x86's memory operands), loading it up to kKernelW times, and the strips become
+        // bound by loads. (AArch64's FMAs take no memory operand; its vector constraint is "w".)
+#if defined(__x86_64__)
         asm("" : "+v"(value));
+#elif defined(__aarch64__)
+        asm("" : "+w"(value));
+#endif
 #pragma GCC unroll 8
         for (int kw = 0; kw < kKernelW; ++kw) {
           // output pixel i reads this column through tap kw when col == i * stride + kw * dilation

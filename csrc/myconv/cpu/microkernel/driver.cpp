@@ -25,11 +25,17 @@
                                      AT_DISPATCH_CASE_REDUCED_FLOATING_TYPES(__VA_ARGS__))
 
 // The x86 kernels exist where the build compiled them (CMake's MYCONV_X86_KERNELS, on x86-64
-// targets); elsewhere the plain C++ kernels run every call.
+// targets), the NEON ones likewise on AArch64 (MYCONV_NEON_KERNELS); elsewhere the plain C++
+// kernels run every call.
 #if defined(MYCONV_X86_KERNELS) && defined(__x86_64__) && defined(__GNUC__)
 #define MYCONV_HAS_X86_KERNELS 1
 #else
 #define MYCONV_HAS_X86_KERNELS 0
+#endif
+#if defined(MYCONV_NEON_KERNELS) && defined(__aarch64__)
+#define MYCONV_HAS_NEON_KERNELS 1
+#else
+#define MYCONV_HAS_NEON_KERNELS 0
 #endif
 
 namespace myconv {
@@ -41,7 +47,9 @@ namespace {
 constexpr int64_t kMaxPixelsPerBlock = 96;
 
 // Whether this build compiled the instruction set's kernels.
-constexpr bool compiled(Isa isa) { return isa == Isa::kScalar || MYCONV_HAS_X86_KERNELS; }
+constexpr bool compiled(Isa isa) {
+  return isa == Isa::kScalar || (isa == Isa::kNeon ? MYCONV_HAS_NEON_KERNELS : MYCONV_HAS_X86_KERNELS);
+}
 
 bool cpu_has(Isa isa) {
   switch (isa) {
@@ -57,11 +65,14 @@ bool cpu_has(Isa isa) {
     case Isa::kAvx512:
       return false;
 #endif
+    case Isa::kNeon:  // part of the AArch64 base architecture
+      return MYCONV_HAS_NEON_KERNELS;
   }
   return false;
 }
 
-constexpr Isa kEveryIsa[] = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512};  // worst to best
+// Worst to best within an architecture (a build has x86's or AArch64's).
+constexpr Isa kEveryIsa[] = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kNeon};
 
 Isa choose_isa() {
   const char* forced = std::getenv("MYCONV_CPU_ISA");
@@ -77,7 +88,7 @@ Isa choose_isa() {
     TORCH_CHECK(cpu_has(isa), "MYCONV_CPU_ISA=", forced, " but this CPU lacks that instruction set");
     return isa;
   }
-  TORCH_CHECK(false, "MYCONV_CPU_ISA must be one of scalar, avx2, avx512 (or unset), got \"", forced, "\"");
+  TORCH_CHECK(false, "MYCONV_CPU_ISA must be one of scalar, avx2, avx512, neon (or unset), got \"", forced, "\"");
 }
 
 // The input that output pixels [first, first + count) read, over-approximated by whole input rows
@@ -105,6 +116,8 @@ const char* isa_name(Isa isa) {
       return "avx2";
     case Isa::kAvx512:
       return "avx512";
+    case Isa::kNeon:
+      return "neon";
     case Isa::kScalar:
       break;
   }
@@ -121,6 +134,12 @@ TileKernel<float> tile_kernel(Isa isa) {
 #else
     case Isa::kAvx2:  // (never selected: cpu_has is false without the x86 kernels)
     case Isa::kAvx512:
+#endif
+#if MYCONV_HAS_NEON_KERNELS
+    case Isa::kNeon:
+      return {&tile_neon, kNeonTile};
+#else
+    case Isa::kNeon:
 #endif
     case Isa::kScalar:
       break;
@@ -483,6 +502,8 @@ void depthwise_conv(const T* input, const float* filter, const float* bias, cons
 #if MYCONV_HAS_X86_KERNELS
   void (*depthwise_row)(const DepthwiseRowArgs<E>&) = &depthwise_row_avx2;
   if (selected_isa() == Isa::kAvx512) depthwise_row = &depthwise_row_avx512;
+#elif MYCONV_HAS_NEON_KERNELS
+  void (*depthwise_row)(const DepthwiseRowArgs<E>&) = &depthwise_row_neon;
 #else
   void (*depthwise_row)(const DepthwiseRowArgs<E>&) = nullptr;  // (has_depthwise_microkernel is false)
   TORCH_INTERNAL_ASSERT(false, "no depthwise kernel in this build");
@@ -533,6 +554,8 @@ double fma_peak_gflops() {
 #if MYCONV_HAS_X86_KERNELS
   const auto chains =
       isa == Isa::kAvx512 ? &fma_chains_avx512 : isa == Isa::kAvx2 ? &fma_chains_avx2 : &fma_chains_scalar;
+#elif MYCONV_HAS_NEON_KERNELS
+  const auto chains = isa == Isa::kNeon ? &fma_chains_neon : &fma_chains_scalar;
 #else
   static_cast<void>(isa);
   const auto chains = &fma_chains_scalar;

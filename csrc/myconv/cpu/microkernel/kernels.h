@@ -1,7 +1,8 @@
 // The compute kernels of the CPU microkernel family, one file per instruction set compiled with
 // its own flags (tile_avx2.cpp with -mavx2 -mfma; depthwise_avx2.cpp with -mavx2 -mfma -mf16c;
 // convert_avx2.cpp with -mavx2 -mf16c; tile_avx512.cpp, depthwise_avx512.cpp with -mavx512f;
-// tile_avx512_bf16.cpp with -mavx512f -mavx512bw -mavx512vl -mavx512bf16).
+// tile_avx512_bf16.cpp with -mavx512f -mavx512bw -mavx512vl -mavx512bf16; on AArch64,
+// tile_neon.cpp and depthwise_neon.cpp with the base architecture's flags).
 // This header and those files use plain sizes and pointers and include no ATen header: an inline
 // ATen function compiled with AVX2 flags could be the copy the linker keeps for every caller,
 // even on CPUs without AVX2.
@@ -54,6 +55,7 @@ constexpr TileShape kScalarTile{6, 16};
 constexpr TileShape kAvx2Tile{6, 16};     // 12 of the 16 ymm registers accumulate
 constexpr TileShape kAvx512Tile{6, 32};   // 12 zmm accumulators: see tile_avx512.cpp
 constexpr TileShape kAvx512Bf16Tile{6, 32, 2};  // see tile_avx512_bf16.cpp
+constexpr TileShape kNeonTile{8, 8};      // 16 of the 32 q registers accumulate: see tile_neon.cpp
 
 // float16 and bfloat16 elements as their bits: distinct types, so that a kernel's loads and
 // stores pick their conversion by type (this header includes no ATen header).
@@ -124,12 +126,14 @@ void tile_avx2(const TileArgs<float>& args);    // needs AVX2 + FMA
 void tile_avx512(const TileArgs<float>& args);  // needs AVX-512F
 // needs AVX-512F, BW, VL and BF16: vdpbf16ps, two bfloat16 products a float32 lane and step
 void tile_avx512_bf16(const TileArgs<BFloat16Bits>& args);
+void tile_neon(const TileArgs<float>& args);  // AArch64 (NEON is part of the base architecture)
 
 // FLOPs done by `rounds` rounds of 12 independent FMA chains of the instruction set's widest
 // vector: the loop the benchmark times to measure the machine's FMA peak for the ISA in use.
 double fma_chains_scalar(int64_t rounds, float* sink);
 double fma_chains_avx2(int64_t rounds, float* sink);
 double fma_chains_avx512(int64_t rounds, float* sink);
+double fma_chains_neon(int64_t rounds, float* sink);
 
 // One output row (n, oh) of a depthwise convolution with one output channel per input channel:
 // out[ow, c] = bias[c] + sum over taps inside the input of image[ih, iw, c] * filter[kh, kw, c],
@@ -160,6 +164,10 @@ void depthwise_row_avx2(const DepthwiseRowArgs<BFloat16Bits>& args);
 void depthwise_row_avx512(const DepthwiseRowArgs<float>& args);
 void depthwise_row_avx512(const DepthwiseRowArgs<Float16Bits>& args);
 void depthwise_row_avx512(const DepthwiseRowArgs<BFloat16Bits>& args);
+// AArch64
+void depthwise_row_neon(const DepthwiseRowArgs<float>& args);
+void depthwise_row_neon(const DepthwiseRowArgs<Float16Bits>& args);
+void depthwise_row_neon(const DepthwiseRowArgs<BFloat16Bits>& args);
 
 }  // namespace cpu
 }  // namespace myconv

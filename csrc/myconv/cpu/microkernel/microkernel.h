@@ -19,11 +19,12 @@
 namespace myconv {
 namespace cpu {
 
-// The instruction sets with compiled kernels; scalar is plain C++ and always present.
-enum class Isa { kScalar, kAvx2, kAvx512 };
+// The instruction sets with compiled kernels; scalar is plain C++ and always present. x86-64
+// builds have AVX2 and AVX-512, AArch64 builds NEON.
+enum class Isa { kScalar, kAvx2, kAvx512, kNeon };
 
 // The tile kernel in use, chosen once (at the first float32 convolution): the best the CPU
-// supports, or MYCONV_CPU_ISA=scalar|avx2|avx512 when set (an unknown or unsupported name is an
+// supports, or MYCONV_CPU_ISA=scalar|avx2|avx512|neon when set (an unknown or unsupported name is an
 // error naming the variable, not a silent fallback).
 Isa selected_isa();
 const char* isa_name(Isa isa);
