@@ -16,9 +16,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
+# Downloads and what is made of them (sysroot, site, cupti stub, googletest) are cached in
+# MYCONV_AARCH64_DIR (default build/aarch64: several clones can share one); builds go to build/aarch64.
 A=$(realpath -m "${MYCONV_AARCH64_DIR:-build/aarch64}")
+B=$(realpath -m build/aarch64)
 JOBS=${MAX_JOBS:-$(nproc)}
-mkdir -p "$A"
+mkdir -p "$A" "$B"
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
 # 1. Debian: the cross compiler, qemu, and an aarch64 CPython unpacked into a sysroot.
@@ -68,7 +71,7 @@ fi
 
 # 3. libmyconv for aarch64 with the project's CMake: a cross toolchain, and the wheel's CPU
 # libraries as find_package(Torch) (its own config insists on a CUDA toolkit for the target).
-cat > "$A/toolchain.cmake" <<EOF
+cat > "$B/toolchain.cmake" <<EOF
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
@@ -79,8 +82,8 @@ set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 EOF
-mkdir -p "$A/torch-cpu"
-cat > "$A/torch-cpu/TorchConfig.cmake" <<EOF
+mkdir -p "$B/torch-cpu"
+cat > "$B/torch-cpu/TorchConfig.cmake" <<EOF
 set(_torch "$A/site/torch")
 add_library(torch_aarch64_cpu INTERFACE IMPORTED)
 set_target_properties(torch_aarch64_cpu PROPERTIES
@@ -92,12 +95,12 @@ set(TORCH_LIBRARY "\${_torch}/lib/libtorch.so")
 set(CAFFE2_USE_CUDA OFF)
 set(Torch_FOUND TRUE)
 EOF
-cmake -S . -B "$A/cmake" -DCMAKE_TOOLCHAIN_FILE="$A/toolchain.cmake" -DTorch_DIR="$A/torch-cpu" -DMYCONV_CUDA=OFF \
+cmake -S . -B "$B/cmake" -DCMAKE_TOOLCHAIN_FILE="$B/toolchain.cmake" -DTorch_DIR="$B/torch-cpu" -DMYCONV_CUDA=OFF \
   -DMYCONV_BUILD_TESTS=OFF -DMYCONV_PYTHON_PACKAGE=ON -DCMAKE_CXX_FLAGS=-Werror | grep "myconv"
-cmake --build "$A/cmake" --target myconv -j "$JOBS"
-rm -rf "$A/python" && mkdir -p "$A/python" && cp -r python/myconv "$A/python/"
-rm -rf "$A/python/myconv/lib" "$A/python/myconv/include" && mkdir "$A/python/myconv/lib"
-cp "$A/cmake/libmyconv.so" "$A/python/myconv/lib/"
+cmake --build "$B/cmake" --target myconv -j "$JOBS"
+rm -rf "$B/python" && mkdir -p "$B/python" && cp -r python/myconv "$B/python/"
+rm -rf "$B/python/myconv/lib" "$B/python/myconv/include" && mkdir "$B/python/myconv/lib"
+cp "$B/cmake/libmyconv.so" "$B/python/myconv/lib/"
 
 # 4. The kernels' GoogleTest, static (no sysroot needed), under qemu.
 G=/usr/src/googletest/googletest
@@ -109,8 +112,8 @@ fi
 K=csrc/myconv/cpu/microkernel
 aarch64-linux-gnu-g++ -std=c++17 -O3 -Wall -Wextra -Werror -static -DMYCONV_NEON_KERNELS -Icsrc -I$G/include \
   tests/cpp/test_kernels.cpp $K/tile_scalar.cpp $K/tile_neon.cpp $K/depthwise_neon.cpp \
-  "$A/gtest/gtest-all.o" "$A/gtest/gtest_main.o" -lpthread -o "$A/test_kernels" 2> >(grep -v "getaddrinfo\|MakeConnection" >&2 || true)
-qemu-aarch64 -cpu max "$A/test_kernels"
+  "$A/gtest/gtest-all.o" "$A/gtest/gtest_main.o" -lpthread -o "$B/test_kernels" 2> >(grep -v "getaddrinfo\|MakeConnection" >&2 || true)
+qemu-aarch64 -cpu max "$B/test_kernels"
 
 # 5. pytest under qemu, once per aarch64 kernel. (The tests that start Python subprocesses are
 # left out: a process qemu runs cannot exec an aarch64 binary without binfmt registration; this
@@ -119,7 +122,7 @@ LIBS="$A/site/torch/lib:$A/cupti:$(ls -d "$A"/site/nvidia/*/lib | paste -sd:)"
 aarch64_python() {  # aarch64_python ISA ARGS...: the aarch64 python3.11 ARGS, MYCONV_CPU_ISA=ISA ("": the best)
   local isa=$1
   shift
-  qemu-aarch64 -cpu max -L "$A/sysroot" -E LD_LIBRARY_PATH="$LIBS" -E PYTHONPATH="$A/site:$A/python" \
+  qemu-aarch64 -cpu max -L "$A/sysroot" -E LD_LIBRARY_PATH="$LIBS" -E PYTHONPATH="$A/site:$B/python" \
     -E OMP_NUM_THREADS="$JOBS" -E MYCONV_CPU_ISA="$isa" "$A/sysroot/usr/bin/python3.11" "$@"
 }
 for isa in scalar neon; do
@@ -134,6 +137,6 @@ aarch64_python "" -m pytest -q -p no:cacheprovider tests/python/test_microkernel
   -k "not every_compiled_path and not forced_through_the_phases and not unknown_isa and not build_lacks"
 
 # 6. The NEON tile kernel's inner loop (the basic block with the most FMAs), from the object.
-"$PY" scripts/neon_inner_loop.py "$A/cmake/CMakeFiles/myconv.dir/$K/tile_neon.cpp.o" \
+"$PY" scripts/neon_inner_loop.py "$B/cmake/CMakeFiles/myconv.dir/$K/tile_neon.cpp.o" \
   benchmarks/results/aarch64-neon.md
 echo "aarch64: every check passed"
