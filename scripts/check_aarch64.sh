@@ -3,11 +3,12 @@
 # in) against PyPI's aarch64 torch of the pinned version, and runs under qemu-aarch64
 #  1. the kernels' GoogleTest (tests/cpp/test_kernels.cpp: tile and depthwise kernels of every
 #     instruction set, float32, float16, bfloat16), statically linked;
-#  2. the CPU parity, gradient, packed-filter, fused-epilogue and microkernel pytest cases with
-#     an aarch64 CPython, once per aarch64 kernel (MYCONV_CPU_ISA=scalar, neon), with qemu's
-#     `-cpu max` (every optional Arm extension visible);
+#  2. the CPU parity, gradient, packed-filter and fused-epilogue pytest cases with an aarch64
+#     CPython, once per aarch64 kernel (MYCONV_CPU_ISA=scalar, neon), then the microkernel tests
+#     with the best kernel (NEON), with qemu's `-cpu max` (every optional Arm extension visible);
 #  3. the NEON tile kernel's inner loop, counted from the cross-built object's disassembly
-#     (FMAs, vector loads, stack accesses), written to benchmarks/results/aarch64-neon.md.
+#     (FMAs, vector loads, stack accesses), written to build/aarch64/neon-inner-loop.md (a run's
+#     figures are recorded in benchmarks/results/aarch64-neon.md).
 # Needs Debian's and PyPI's registries only: the cross compiler, qemu-user and arm64 CPython's
 # debs (unpacked into a sysroot, no multiarch install), then scripts/aarch64-requirements.txt's
 # wheels (2.6 GB, unpacked to 3.8 GB) and a stub libcupti (../shared/aarch64-emulation.md says why).
@@ -28,6 +29,7 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 need=()
 command -v aarch64-linux-gnu-g++ > /dev/null || need+=(g++-aarch64-linux-gnu)
 command -v qemu-aarch64 > /dev/null || need+=(qemu-user)
+command -v unzip > /dev/null || need+=(unzip)
 [ -d /usr/src/googletest/googletest ] || need+=(googletest)
 if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
@@ -52,7 +54,7 @@ grep -v '^#' scripts/aarch64-requirements.txt | grep -v '^\s*$' | while read -r 
   [ -f "$A/site/.installed/$requirement" ] && continue
   rm -rf "$A/download" && mkdir -p "$A/download"
   "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 "${platforms[@]}" "$requirement" \
-    -d "$A/download"
+    -d "$A/download" < /dev/null
   unzip -q -o "$A"/download/*.whl -d "$A/site"
   rm -rf "$A/download"
   touch "$A/site/.installed/$requirement"
@@ -127,7 +129,8 @@ aarch64_python() {  # aarch64_python ISA ARGS...: the aarch64 python3.11 ARGS, M
 }
 for isa in scalar neon; do
   echo "== MYCONV_CPU_ISA=$isa under qemu-aarch64"
-  aarch64_python $isa -c 'import torch, myconv; print(torch.__version__, torch.ops.myconv.cpu_isa())'
+  aarch64_python $isa -c "import torch, myconv; print(torch.__version__, torch.ops.myconv.cpu_isa()); \
+assert torch.ops.myconv.cpu_isa() == '$isa'"
   aarch64_python $isa -m pytest -q -p no:cacheprovider -k cpu \
     tests/python/test_parity.py tests/python/test_gradients.py tests/python/test_packed_filters.py \
     tests/python/test_fused.py
@@ -136,7 +139,7 @@ echo "== the microkernel tests under qemu-aarch64 (NEON chosen as the best kerne
 aarch64_python "" -m pytest -q -p no:cacheprovider tests/python/test_microkernel.py \
   -k "not every_compiled_path and not forced_through_the_phases and not unknown_isa and not build_lacks"
 
-# 6. The NEON tile kernel's inner loop (the basic block with the most FMAs), from the object.
-"$PY" scripts/neon_inner_loop.py "$B/cmake/CMakeFiles/myconv.dir/$K/tile_neon.cpp.o" \
-  benchmarks/results/aarch64-neon.md
+# 6. The NEON tile kernel's inner loop (the innermost loop with the most FMAs), from the object
+# (benchmarks/results/aarch64-neon.md records a run's figures).
+"$PY" scripts/neon_inner_loop.py "$B/cmake/CMakeFiles/myconv.dir/$K/tile_neon.cpp.o" "$B/neon-inner-loop.md"
 echo "aarch64: every check passed"

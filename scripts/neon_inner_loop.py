@@ -2,7 +2,7 @@
 measures no speed, instruction counts do): the innermost loop with the most FMAs, its vector
 loads, FMAs per load, vector registers and stack accesses (spills), from objdump's disassembly.
 
-Usage: python scripts/neon_inner_loop.py OBJECT RESULTS.md  (scripts/check_aarch64.sh runs it)
+Usage: python scripts/neon_inner_loop.py OBJECT OUT.md  (scripts/check_aarch64.sh runs it)
 """
 
 import datetime

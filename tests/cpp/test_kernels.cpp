@@ -234,6 +234,74 @@ void check_depthwise_rows(const char* type) {
   }
 }
 
+// c10's conversions, the references for the kernels' roundings: bfloat16 to nearest even with every
+// NaN the quiet 0x7FC0 (c10::detail::round_to_nearest_even), float16 to nearest even with
+// overflow to infinity and subnormals (c10::detail::fp16_ieee_from_fp32_value).
+uint16_t c10_bfloat16(float value) {
+  if (std::isnan(value)) return 0x7FC0;
+  uint32_t u;
+  std::memcpy(&u, &value, 4);
+  return static_cast<uint16_t>((u + ((u >> 16) & 1) + 0x7FFF) >> 16);
+}
+uint16_t c10_float16(float value) {
+  float base = (std::fabs(value) * 0x1.0p+112f) * 0x1.0p-110f;
+  uint32_t w;
+  std::memcpy(&w, &value, 4);
+  const uint32_t shl1_w = w + w, sign = w & 0x80000000u;
+  uint32_t bias = shl1_w & 0xFF000000u;
+  if (bias < 0x71000000u) bias = 0x71000000u;
+  const uint32_t bias_bits = (bias >> 1) + 0x07800000u;
+  float bias_value;
+  std::memcpy(&bias_value, &bias_bits, 4);
+  base = bias_value + base;
+  uint32_t bits;
+  std::memcpy(&bits, &base, 4);
+  const uint32_t nonsign = ((bits >> 13) & 0x00007C00u) + (bits & 0x00000FFFu);
+  return static_cast<uint16_t>((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
+}
+
+// The half types' stores, bit for bit: a 1x1 row over a zero image with a zero filter outputs its
+// bias rounded once, so the bias carries the hard cases (ties both ways, values that round up to
+// infinity, infinities, NaNs, subnormals, float16's overflow edge) and random ones.
+TEST(DepthwiseRowKernels, HalfTypesRoundAsC10) {
+  std::mt19937 random(3);
+  const uint32_t hard[] = {0x7F7FFFFF, 0xFF7FFFFF, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001, 0x7F800001,
+                           0x00000001, 0x80000001, 0x3F808000, 0x3F818000, 0x477FF000, 0x477FEFFF, 0x477FF001,
+                           0x33000000, 0x33000001, 0x387FC000, 0x38800000, 0x7F7F8000, 0x7F7F7FFF, 0x80000000};
+  constexpr int64_t kChannels = 4 * 64 + 3;  // whole vectors of every width, and a tail
+  std::vector<float> bias(kChannels), filter(kChannels, 0.0f);
+  for (int round = 0; round < 200; ++round) {
+    for (int64_t c = 0; c < kChannels; ++c) {
+      uint32_t u = static_cast<uint32_t>(random());
+      if (round < 21) {
+        u = hard[(c + round) % 21];
+      } else if (round % 2 == 0) {  // ties and near-ties for bfloat16 and float16
+        u = (u & 0xFFFF0000u) | (random() % 2 ? 0x8000u : 0x7FFFu + random() % 3);
+        if (round % 4 == 0) u = (u & 0xFFFFE000u) | (random() % 2 ? 0x1000u : 0x0FFFu + random() % 3);
+      }
+      std::memcpy(&bias[c], &u, 4);
+    }
+    const auto check = [&](auto zero, auto reference, const char* type) {
+      using T = decltype(zero);
+      const std::vector<T> image(kChannels, zero);
+      for (const auto& [name, run] : depthwise_isas<T>()) {
+        std::vector<T> out(kChannels, Element<T>::poison());
+        run({image.data(), filter.data(), bias.data(), out.data(), kChannels, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0});
+        for (int64_t c = 0; c < kChannels; ++c) {
+          const float expected_value = bias[c] + 0.0f;  // (the kernel's sum: -0 + 0 is +0)
+          const uint16_t want = reference(expected_value), got = out[c].bits;
+          const bool both_nan = std::isnan(expected_value) && std::isnan(Element<T>::value(out[c]));
+          ASSERT_TRUE(got == want || (both_nan && std::string(type) == "float16"))
+              << name << " " << type << ": bias bits 0x" << std::hex << reinterpret_cast<const uint32_t&>(bias[c])
+              << " gave 0x" << got << ", c10 gives 0x" << want;
+        }
+      }
+    };
+    check(BFloat16Bits{0}, c10_bfloat16, "bfloat16");
+    check(Float16Bits{0}, c10_float16, "float16");
+  }
+}
+
 TEST(DepthwiseRowKernels, Float32) { check_depthwise_rows<float>("float32"); }
 TEST(DepthwiseRowKernels, Float16) { check_depthwise_rows<Float16Bits>("float16"); }
 TEST(DepthwiseRowKernels, BFloat16) { check_depthwise_rows<BFloat16Bits>("bfloat16"); }

@@ -41,7 +41,7 @@ def test_selected_isa_is_the_best_compiled_one():
 @pytest.mark.parametrize("isa", list(_ISA_FLAGS))
 def test_every_compiled_path_passes_the_cpu_suites(isa):
     if isa not in _COMPILED:
-        pytest.skip(f"this build has no {isa} kernels (another architecture, or MYCONV_X86_KERNELS=OFF)")
+        pytest.skip(f"this build has no {isa} kernels (another architecture, or its kernels switched off)")
     missing = _ISA_FLAGS[isa] - _cpu_flags()
     if missing:
         pytest.skip(f"this CPU lacks {', '.join(sorted(missing))}: the {isa} kernels cannot run here")

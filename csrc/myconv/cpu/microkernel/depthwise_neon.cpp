@@ -36,7 +36,9 @@ struct Neon {
   static Reg load(const BFloat16Bits* at) {
     return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(reinterpret_cast<const uint16_t*>(at)), 16));
   }
-  static void store(Float16Bits* at, Reg value) {  // fcvtn: to nearest even (FPCR's default mode)
+  // fcvtn rounds in FPCR's mode, to nearest even unless a program changed it (fesetround):
+  // AArch64 has no narrowing conversion with a fixed mode, unlike F16C's immediate on x86.
+  static void store(Float16Bits* at, Reg value) {
     vst1_u16(reinterpret_cast<uint16_t*>(at), vreinterpret_u16_f16(vcvt_f16_f32(value)));
   }
   static void store(BFloat16Bits* at, Reg value) {  // to nearest even; a NaN becomes the quiet NaN 0x7FC0

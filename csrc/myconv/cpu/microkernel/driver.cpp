@@ -84,7 +84,7 @@ Isa choose_isa() {
   for (const Isa isa : kEveryIsa) {
     if (std::string(forced) != isa_name(isa)) continue;
     TORCH_CHECK(compiled(isa), "MYCONV_CPU_ISA=", forced, " but this build has no ", forced,
-                " kernels (built for another architecture, or with MYCONV_X86_KERNELS=OFF)");
+                " kernels (built for another architecture, or with MYCONV_X86_KERNELS / MYCONV_NEON_KERNELS OFF)");
     TORCH_CHECK(cpu_has(isa), "MYCONV_CPU_ISA=", forced, " but this CPU lacks that instruction set");
     return isa;
   }

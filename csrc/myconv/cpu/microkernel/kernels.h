@@ -19,6 +19,8 @@ namespace cpu {
 static inline void prefetch_to_l2(const void* at) {
 #if defined(__x86_64__) && defined(__GNUC__)
   asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(at)));
+#elif defined(__aarch64__) && defined(__GNUC__)
+  asm volatile("prfm pldl2keep, %0" : : "Q"(*static_cast<const char*>(at)));
 #else
   (void)at;
 #endif
@@ -30,6 +32,8 @@ static inline void prefetch_to_l2(const void* at) {
 static inline void prefetch_for_write(const void* at) {
 #if defined(__x86_64__) && defined(__GNUC__)
   asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(at)));
+#elif defined(__aarch64__) && defined(__GNUC__)
+  asm volatile("prfm pstl1keep, %0" : : "Q"(*static_cast<const char*>(at)));
 #else
   (void)at;
 #endif

@@ -1,7 +1,7 @@
 // The CPU convolution microkernel family: one register tile of MR output pixels x NR output
 // channels (sizes per instruction set), accumulated over every (tap, input channel) of the window
 // straight from the NHWC input through per-pixel row pointers (taps in the padding point at a zero
-// row): an indirect GEMM with no im2row copy; and a depthwise kernel (AVX2, AVX-512). The kernels
+// row): an indirect GEMM with no im2row copy; and a depthwise kernel (AVX2, AVX-512, NEON). The kernels
 // (kernels.h) are one file per instruction set, compiled with its own flags; the driver (tiling,
 // threading) and the packing (packing.h) are shared, and the instruction set is chosen once at
 // load time.
@@ -96,7 +96,7 @@ void conv2d_microkernel(const at::Tensor& input, const void* panels, const std::
                         at::Tensor& output);
 
 // Whether conv2d_depthwise_microkernel takes this call: depthwise with one output channel per
-// input channel, on an instruction set with a depthwise kernel (AVX2, AVX-512). Other depthwise
+// input channel, on an instruction set with a depthwise kernel (AVX2, AVX-512, NEON). Other depthwise
 // calls run the generic loops of conv2d_kernel.cpp, also the scalar path.
 bool has_depthwise_microkernel(const Conv2dPlan& plan);
 // Output rows over threads, with the filter as [KH, KW, C] float32 (FilterForm kDepthwise).

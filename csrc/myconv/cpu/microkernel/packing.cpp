@@ -77,7 +77,7 @@ PackedForm cpu_filter_form(const Conv2dPlan& p, at::ScalarType dtype) {
   const bool microkernel_type = dtype != at::kDouble;
   if (microkernel_type && p.is_depthwise() && has_depthwise_microkernel(p)) {
     form.kind = static_cast<int32_t>(FilterForm::kDepthwise);
-    form.isa = 0;  // the same float32 filter for the AVX2 and AVX-512 kernels
+    form.isa = 0;  // the same float32 filter for every depthwise kernel (AVX2, AVX-512, NEON)
     form.element_dtype = static_cast<int32_t>(at::kFloat);
     form.payload_bytes = p.kernel_h * p.kernel_w * p.out_channels * static_cast<int64_t>(sizeof(float));
   } else if (microkernel_type && !p.is_depthwise()) {
@@ -140,7 +140,7 @@ std::string describe_cpu_form(const PackedForm& form) {
       text = c10::str("the filter as it is (", dtype_name(form.element_dtype), ")");
       break;
     case FilterForm::kDepthwise:
-      text = "a float32 depthwise filter for the AVX2/AVX-512 kernels";
+      text = "a float32 depthwise filter for the vector depthwise kernels";
       break;
     case FilterForm::kPanels:
       text = c10::str(isa_name(static_cast<Isa>(form.isa)), " panels of ", form.panel_channels, " ",
