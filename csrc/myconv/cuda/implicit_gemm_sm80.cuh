@@ -92,15 +92,10 @@ struct Tensors {
         output(tensor<Element>(x.output, p.n, p.p, p.q, p.k)) {}
 };
 
-template <typename Op>
-bool can_implement(const typename Op::Arguments& args) {
-  return Op::can_implement(args) == cutlass::Status::kSuccess;
-}
-
 // No split-K and no workspace: each output element is reduced by one thread block in a fixed
 // order, so the results are bitwise repeatable.
 template <typename Op>
-const char* run(const typename Op::Arguments& args, void* stream) {
+const char* launch(const typename Op::Arguments& args, void* stream) {
   const auto s = static_cast<cudaStream_t>(stream);
   // CUTLASS's run() reads and clears the last CUDA error: one left by an earlier launch is reported
   // as that, not as this kernel's failure.
@@ -126,6 +121,39 @@ auto dispatch(ImplicitGemmKernel kernel, F&& f) {
   }
   return f.template operator()<ImplicitGemmKernel::kSm80Float32>();
 }
+
+// One direction's kernels, given D::Op<kernel> (the device adapter of each family) and
+// D::arguments<kernel>(problem, operands): CUTLASS's can_implement and the launch, per family.
+template <typename D>
+struct DirectionKernels {
+  static bool can_implement(ImplicitGemmKernel kernel, const ImplicitGemmProblem& p) {
+    return dispatch(kernel, CanImplement{p});
+  }
+  static const char* run(ImplicitGemmKernel kernel, const ImplicitGemmProblem& p, const ImplicitGemmOperands& x,
+                         void* stream) {
+    return dispatch(kernel, Run{p, x, stream});
+  }
+
+ private:
+  struct CanImplement {
+    const ImplicitGemmProblem& p;
+    template <ImplicitGemmKernel kKernel>
+    bool operator()() const {
+      // Pointers do not enter can_implement: only the problem and the layouts' alignment rules.
+      return D::template Op<kKernel>::can_implement(D::template arguments<kKernel>(p, {nullptr, nullptr, nullptr})) ==
+             cutlass::Status::kSuccess;
+    }
+  };
+  struct Run {
+    const ImplicitGemmProblem& p;
+    const ImplicitGemmOperands& x;
+    void* stream;
+    template <ImplicitGemmKernel kKernel>
+    const char* operator()() const {
+      return launch<typename D::template Op<kKernel>>(D::template arguments<kKernel>(p, x), stream);
+    }
+  };
+};
 
 }  // namespace sm80
 }  // namespace cuda

@@ -8,35 +8,19 @@ namespace cuda {
 namespace sm80 {
 namespace {
 
-template <ImplicitGemmKernel kKernel, typename F = Family<kKernel>, typename T = typename F::Tiles>
-using Dgrad = cutlass::conv::device::ImplicitGemmConvolution<typename cutlass::conv::kernel::DefaultConv2dDgrad<
-    typename F::Element, Layout, typename F::Element, Layout, typename F::Element, Layout, float,
-    cutlass::arch::OpClassTensorOp, cutlass::arch::Sm80, typename T::Threadblock, typename T::Warp,
-    typename T::Instruction, GradientEpilogue<typename F::Element>,
-    cutlass::conv::threadblock::StridedDgradIdentityThreadblockSwizzle<1>, T::kStages, typename F::Math,
-    cutlass::conv::IteratorAlgorithm::kOptimized, cutlass::conv::StrideSupport::kStrided>::Kernel>;
+struct Dgrad {
+  template <ImplicitGemmKernel kKernel, typename F = Family<kKernel>, typename T = typename F::Tiles>
+  using Op = cutlass::conv::device::ImplicitGemmConvolution<typename cutlass::conv::kernel::DefaultConv2dDgrad<
+      typename F::Element, Layout, typename F::Element, Layout, typename F::Element, Layout, float,
+      cutlass::arch::OpClassTensorOp, cutlass::arch::Sm80, typename T::Threadblock, typename T::Warp,
+      typename T::Instruction, GradientEpilogue<typename F::Element>,
+      cutlass::conv::threadblock::StridedDgradIdentityThreadblockSwizzle<1>, T::kStages, typename F::Math,
+      cutlass::conv::IteratorAlgorithm::kOptimized, cutlass::conv::StrideSupport::kStrided>::Kernel>;
 
-template <ImplicitGemmKernel kKernel>
-typename Dgrad<kKernel>::Arguments arguments(const ImplicitGemmProblem& p, const ImplicitGemmOperands& x) {
-  const Tensors<typename Family<kKernel>::Element> t(p, x);
-  return {problem_size(p), t.output, t.filter, t.activation, t.activation, {1.0f, 0.0f}};
-}
-
-struct CanImplement {
-  const ImplicitGemmProblem& p;
   template <ImplicitGemmKernel kKernel>
-  bool operator()() const {
-    return can_implement<Dgrad<kKernel>>(arguments<kKernel>(p, {nullptr, nullptr, nullptr}));
-  }
-};
-
-struct Run {
-  const ImplicitGemmProblem& p;
-  const ImplicitGemmOperands& x;
-  void* stream;
-  template <ImplicitGemmKernel kKernel>
-  const char* operator()() const {
-    return run<Dgrad<kKernel>>(arguments<kKernel>(p, x), stream);
+  static typename Op<kKernel>::Arguments arguments(const ImplicitGemmProblem& p, const ImplicitGemmOperands& x) {
+    const Tensors<typename Family<kKernel>::Element> t(p, x);
+    return {problem_size(p), t.output, t.filter, t.activation, t.activation, {1.0f, 0.0f}};
   }
 };
 
@@ -45,10 +29,10 @@ struct Run {
 
 namespace detail {
 bool dgrad_can_implement(ImplicitGemmKernel kernel, const ImplicitGemmProblem& p) {
-  return sm80::dispatch(kernel, sm80::CanImplement{p});
+  return sm80::DirectionKernels<sm80::Dgrad>::can_implement(kernel, p);
 }
 const char* dgrad(ImplicitGemmKernel kernel, const ImplicitGemmProblem& p, const ImplicitGemmOperands& x, void* stream) {
-  return sm80::dispatch(kernel, sm80::Run{p, x, stream});
+  return sm80::DirectionKernels<sm80::Dgrad>::run(kernel, p, x, stream);
 }
 }  // namespace detail
 

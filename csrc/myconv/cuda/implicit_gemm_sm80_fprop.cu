@@ -29,47 +29,30 @@ using FusedEpilogue = cutlass::epilogue::thread::LinearCombinationBiasElementwis
     Element, float, float, Element, Element, 128 / cutlass::sizeof_bits<Element>::value, KerasActivation,
     cutlass::plus<float>, /*StoreT=*/false, Element>;
 
-template <ImplicitGemmKernel kKernel, typename F = Family<kKernel>, typename T = typename F::Tiles>
-using Fprop = cutlass::conv::device::ImplicitGemmConvolution<
-    typename cutlass::conv::kernel::DefaultConv2dFpropWithBroadcast<
-        typename F::Element, Layout, typename F::Element, Layout, typename F::Element, Layout, float,
-        cutlass::arch::OpClassTensorOp, cutlass::arch::Sm80, typename T::Threadblock, typename T::Warp,
-        typename T::Instruction, FusedEpilogue<typename F::Element>,
-        cutlass::gemm::threadblock::GemmIdentityThreadblockSwizzle<>, T::kStages, typename F::Math,
-        cutlass::conv::IteratorAlgorithm::kOptimized>::Kernel>;
+struct Fprop {
+  template <ImplicitGemmKernel kKernel, typename F = Family<kKernel>, typename T = typename F::Tiles>
+  using Op = cutlass::conv::device::ImplicitGemmConvolution<
+      typename cutlass::conv::kernel::DefaultConv2dFpropWithBroadcast<
+          typename F::Element, Layout, typename F::Element, Layout, typename F::Element, Layout, float,
+          cutlass::arch::OpClassTensorOp, cutlass::arch::Sm80, typename T::Threadblock, typename T::Warp,
+          typename T::Instruction, FusedEpilogue<typename F::Element>,
+          cutlass::gemm::threadblock::GemmIdentityThreadblockSwizzle<>, T::kStages, typename F::Math,
+          cutlass::conv::IteratorAlgorithm::kOptimized>::Kernel>;
 
-template <ImplicitGemmKernel kKernel>
-typename Fprop<kKernel>::Arguments arguments(const ImplicitGemmProblem& p, const ImplicitGemmOperands& x) {
-  using Element = typename Family<kKernel>::Element;
-  const Tensors<Element> t(p, x);
-  // The residual is the epilogue's source (beta = 1); without one it is never read (beta = 0). The
-  // bias is the broadcast vector, one value per output channel for every row (ldr = 0); null
-  // reads as zeros.
-  const cutlass::TensorRef<Element, Layout> source =
-      x.residual ? tensor<Element>(const_cast<void*>(x.residual), p.n, p.p, p.q, p.k) : t.output;
-  const typename FusedEpilogue<Element>::Params epilogue(
-      1.0f, x.residual ? 1.0f : 0.0f,
-      KerasActivation::Arguments{x.epilogue.activation, static_cast<float>(x.epilogue.alpha)});
-  return {problem_size(p), t.activation, t.filter, source, t.output, epilogue, cutlass::conv::SplitKMode::kSerial,
-          const_cast<void*>(x.bias), /*ptr_Tensor=*/nullptr, /*ldr=*/0, /*ldt=*/0};
-}
-
-struct CanImplement {
-  const ImplicitGemmProblem& p;
   template <ImplicitGemmKernel kKernel>
-  bool operator()() const {
-    // Pointers do not enter can_implement: only the problem and the layouts' alignment rules.
-    return can_implement<Fprop<kKernel>>(arguments<kKernel>(p, {nullptr, nullptr, nullptr}));
-  }
-};
-
-struct Run {
-  const ImplicitGemmProblem& p;
-  const ImplicitGemmOperands& x;
-  void* stream;
-  template <ImplicitGemmKernel kKernel>
-  const char* operator()() const {
-    return run<Fprop<kKernel>>(arguments<kKernel>(p, x), stream);
+  static typename Op<kKernel>::Arguments arguments(const ImplicitGemmProblem& p, const ImplicitGemmOperands& x) {
+    using Element = typename Family<kKernel>::Element;
+    const Tensors<Element> t(p, x);
+    // The residual is the epilogue's source (beta = 1); without one it is never read (beta = 0). The
+    // bias is the broadcast vector, one value per output channel for every row (ldr = 0); null
+    // reads as zeros.
+    const cutlass::TensorRef<Element, Layout> source =
+        x.residual ? tensor<Element>(const_cast<void*>(x.residual), p.n, p.p, p.q, p.k) : t.output;
+    const typename FusedEpilogue<Element>::Params epilogue(
+        1.0f, x.residual ? 1.0f : 0.0f,
+        KerasActivation::Arguments{x.epilogue.activation, static_cast<float>(x.epilogue.alpha)});
+    return {problem_size(p), t.activation, t.filter, source, t.output, epilogue, cutlass::conv::SplitKMode::kSerial,
+            const_cast<void*>(x.bias), /*ptr_Tensor=*/nullptr, /*ldr=*/0, /*ldt=*/0};
   }
 };
 
@@ -78,10 +61,10 @@ struct Run {
 
 namespace detail {
 bool fprop_can_implement(ImplicitGemmKernel kernel, const ImplicitGemmProblem& p) {
-  return sm80::dispatch(kernel, sm80::CanImplement{p});
+  return sm80::DirectionKernels<sm80::Fprop>::can_implement(kernel, p);
 }
 const char* fprop(ImplicitGemmKernel kernel, const ImplicitGemmProblem& p, const ImplicitGemmOperands& x, void* stream) {
-  return sm80::dispatch(kernel, sm80::Run{p, x, stream});
+  return sm80::DirectionKernels<sm80::Fprop>::run(kernel, p, x, stream);
 }
 }  // namespace detail
 
