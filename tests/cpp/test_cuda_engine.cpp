@@ -87,6 +87,8 @@ TEST(CudaEngine, SizesPastIntHaveNoProblem) {
   // input: CUTLASS's int offset of such a tap wraps (found by emulating its iterators).
   EXPECT_FALSE(implicit_gemm_problem(plan_of({1, 4, 256, 256}, {3, 1, 256, 8}, 1, "SAME", 40000)).has_value());
   EXPECT_TRUE(implicit_gemm_problem(plan_of({1, 4, 256, 256}, {3, 1, 256, 8}, 1, "SAME", 300)).has_value());
+  // An empty input (W = 0, SAME, 1-wide filter: nothing padded) has no problem, and no division by zero.
+  EXPECT_FALSE(implicit_gemm_problem(plan_of({1, 5, 0, 8}, {1, 1, 8, 8})).has_value());
 }
 
 TEST(CudaEngine, KernelFamilyFollowsDtypePrecisionAndArchitecture) {

@@ -67,13 +67,24 @@ def _arch():
     return major * 10 + minor
 
 
-def _ran_implicit_gemm(fn) -> bool:
-    """Whether fn launched a CUTLASS implicit-GEMM kernel, as the profiler saw the GPU run it (the
-    engine choice's prediction is not evidence of what ran)."""
+def _cutlass_kernels(fn) -> list[str]:
+    """The CUTLASS implicit-GEMM kernels fn launched, as the profiler saw the GPU run them (the
+    engine choice's prediction is not evidence of what ran): names with ImplicitGemmConvolution
+    (wgrad), ...StridedDgrad (dgrad) or ...WithFusedEpilogue (the forward)."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         fn()
         torch.cuda.synchronize()
-    return any("ImplicitGemmConvolution" in event.name for event in prof.events())
+    return [event.name for event in prof.events() if "ImplicitGemmConvolution" in event.name]
+
+
+def _ran_implicit_gemm(fn) -> bool:
+    return bool(_cutlass_kernels(fn))
+
+
+def _poison_cuda_cache():
+    """Leaves NaN in the caching allocator's free blocks, so that an output element a kernel fails to
+    write reads as NaN rather than as a zero some earlier tensor left there."""
+    torch.full((1 << 24,), float("nan"), device="cuda")  # (freed at once, back to the cache)
 
 
 needs_implicit_gemm = pytest.mark.skipif(
@@ -103,8 +114,9 @@ def test_implicit_gemm_matches_float64(monkeypatch, shape, mode):
     try:
         for bias in (b, None):
             outputs = []
-            assert _ran_implicit_gemm(lambda: outputs.append(myconv.conv2d(
-                x.cuda(), w.cuda(), stride, padding, dilation, None if bias is None else bias.cuda())))
+            _poison_cuda_cache()
+            assert any("WithFusedEpilogue" in name for name in _cutlass_kernels(lambda: outputs.append(myconv.conv2d(
+                x.cuda(), w.cuda(), stride, padding, dilation, None if bias is None else bias.cuda()))))
             expected = reference if bias is not None else reference - b.double()
             assert relative_error(outputs[0], expected) <= (1e-5 if mode == "fp32" else 1e-2), (mode, bias is None)
     finally:
@@ -135,7 +147,10 @@ def test_implicit_gemm_gradients_match_float64(monkeypatch, shape, mode):
     for _ in range(2):
         xc, wc = x.cuda().requires_grad_(), w.cuda().requires_grad_()
         out = myconv.conv2d(xc, wc, stride, padding, dilation)
-        assert _ran_implicit_gemm(lambda: results.append(torch.autograd.grad(out, [xc, wc], grad_output.cuda())))
+        _poison_cuda_cache()
+        names = _cutlass_kernels(lambda: results.append(torch.autograd.grad(out, [xc, wc], grad_output.cuda())))
+        assert any("StridedDgrad" in name for name in names) == (max(dilation) == 1), names  # the input gradient
+        assert any("StridedDgrad" not in name for name in names), names  # the filter gradient
     for name, got, expected in zip(("input", "filter"), results[0], reference):
         assert relative_error(got, expected) <= (1e-5 if mode == "fp32" else 1e-2), name
     for first, second in zip(*results):
@@ -165,20 +180,26 @@ def test_implicit_gemm_fuses_bias_residual_and_every_activation(monkeypatch, dty
     (a strided residual too: the epilogue reads a packed copy), against the float64 definition."""
     monkeypatch.setenv("MYCONV_CUDA_ENGINE", "implicit_gemm")
     x, w = torch.randn(2, 11, 13, 16) * 2, torch.randn(3, 3, 16, 24) / 3
-    b, residual = torch.randn(24), torch.randn(2, 6, 7, 24, 2)[..., 0]
+    b, residual = torch.randn(24), torch.randn(2, 6, 7, 24)
+    alphas = {"leaky_relu": 0.3, "elu": 0.7}  # (their defaults run in the loop's other half)
     for activation in torch.ops.myconv.activations():
         for use_bias, use_residual in ((True, True), (False, True), (True, False), (False, False)):
             scale = 0.25 if activation == "exponential" and dtype != torch.float32 else 1.0
             args = [(x * scale).to(dtype), w.to(dtype)]
             bias = (b * scale).to(dtype) if use_bias else None
             r = (residual * scale).to(dtype) if use_residual else None
+            # strided on the device: the kernel reads a packed copy of it
+            r_cuda = torch.stack([r, r], -1).cuda()[..., 0] if use_residual else None
+            alpha = alphas.get(activation) if use_bias else None
             outputs = []
-            assert _ran_implicit_gemm(lambda: outputs.append(myconv.conv2d(
+            _poison_cuda_cache()
+            assert any("WithFusedEpilogue" in name for name in _cutlass_kernels(lambda: outputs.append(myconv.conv2d(
                 args[0].cuda(), args[1].cuda(), 2, "SAME", bias=None if bias is None else bias.cuda(),
-                activation=activation, residual=None if r is None else r.cuda())))
+                activation=activation, residual=r_cuda, alpha=alpha))))
             z = myconv.conv2d(args[0].double(), args[1].double(), 2, "SAME",
                               bias=None if bias is None else bias.double())
-            expected = keras_activation(activation, z + (r.double() if use_residual else 0))
+            expected = keras_activation(activation, z + (r.double() if use_residual else 0),
+                                        **({} if alpha is None else {"alpha": alpha}))
             tolerance = 1e-5 if dtype == torch.float32 else 1e-2
             assert relative_error(outputs[0], expected) <= tolerance, (activation, use_bias, use_residual)
 

@@ -82,6 +82,7 @@ std::optional<ImplicitGemmProblem> implicit_gemm_problem(const Conv2dPlan& p) {
   const int64_t reach_h = p.pad_h.before + p.in_h + p.pad_h.after + (p.kernel_h - 1) * p.dilation_h;
   const int64_t reach_w = p.pad_w.before + p.in_w + p.pad_w.after + (p.kernel_w - 1) * p.dilation_w;
   const int64_t channels = std::max(p.in_channels, p.out_channels);
+  if (reach_h == 0 || reach_w == 0 || channels == 0) return std::nullopt;  // empty: no kernel runs
   if (reach_h > kIntMax / reach_w || reach_h * reach_w > kIntMax / channels) return std::nullopt;
   const auto i = [](int64_t v) { return static_cast<int>(v); };
   return ImplicitGemmProblem{i(p.batch),      i(p.in_h),         i(p.in_w),     i(p.in_channels),
@@ -117,7 +118,7 @@ EngineChoice choose_cuda_engine(const Conv2dPlan& plan, ConvDirection direction,
   }
   if (!operands_aligned) return {kIm2row, std::nullopt, "an operand's data is not 16-byte aligned"};
   const std::optional<ImplicitGemmProblem> problem = implicit_gemm_problem(plan);
-  if (!problem) return {kIm2row, std::nullopt, "a size exceeds the implicit GEMMs' int range"};
+  if (!problem) return {kIm2row, std::nullopt, "a size is outside the implicit GEMMs' range (empty, or past int)"};
   if (!can_implement(*kernel, direction, *problem)) {
     return {kIm2row, std::nullopt,
             "CUTLASS cannot implement this shape (channel alignment, groups, size, or a dilated strided dgrad)"};
