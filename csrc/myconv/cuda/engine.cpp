@@ -51,14 +51,6 @@ const char* implicit_gemm_run(ImplicitGemmKernel kernel, ConvDirection direction
 }
 #endif
 
-bool implicit_gemm_compiled() {
-#ifdef MYCONV_WITH_CUTLASS
-  return true;
-#else
-  return false;
-#endif
-}
-
 EngineRequest parse_engine_request(const char* value) {
   const std::string_view v = value ? value : "";
   if (v.empty() || v == "auto") return EngineRequest::kAuto;
@@ -133,6 +125,8 @@ CanImplement compiled_can_implement() {
   return nullptr;
 #endif
 }
+
+bool implicit_gemm_compiled() { return compiled_can_implement() != nullptr; }
 
 namespace {
 
