@@ -98,12 +98,12 @@ Int output_size_of_axis(const char* axis, const Int& in, const Int& k, int64_t s
   return geometry::output_size(in, pad, eff, s);
 }
 
-void check_same_dtype_and_device(const at::Tensor& input, const at::Tensor& other,
+void check_same_dtype_and_device(const at::Tensor& input, const at::Tensor& other, const char* op,
                                   const char* name) {
-  TORCH_CHECK_TYPE(other.scalar_type() == input.scalar_type(), "myconv.conv2d: ", name,
+  TORCH_CHECK_TYPE(other.scalar_type() == input.scalar_type(), op, ": ", name,
                    " dtype must match input dtype ", input.scalar_type(), ", got ",
                    other.scalar_type());
-  TORCH_CHECK_VALUE(other.device() == input.device(), "myconv.conv2d: ", name,
+  TORCH_CHECK_VALUE(other.device() == input.device(), op, ": ", name,
                     " must be on the input's device ", input.device(), ", got ",
                     other.device());
 }
@@ -186,7 +186,7 @@ Conv2dShape<Int> check_conv2d(const at::Tensor& input, const at::Tensor& filter,
                               const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                               const PaddingSpec& padding, at::IntArrayRef dilation) {
   check_input_dtype(input);
-  check_same_dtype_and_device(input, filter, "filter");
+  check_same_dtype_and_device(input, filter, "myconv.conv2d", "filter");
   const Conv2dShape<Int> shape = check_conv2d_shapes<Int>(
       detail::sizes_of<Int>(input), detail::sizes_of<Int>(filter), stride, padding, dilation);
   check_bias<Int>(input, bias, shape.out_channels, "myconv.conv2d", "the filter's out-channels");
@@ -197,7 +197,7 @@ template <typename Int>
 void check_bias(const at::Tensor& input, const std::optional<at::Tensor>& bias, const Int& channels,
                 const char* op, const char* channels_are) {
   if (bias.has_value()) {
-    check_same_dtype_and_device(input, *bias, "bias");
+    check_same_dtype_and_device(input, *bias, op, "bias");
     const auto bias_sizes = detail::sizes_of<Int>(*bias);
     const auto bias_error = [&] {
       return c10::str(op, ": bias must have shape [", channels, "] (", channels_are, "), got ", bias_sizes);
@@ -267,7 +267,7 @@ Conv2dShape<Int> check_conv2d_transpose(const at::Tensor& input, const at::Tenso
                                         const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                                         const PaddingSpec& padding, at::IntArrayRef dilation) {
   check_input_dtype(input);
-  check_same_dtype_and_device(input, filter, "filter");
+  check_same_dtype_and_device(input, filter, "myconv.conv2d_transpose", "filter");
   const auto in = detail::sizes_of<Int>(input);
   const auto fs = detail::sizes_of<Int>(filter);
   TORCH_CHECK_VALUE(in.size() == 4, "myconv.conv2d_transpose: input must be 4-D NHWC [N, H, W, C_in], got shape ",
@@ -319,7 +319,7 @@ namespace {
 template <typename Int>
 void check_output_shaped(const at::Tensor& input, const at::Tensor& tensor, const Conv2dShape<Int>& shape,
                          const char* op, const char* name) {
-  check_same_dtype_and_device(input, tensor, name);
+  check_same_dtype_and_device(input, tensor, op, name);
   const auto expected = shape.output_sizes();
   const auto got = detail::sizes_of<Int>(tensor);
   const auto error = [&] {
@@ -338,8 +338,9 @@ void check_grad_output(const at::Tensor& grad_output, const at::Tensor& input,
 }
 
 template <typename Int>
-void check_residual(const at::Tensor& input, const std::optional<at::Tensor>& residual, const Conv2dShape<Int>& shape) {
-  if (residual) check_output_shaped<Int>(input, *residual, shape, "myconv.conv2d_fused", "residual");
+void check_residual(const at::Tensor& input, const std::optional<at::Tensor>& residual, const Conv2dShape<Int>& shape,
+                    const char* op) {
+  if (residual) check_output_shaped<Int>(input, *residual, shape, op, "residual");
 }
 
 Conv2dPlan make_plan(const Conv2dShape<int64_t>& shape, at::IntArrayRef stride,
@@ -378,7 +379,7 @@ Conv2dPlan make_plan(const Conv2dShape<int64_t>& shape, at::IntArrayRef stride,
   template void check_grad_output<Int>(const at::Tensor&, const at::Tensor&,                    \
                                        const Conv2dShape<Int>&);                                 \
   template void check_residual<Int>(const at::Tensor&, const std::optional<at::Tensor>&,        \
-                                    const Conv2dShape<Int>&);                                    \
+                                    const Conv2dShape<Int>&, const char*);                       \
   template void check_bias<Int>(const at::Tensor&, const std::optional<at::Tensor>&, const Int&, \
                                 const char*, const char*);                                       \
   template Conv2dShape<Int> check_conv2d_transpose<Int>(                                        \

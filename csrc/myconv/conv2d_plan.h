@@ -83,9 +83,11 @@ inline at::Tensor bias_gradient(const at::Tensor& grad_output, at::ScalarType dt
   return at::sum(grad_output, {0, 1, 2}, false, at::toOpMathType(dtype)).to(dtype);
 }
 
-// conv2d_fused's optional residual: the output's shape (any strides), the input's dtype and device.
+// The optional residual of a fused op: the output's shape (any strides), the input's dtype and
+// device; errors name `op`.
 template <typename Int>
-void check_residual(const at::Tensor& input, const std::optional<at::Tensor>& residual, const Conv2dShape<Int>& shape);
+void check_residual(const at::Tensor& input, const std::optional<at::Tensor>& residual, const Conv2dShape<Int>& shape,
+                    const char* op = "myconv.conv2d_fused");
 
 // grad_output of conv2d_backward must be the forward output's shape, dtype and device.
 template <typename Int>

@@ -109,7 +109,7 @@ struct PrepackedEntryPoints {
                             c10::string_view activation, std::optional<double> alpha) {
     const Epilogue epilogue = parse_epilogue(activation, alpha, "myconv.conv2d_prepacked");
     const auto shape = check_conv2d_prepacked<Int>(input, packed, filter_shape, bias, stride, padding, dilation);
-    check_residual<Int>(input, residual, shape);
+    check_residual<Int>(input, residual, shape, "myconv.conv2d_prepacked");
     if constexpr (std::is_same_v<Int, int64_t>) {
       const Conv2dPlan plan = make_plan(shape, stride, padding, dilation);
       check_kernel(input, packed, plan);

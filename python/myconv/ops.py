@@ -324,7 +324,7 @@ def conv2d_prepacked(
     alpha: Optional[float] = None,
 ) -> torch.Tensor:
     """:func:`conv2d` with a filter from :func:`prepack_filter` (inference: gradients for the
-    bias and the residual only, and only without an activation).
+    bias and the residual only, through any activation; none for the input or the filter).
 
     Args:
         input: ``[N, H, W, C]``, of the dtype the filter was packed from.

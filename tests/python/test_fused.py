@@ -152,7 +152,7 @@ def test_errors_name_the_argument():
         myconv.conv2d(x, w, activation="elu", alpha=float("nan"))
 
 
-def test_prepacked_gradients_only_without_an_activation():
+def test_prepacked_gradients_in_bias_and_residual():
     x, w = torch.randn(1, 6, 6, 4), torch.randn(3, 3, 4, 8)
     b = torch.randn(8, requires_grad=True)
     r = torch.randn(1, 6, 6, 8, requires_grad=True)
@@ -162,9 +162,30 @@ def test_prepacked_gradients_only_without_an_activation():
     r.grad = None
     myconv.conv2d_prepacked(x, packed, w.shape, residual=r).sum().backward()  # no bias before it
     assert torch.equal(r.grad, torch.ones_like(r))
-    y = myconv.conv2d_prepacked(x, packed, w.shape, bias=b, residual=r, activation="relu")
-    with pytest.raises(RuntimeError, match="differentiates in bias and residual only with activation \"linear\""):
-        y.sum().backward()
+    with pytest.raises(RuntimeError, match="conv2d_prepacked has no input gradient"):
+        myconv.conv2d_prepacked(x.requires_grad_(), packed, w.shape, bias=b).sum().backward()
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_prepacked_gradients_through_every_activation(activation):
+    """Through an activation the bias and residual gradients are conv2d_fused's (and gradcheck's)."""
+    x, w = torch.randn(1, 5, 6, 3, dtype=torch.float64), torch.randn(3, 3, 3, 4, dtype=torch.float64)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    r = torch.randn(1, 5, 6, 4, dtype=torch.float64, requires_grad=True)
+    packed = myconv.prepack_filter(w)
+    prepacked = lambda b, r: myconv.conv2d_prepacked(x, packed, w.shape, bias=b, residual=r, activation=activation)
+    assert torch.autograd.gradcheck(prepacked, (b, r))
+    g = torch.randn(1, 5, 6, 4, dtype=torch.float64)
+    got = torch.autograd.grad(prepacked(b, r), (b, r), g)
+    expected = torch.autograd.grad(myconv.conv2d(x, w, bias=b, residual=r, activation=activation), (b, r), g)
+    assert all(torch.allclose(u, v, rtol=1e-12, atol=1e-12) for u, v in zip(got, expected))
+
+
+def test_prepacked_residual_errors_name_the_op():
+    x, w = torch.randn(1, 6, 6, 4), torch.randn(3, 3, 4, 8)
+    packed = myconv.prepack_filter(w)
+    with pytest.raises(TypeError, match="myconv.conv2d_prepacked: residual dtype must match input dtype"):
+        myconv.conv2d_prepacked(x, packed, w.shape, residual=torch.randn(1, 6, 6, 8, dtype=torch.float64))
 
 
 def test_opcheck_every_overload():

@@ -248,6 +248,12 @@ at::Tensor conv2d_transpose_explicit_autograd(const at::Tensor& input, const at:
       bias);
 }
 
+// Whether a derivative in `t` is asked for: reverse mode (requires_grad) or forward mode (a dual
+// tensor: the differentiable forms then refuse it as conv2d does, instead of dropping its tangent).
+bool needs_derivative(const std::optional<at::Tensor>& t) {
+  return t && ((at::GradMode::is_enabled() && t->requires_grad()) || t->_fw_grad(/*level=*/0).defined());
+}
+
 // conv2d_fused: the fused kernel when nothing needs a derivative; otherwise the same function as
 // differentiable operations, activation(conv2d(...) + residual) (activation_ops.h), whose
 // gradients (and theirs) autograd derives. Arguments are checked first either way.
@@ -256,11 +262,6 @@ at::Tensor conv2d_fused_autograd(const at::Tensor& input, const at::Tensor& filt
                                  Padding padding, at::IntArrayRef dilation, const std::optional<at::Tensor>& bias,
                                  const std::optional<at::Tensor>& residual, c10::string_view activation,
                                  std::optional<double> alpha) {
-  // Reverse mode (requires_grad) or forward mode (a dual tensor: the differentiable form then
-  // refuses it as conv2d does, instead of dropping its tangent).
-  const auto needs_derivative = [](const std::optional<at::Tensor>& t) {
-    return t && ((at::GradMode::is_enabled() && t->requires_grad()) || t->_fw_grad(/*level=*/0).defined());
-  };
   const bool differentiable = needs_derivative(input) || needs_derivative(filter) || needs_derivative(bias) ||
                               needs_derivative(residual);
   // Padding as the C++ API takes it, and as the checks take it.
@@ -285,9 +286,10 @@ at::Tensor conv2d_fused_autograd(const at::Tensor& input, const at::Tensor& filt
   return activate_tensor(z, epilogue);
 }
 
-// conv2d_prepacked differentiates in its bias and residual (a sum over pixels, and the identity)
-// where its activation is linear, but not in its input, whose gradient needs the filter the
-// packed bytes stand for, nor through an activation: asking for those is an error naming the fix.
+// conv2d_prepacked with a linear activation differentiates in its bias and residual (a sum over
+// pixels, and the identity), but not in its input, whose gradient needs the filter the packed
+// bytes stand for: asking for that is an error naming the fix. (Other activations:
+// conv2d_prepacked_autograd.)
 template <typename Padding>
 class Conv2dPrepackedFunction : public torch::autograd::Function<Conv2dPrepackedFunction<Padding>> {
  public:
@@ -313,11 +315,7 @@ class Conv2dPrepackedFunction : public torch::autograd::Function<Conv2dPrepacked
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     const bool wants_bias = has_bias && ctx->needs_input_grad(2);
     const bool wants_residual = ctx->saved_data["has_residual"].toBool() && ctx->needs_input_grad(has_bias ? 3 : 2);
-    const std::string activation = ctx->saved_data["activation"].toStringRef();
-    TORCH_CHECK(activation == "linear" || !(wants_bias || wants_residual),
-                "myconv.conv2d_prepacked differentiates in bias and residual only with activation \"linear\", got \"",
-                activation, "\": compute gradients with myconv.conv2d and the filter itself "
-                "(myconv.Conv2d.unfreeze())");
+    TORCH_INTERNAL_ASSERT(ctx->saved_data["activation"].toStringRef() == "linear" || !(wants_bias || wants_residual));
     at::Tensor grad_bias;
     if (wants_bias) grad_bias = bias_gradient(grads[0], ctx->saved_data["bias_dtype"].toScalarType());
     const at::Tensor grad_residual = wants_residual ? grads[0] : at::Tensor();
@@ -332,6 +330,14 @@ at::Tensor conv2d_prepacked_autograd(const at::Tensor& input, const at::Tensor& 
                                      at::IntArrayRef dilation, const std::optional<at::Tensor>& bias,
                                      const std::optional<at::Tensor>& residual, c10::string_view activation,
                                      std::optional<double> alpha) {
+  // Derivatives in bias or residual through an activation: the fused kernel's linear form, then
+  // the activation as differentiable operations (activation_ops.h), as conv2d_fused does.
+  const Epilogue epilogue = parse_epilogue(activation, alpha, "myconv.conv2d_prepacked");
+  if (!epilogue.is_identity() && (needs_derivative(bias) || needs_derivative(residual))) {
+    return activate_tensor(conv2d_prepacked_autograd<Padding>(input, packed_filter, filter_shape, stride, padding,
+                                                              dilation, bias, residual, "linear", std::nullopt),
+                           epilogue);
+  }
   if constexpr (std::is_same_v<Padding, at::IntArrayRef>) {
     return Conv2dPrepackedFunction<std::array<int64_t, 4>>::apply(
         input, packed_filter, filter_shape, parse_explicit_padding(padding).explicit_pads, stride, dilation, bias,
