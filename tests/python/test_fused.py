@@ -102,6 +102,29 @@ def test_every_activation_on_every_kernel_against_float64(geometry, dtype, devic
         assert relative_error(got, expected) <= TOLERANCE[dtype], activation
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("w_shape,stride,dilation", [((3, 3, 1, 24), 1, 1), ((3, 3, 1, 24), 2, 1),
+                                                     ((3, 3, 1, 24), 1, 3), ((3, 3, 1, 48), 1, 1),
+                                                     ((3, 3, 8, 24), 1, 1)],
+                         ids=["depthwise-strips", "depthwise-strided", "depthwise-dilated", "multiplier-2", "dense"])
+def test_half_types_round_once_after_the_epilogue_on_cpu(w_shape, stride, dilation, dtype):
+    """The kernels widen half types and sum in float32 as the float32 path does: fused, the
+    activation runs on those sums and the result is rounded once, so it equals the float32 op on
+    the widened operands, rounded (a rounding before the epilogue would differ in some elements)."""
+    if w_shape[2] > 1 and dtype == torch.bfloat16 and torch.ops.myconv.cpu_bfloat16_tile_kernel():
+        pytest.skip("the bfloat16 tile kernel sums bfloat16 pairs (vdpbf16ps), not the float32 path's order")
+    torch.manual_seed(0)
+    x = torch.randn(2, 13, 21, 24 if w_shape[2] == 1 else w_shape[2]).to(dtype)
+    w, b = torch.randn(w_shape).to(dtype), torch.randn(w_shape[3]).to(dtype)
+    y = myconv.conv2d(x, w, stride, dilations=dilation, bias=b)
+    r = torch.randn(y.shape).to(dtype)
+    for activation in ["relu", "gelu", "silu", "elu", "sigmoid"]:
+        got = myconv.conv2d(x, w, stride, dilations=dilation, bias=b, activation=activation, residual=r)
+        expected = myconv.conv2d(x.float(), w.float(), stride, dilations=dilation, bias=b.float(),
+                                 activation=activation, residual=r.float()).to(dtype)
+        assert torch.equal(got, expected), activation
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_prepacked_filters_run_the_same_epilogue_on_cpu(activation):
     x, w, b = torch.randn(2, 8, 9, 16), torch.randn(3, 3, 16, 24), torch.randn(24)

@@ -77,9 +77,9 @@ void conv2d_gemm_double(const at::Tensor& input, const at::Tensor& filter, const
 
 // Output channels [o0, o0 + kLen) of one output pixel of a depthwise conv, accumulated in
 // registers across all taps. Output channel o reads input channel o / multiplier.
-template <int64_t kLen, bool kUnitMultiplier, typename scalar_t, typename acc_t>
+template <int64_t kLen, bool kUnitMultiplier, typename scalar_t, typename acc_t, typename out_t>
 inline void depthwise_channels(const scalar_t* __restrict__ image, const acc_t* __restrict__ w,
-                               const acc_t* __restrict__ b, scalar_t* __restrict__ y,
+                               const acc_t* __restrict__ b, out_t* __restrict__ y,
                                const Conv2dIndexer& ix, int64_t oh, int64_t ow, int64_t o0) {
   const Conv2dPlan& p = ix.p;
   acc_t acc[kLen];
@@ -98,18 +98,18 @@ inline void depthwise_channels(const scalar_t* __restrict__ image, const acc_t* 
       }
     }
   }
-  for (int64_t j = 0; j < kLen; ++j) y[o0 + j] = static_cast<scalar_t>(acc[j]);
+  for (int64_t j = 0; j < kLen; ++j) y[o0 + j] = static_cast<out_t>(acc[j]);
 }
 
 // One output row (n, oh): channels in register-sized blocks, then the remainder one by one.
-template <bool kUnitMultiplier, typename scalar_t, typename acc_t>
+template <bool kUnitMultiplier, typename scalar_t, typename acc_t, typename out_t>
 MYCONV_SIMD_CLONES void depthwise_row(const scalar_t* image, const acc_t* w, const acc_t* b,
-                                      scalar_t* out_row, const Conv2dIndexer& ix, int64_t oh) {
+                                      out_t* out_row, const Conv2dIndexer& ix, int64_t oh) {
   const Conv2dPlan& p = ix.p;
   constexpr int64_t kBlock = 16;
   const int64_t blocked = p.out_channels - p.out_channels % kBlock;
   for (int64_t ow = 0; ow < p.out_w; ++ow) {
-    scalar_t* y = out_row + ow * p.out_channels;
+    out_t* y = out_row + ow * p.out_channels;
     for (int64_t o0 = 0; o0 < blocked; o0 += kBlock) {
       depthwise_channels<kBlock, kUnitMultiplier>(image, w, b, y, ix, oh, ow, o0);
     }
@@ -119,8 +119,9 @@ MYCONV_SIMD_CLONES void depthwise_row(const scalar_t* image, const acc_t* w, con
   }
 }
 
-// out[n, oh, ow, c*m + j] = sum over taps of in[n, ih, iw, c] * filter[kh, kw, 0, c*m + j].
-template <typename scalar_t, typename acc_t>
+// out[n, oh, ow, c*m + j] = sum over taps of in[n, ih, iw, c] * filter[kh, kw, 0, c*m + j], in
+// out_t: the input's type, or the float32 sums of a half type.
+template <typename scalar_t, typename acc_t, typename out_t>
 void conv2d_depthwise(const at::Tensor& input, const at::Tensor& filter,
                       const std::optional<at::Tensor>& bias, const Conv2dPlan& p,
                       at::Tensor& output) {
@@ -130,7 +131,7 @@ void conv2d_depthwise(const at::Tensor& input, const at::Tensor& filter,
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   const acc_t* w = weights.const_data_ptr<acc_t>();
   const acc_t* b = bias_acc.const_data_ptr<acc_t>();
-  scalar_t* out = output.mutable_data_ptr<scalar_t>();
+  out_t* out = output.mutable_data_ptr<out_t>();
   const bool unit_multiplier = p.group_out_channels == 1;
   const Conv2dIndexer ix(p);
 
@@ -139,7 +140,7 @@ void conv2d_depthwise(const at::Tensor& input, const at::Tensor& filter,
       int64_t n = 0, oh = 0;
       ix.out_h.divmod(row, &n, &oh);
       const scalar_t* image = in + ix.input_offset(n, 0, 0, 0);
-      scalar_t* out_row = out + ix.output_offset(n, oh, 0, 0);
+      out_t* out_row = out + ix.output_offset(n, oh, 0, 0);
       if (unit_multiplier) {
         depthwise_row<true>(image, w, b, out_row, ix, oh);
       } else {
@@ -180,11 +181,22 @@ void conv2d_cpu_in_form(const at::Tensor& input, const PackedForm& form, const v
     case FilterForm::kAsIs:
       break;
   }
+  const bool fused = !epilogue.is_identity() || residual.defined();
   if (!plan.is_depthwise()) {
     conv2d_gemm_double(x, filter, bias, plan, output);
+  } else if (fused && at::isReducedFloatingType(x.scalar_type())) {
+    // The epilogue on the float32 sums, rounded once after it (as the microkernels do), at the
+    // cost of a float32 output and residual on this path.
+    at::Tensor sums = at::empty(output.sizes(), output.options().dtype(at::kFloat));
+    AT_DISPATCH_REDUCED_FLOATING_TYPES(x.scalar_type(), "myconv_conv2d_cpu", [&] {
+      conv2d_depthwise<scalar_t, float, float>(x, filter, bias, plan, sums);
+    });
+    apply_epilogue_to_output(epilogue, residual.defined() ? residual.to(at::kFloat) : residual, sums);
+    output.copy_(sums);
+    return;
   } else {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "myconv_conv2d_cpu", [&] {
-      conv2d_depthwise<scalar_t, at::opmath_type<scalar_t>>(x, filter, bias, plan, output);
+      conv2d_depthwise<scalar_t, at::opmath_type<scalar_t>, scalar_t>(x, filter, bias, plan, output);
     });
   }
   apply_epilogue_to_output(epilogue, residual, output);

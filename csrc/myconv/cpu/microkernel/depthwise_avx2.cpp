@@ -46,6 +46,8 @@ struct Avx2 {
 void depthwise_row_avx2(const DepthwiseRowArgs<float>& a) { depthwise_row<Avx2>(a); }
 void depthwise_row_avx2(const DepthwiseRowArgs<Float16Bits>& a) { depthwise_row<Avx2>(a); }
 void depthwise_row_avx2(const DepthwiseRowArgs<BFloat16Bits>& a) { depthwise_row<Avx2>(a); }
+void depthwise_row_avx2(const DepthwiseRowArgs<Float16Bits, float>& a) { depthwise_row<Avx2>(a); }
+void depthwise_row_avx2(const DepthwiseRowArgs<BFloat16Bits, float>& a) { depthwise_row<Avx2>(a); }
 
 }  // namespace cpu
 }  // namespace myconv

@@ -45,6 +45,8 @@ struct Avx512 {
 void depthwise_row_avx512(const DepthwiseRowArgs<float>& a) { depthwise_row<Avx512>(a); }
 void depthwise_row_avx512(const DepthwiseRowArgs<Float16Bits>& a) { depthwise_row<Avx512>(a); }
 void depthwise_row_avx512(const DepthwiseRowArgs<BFloat16Bits>& a) { depthwise_row<Avx512>(a); }
+void depthwise_row_avx512(const DepthwiseRowArgs<Float16Bits, float>& a) { depthwise_row<Avx512>(a); }
+void depthwise_row_avx512(const DepthwiseRowArgs<BFloat16Bits, float>& a) { depthwise_row<Avx512>(a); }
 
 }  // namespace cpu
 }  // namespace myconv

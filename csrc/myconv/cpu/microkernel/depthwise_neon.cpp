@@ -59,6 +59,8 @@ struct Neon {
 void depthwise_row_neon(const DepthwiseRowArgs<float>& a) { depthwise_row<Neon>(a); }
 void depthwise_row_neon(const DepthwiseRowArgs<Float16Bits>& a) { depthwise_row<Neon>(a); }
 void depthwise_row_neon(const DepthwiseRowArgs<BFloat16Bits>& a) { depthwise_row<Neon>(a); }
+void depthwise_row_neon(const DepthwiseRowArgs<Float16Bits, float>& a) { depthwise_row<Neon>(a); }
+void depthwise_row_neon(const DepthwiseRowArgs<BFloat16Bits, float>& a) { depthwise_row<Neon>(a); }
 
 }  // namespace cpu
 }  // namespace myconv

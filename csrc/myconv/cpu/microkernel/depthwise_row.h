@@ -12,7 +12,8 @@
 // ~1.45 ms).
 // Written once for a vector type V (load, masked load, store, masked store, zero, fmadd, tail
 // mask; loads and stores of whole vectors of float16 and bfloat16 elements too, converting) and
-// for the input and output element type T; included only by the kernel files, one per
+// for the input element type T and the output element type O (T, or float for sums the caller
+// rounds itself); included only by the kernel files, one per
 // instruction set, compiled with their own flags: depthwise_avx2.cpp (8 channels a vector),
 // depthwise_avx512.cpp (16), depthwise_neon.cpp (4). Everything here is in an unnamed namespace so that each of those
 // files keeps its own copy, compiled for its instruction set: an inline function shared between
@@ -37,8 +38,8 @@ inline int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (
 
 // Input columns [col_begin, col_end), every channel, of the rows the next output row reads and
 // this one does not (one row for stride 1; rows read by earlier output rows are in cache already).
-template <typename T>
-inline void prefetch_next_rows(const DepthwiseRowArgs<T>& a, int64_t col_begin, int64_t col_end) {
+template <typename T, typename O>
+inline void prefetch_next_rows(const DepthwiseRowArgs<T, O>& a, int64_t col_begin, int64_t col_end) {
   col_begin = clamp(col_begin, 0, a.in_w);
   col_end = clamp(col_end, 0, a.in_w);
   const int64_t last_row = a.first_row + geometry::effective_kernel(a.kernel_h, a.dilation_h) - 1;
@@ -52,8 +53,8 @@ inline void prefetch_next_rows(const DepthwiseRowArgs<T>& a, int64_t col_begin, 
 
 // The columns a block of output pixels [ow, ow + pixels) adds to the row's reading: its first
 // `pixels * stride` columns, and the window's remaining ones for the row's last block.
-template <typename T>
-inline void prefetch_block(const DepthwiseRowArgs<T>& a, int64_t ow, int64_t pixels) {
+template <typename T, typename O>
+inline void prefetch_block(const DepthwiseRowArgs<T, O>& a, int64_t ow, int64_t pixels) {
   const int64_t first_col = geometry::input_index(ow, a.stride_w, a.pad_left, 0, a.dilation_w);
   const bool last = ow + pixels >= a.out_w;
   const int64_t width = last ? (pixels - 1) * a.stride_w + geometry::effective_kernel(a.kernel_w, a.dilation_w)
@@ -95,8 +96,8 @@ inline void store(T* at, typename V::Mask mask, int64_t lanes, typename V::Reg v
 // compile time, so that the loops over columns and taps unroll completely and each input
 // column's FMAs are resolved while compiling. kEdge: some columns lie in the padding (read as
 // zeros) and only the first `count` pixels exist.
-template <typename V, typename T, int kKernelW, int kStride, int kDilation, bool kTail, bool kEdge>
-void strip_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, int64_t ow, int count, int64_t c_begin,
+template <typename V, typename T, typename O, int kKernelW, int kStride, int kDilation, bool kTail, bool kEdge>
+void strip_x_lanes(const DepthwiseRowArgs<T, O>& a, geometry::IndexRange rows, int64_t ow, int count, int64_t c_begin,
                    int64_t c_end, typename V::Mask mask) {
   constexpr int kColumns = (kStripPixels - 1) * kStride + (kKernelW - 1) * kDilation + 1;  // input columns it reads
   // The arguments in locals: the vector stores may alias anything, which would make the compiler
@@ -109,7 +110,7 @@ void strip_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, int6
   // explicit padding), where first_col * channels alone could overflow.
   const T* image_rows = a.image + (a.first_row + rows.begin * a.dilation_h) * in_w * channels;  // column 0
   const float* filter_rows = a.filter + rows.begin * kKernelW * channels;
-  T* const out = a.out + ow * channels;
+  O* const out = a.out + ow * channels;
   for (int64_t c = c_begin; c < c_end; c += V::kLanes) {
     const int64_t lanes = channels - c;  // (the tail's lanes)
     typename V::Reg acc[kStripPixels];
@@ -146,7 +147,7 @@ void strip_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, int6
         }
       }
     }
-    T* o = out + c;
+    O* o = out + c;
 #pragma GCC unroll 8
     for (int i = 0; i < kStripPixels; ++i, o += channels) {
       if (!kEdge || i < count) store<V, kTail>(o, mask, lanes, acc[i]);
@@ -155,49 +156,49 @@ void strip_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, int6
 }
 
 // Every channel of one strip.
-template <typename V, typename T, int kKernelW, int kStride, int kDilation, bool kEdge>
-void strip(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, int64_t ow, int count,
+template <typename V, typename T, typename O, int kKernelW, int kStride, int kDilation, bool kEdge>
+void strip(const DepthwiseRowArgs<T, O>& a, geometry::IndexRange rows, int64_t ow, int count,
            typename V::Mask tail_mask) {
   prefetch_block(a, ow, kStripPixels);
   const int64_t full = a.channels - a.channels % V::kLanes;
-  strip_x_lanes<V, T, kKernelW, kStride, kDilation, false, kEdge>(a, rows, ow, count, 0, full, tail_mask);
+  strip_x_lanes<V, T, O, kKernelW, kStride, kDilation, false, kEdge>(a, rows, ow, count, 0, full, tail_mask);
   if (full < a.channels) {
-    strip_x_lanes<V, T, kKernelW, kStride, kDilation, true, kEdge>(a, rows, ow, count, full, a.channels, tail_mask);
+    strip_x_lanes<V, T, O, kKernelW, kStride, kDilation, true, kEdge>(a, rows, ow, count, full, a.channels, tail_mask);
   }
 }
 
-template <typename V, typename T>
-using StripKernel = void (*)(const DepthwiseRowArgs<T>&, geometry::IndexRange, int64_t, int, typename V::Mask);
+template <typename V, typename T, typename O>
+using StripKernel = void (*)(const DepthwiseRowArgs<T, O>&, geometry::IndexRange, int64_t, int, typename V::Mask);
 
-template <typename V, typename T>
+template <typename V, typename T, typename O>
 struct StripKernels {
-  StripKernel<V, T> inside, edge;
+  StripKernel<V, T, O> inside, edge;
 };
 
 // The strip kernels of one filter width, stride and width dilation, inside and at the edges.
-template <typename V, typename T, int kKernelW, int kStride, int kDilation>
-constexpr StripKernels<V, T> kStrips{&strip<V, T, kKernelW, kStride, kDilation, false>,
-                                     &strip<V, T, kKernelW, kStride, kDilation, true>};
+template <typename V, typename T, typename O, int kKernelW, int kStride, int kDilation>
+constexpr StripKernels<V, T, O> kStrips{&strip<V, T, O, kKernelW, kStride, kDilation, false>,
+                                     &strip<V, T, O, kKernelW, kStride, kDilation, true>};
 
 // The strip kernels compiled for this filter width, stride and width dilation, or nullptrs:
 // MobileNet's and ConvNeXt's filters, and the dilated 3x3 of DeepLab's atrous MobileNet stages.
-template <typename V, typename T>
-StripKernels<V, T> strip_kernels(const DepthwiseRowArgs<T>& a) {
+template <typename V, typename T, typename O>
+StripKernels<V, T, O> strip_kernels(const DepthwiseRowArgs<T, O>& a) {
   const int64_t k = a.kernel_w, s = a.stride_w, d = a.dilation_w;
-  if (k == 3 && s == 1 && d == 1) return kStrips<V, T, 3, 1, 1>;
-  if (k == 3 && s == 2 && d == 1) return kStrips<V, T, 3, 2, 1>;
-  if (k == 5 && s == 1 && d == 1) return kStrips<V, T, 5, 1, 1>;
-  if (k == 5 && s == 2 && d == 1) return kStrips<V, T, 5, 2, 1>;
-  if (k == 7 && s == 1 && d == 1) return kStrips<V, T, 7, 1, 1>;
-  if (k == 3 && s == 1 && d == 2) return kStrips<V, T, 3, 1, 2>;
-  if (k == 3 && s == 1 && d == 4) return kStrips<V, T, 3, 1, 4>;
+  if (k == 3 && s == 1 && d == 1) return kStrips<V, T, O, 3, 1, 1>;
+  if (k == 3 && s == 2 && d == 1) return kStrips<V, T, O, 3, 2, 1>;
+  if (k == 5 && s == 1 && d == 1) return kStrips<V, T, O, 5, 1, 1>;
+  if (k == 5 && s == 2 && d == 1) return kStrips<V, T, O, 5, 2, 1>;
+  if (k == 7 && s == 1 && d == 1) return kStrips<V, T, O, 7, 1, 1>;
+  if (k == 3 && s == 1 && d == 2) return kStrips<V, T, O, 3, 1, 2>;
+  if (k == 3 && s == 1 && d == 4) return kStrips<V, T, O, 3, 1, 4>;
   return {nullptr, nullptr};
 }
 
 // Channels [c, c + 8) of output pixels [ow, ow + kPixels), whose windows share the inside taps
 // `rows` x `cols`: any filter width, stride and dilation.
-template <typename V, typename T, int kPixels, bool kTail>
-inline void pixels_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, geometry::IndexRange cols,
+template <typename V, typename T, typename O, int kPixels, bool kTail>
+inline void pixels_x_lanes(const DepthwiseRowArgs<T, O>& a, geometry::IndexRange rows, geometry::IndexRange cols,
                            int64_t ow, int64_t c, typename V::Mask mask) {
   const int64_t lanes = a.channels - c;  // (the tail's lanes)
   typename V::Reg acc[kPixels];
@@ -223,20 +224,20 @@ inline void pixels_x_lanes(const DepthwiseRowArgs<T>& a, geometry::IndexRange ro
 }
 
 // Every channel of output pixels [ow, ow + kPixels).
-template <typename V, typename T, int kPixels>
-void pixels(const DepthwiseRowArgs<T>& a, geometry::IndexRange rows, geometry::IndexRange cols, int64_t ow,
+template <typename V, typename T, typename O, int kPixels>
+void pixels(const DepthwiseRowArgs<T, O>& a, geometry::IndexRange rows, geometry::IndexRange cols, int64_t ow,
             typename V::Mask tail_mask) {
   prefetch_block(a, ow, kPixels);
   const int64_t full = a.channels - a.channels % V::kLanes;
   for (int64_t c = 0; c < full; c += V::kLanes) {
-    pixels_x_lanes<V, T, kPixels, false>(a, rows, cols, ow, c, tail_mask);
+    pixels_x_lanes<V, T, O, kPixels, false>(a, rows, cols, ow, c, tail_mask);
   }
-  if (full < a.channels) pixels_x_lanes<V, T, kPixels, true>(a, rows, cols, ow, full, tail_mask);
+  if (full < a.channels) pixels_x_lanes<V, T, O, kPixels, true>(a, rows, cols, ow, full, tail_mask);
 }
 
 // One output row (DepthwiseRowArgs) with the vector type V.
-template <typename V, typename T>
-void depthwise_row(const DepthwiseRowArgs<T>& a) {
+template <typename V, typename T, typename O>
+void depthwise_row(const DepthwiseRowArgs<T, O>& a) {
   const geometry::IndexRange rows = geometry::taps_inside(a.first_row, a.dilation_h, a.kernel_h, a.in_h);
   const int64_t tail = a.channels % V::kLanes;
   const typename V::Mask tail_mask = V::tail_mask(tail);
@@ -244,7 +245,7 @@ void depthwise_row(const DepthwiseRowArgs<T>& a) {
       geometry::outputs_inside(a.in_w, (a.kernel_w - 1) * a.dilation_w + 1, a.stride_w, a.pad_left, a.out_w);
   const int64_t inner_begin = inner.begin, inner_end = inner.end;
 
-  if (const StripKernels<V, T> strips = strip_kernels<V>(a); strips.inside != nullptr) {
+  if (const StripKernels<V, T, O> strips = strip_kernels<V>(a); strips.inside != nullptr) {
     for (int64_t ow = 0; ow < a.out_w; ow += kStripPixels) {
       const bool inside = ow >= inner_begin && ow + kStripPixels <= inner_end;
       const int count = static_cast<int>(clamp(a.out_w - ow, 0, kStripPixels));
@@ -258,12 +259,12 @@ void depthwise_row(const DepthwiseRowArgs<T>& a) {
   };
   const geometry::IndexRange all_cols{0, a.kernel_w};
   int64_t ow = 0;
-  for (; ow < inner_begin; ++ow) pixels<V, T, 1>(a, rows, cols_of(ow), ow, tail_mask);
+  for (; ow < inner_begin; ++ow) pixels<V, T, O, 1>(a, rows, cols_of(ow), ow, tail_mask);
   for (; ow + kBlockPixels <= inner_end; ow += kBlockPixels) {
-    pixels<V, T, kBlockPixels>(a, rows, all_cols, ow, tail_mask);
+    pixels<V, T, O, kBlockPixels>(a, rows, all_cols, ow, tail_mask);
   }
-  for (; ow < inner_end; ++ow) pixels<V, T, 1>(a, rows, all_cols, ow, tail_mask);
-  for (; ow < a.out_w; ++ow) pixels<V, T, 1>(a, rows, cols_of(ow), ow, tail_mask);
+  for (; ow < inner_end; ++ow) pixels<V, T, O, 1>(a, rows, all_cols, ow, tail_mask);
+  for (; ow < a.out_w; ++ow) pixels<V, T, O, 1>(a, rows, cols_of(ow), ow, tail_mask);
 }
 
 }  // namespace

@@ -493,7 +493,8 @@ bool has_depthwise_microkernel(const Conv2dPlan& p) {
 namespace {
 
 // conv2d_depthwise_microkernel for input and output of type T: float, or a half type, which the
-// kernels widen as they load it and round once as they store it.
+// kernels widen as they load it and round once as they store it; fused, a half type's sums come
+// back in float32 instead, so that they are rounded once, after the epilogue.
 template <typename T>
 void depthwise_conv(const T* input, const float* filter, const float* bias, const Conv2dPlan& p, T* output,
                     const Epilogue& epilogue, const T* residual) {
@@ -501,29 +502,52 @@ void depthwise_conv(const T* input, const float* filter, const float* bias, cons
   static_assert(sizeof(E) == sizeof(T));
 #if MYCONV_HAS_X86_KERNELS
   void (*depthwise_row)(const DepthwiseRowArgs<E>&) = &depthwise_row_avx2;
-  if (selected_isa() == Isa::kAvx512) depthwise_row = &depthwise_row_avx512;
+  void (*depthwise_sums)(const DepthwiseRowArgs<E, float>&) = &depthwise_row_avx2;
+  if (selected_isa() == Isa::kAvx512) {
+    depthwise_row = &depthwise_row_avx512;
+    depthwise_sums = &depthwise_row_avx512;
+  }
 #elif MYCONV_HAS_NEON_KERNELS
   void (*depthwise_row)(const DepthwiseRowArgs<E>&) = &depthwise_row_neon;
+  void (*depthwise_sums)(const DepthwiseRowArgs<E, float>&) = &depthwise_row_neon;
 #else
   void (*depthwise_row)(const DepthwiseRowArgs<E>&) = nullptr;  // (has_depthwise_microkernel is false)
+  void (*depthwise_sums)(const DepthwiseRowArgs<E, float>&) = nullptr;
   TORCH_INTERNAL_ASSERT(false, "no depthwise kernel in this build");
 #endif
   const E* const image = reinterpret_cast<const E*>(input);
   E* const out = reinterpret_cast<E*>(output);
   const Conv2dIndexer ix(p);
   const bool fused = !epilogue.is_identity() || residual != nullptr;
+  constexpr bool kHalf = !std::is_same_v<T, float>;
+  // A row of float32 sums per thread, for half types fused.
+  const int64_t row_floats = kHalf && fused ? p.out_w * p.out_channels : 0;
+  const at::Tensor sums_buffer = at::empty({at::get_num_threads() * row_floats}, at::kFloat);
   at::parallel_for(0, p.batch * p.out_h, 1, [&](int64_t begin, int64_t end) {
+    float* const sums = sums_buffer.data_ptr<float>() + at::get_thread_num() * row_floats;
     for (int64_t row = begin; row < end; ++row) {
       int64_t n = 0, oh = 0;
       ix.out_h.divmod(row, &n, &oh);
       const int64_t row_offset = ix.output_offset(n, oh, 0, 0);
-      depthwise_row({image + ix.input_offset(n, 0, 0, 0), filter, bias, out + ix.output_offset(n, oh, 0, 0),
-                     p.in_channels, p.in_h, p.in_w, p.out_w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,
-                     p.dilation_h, p.dilation_w, p.pad_w.before,
-                     geometry::input_index(oh, p.stride_h, p.pad_h.before, 0, p.dilation_h)});
-      if (fused) {  // the row just written, in cache (half types rounded once more here)
-        apply_epilogue(epilogue, output + row_offset, p.out_channels,
-                       residual == nullptr ? nullptr : residual + row_offset, p.out_channels, p.out_w,
+      const E* const row_image = image + ix.input_offset(n, 0, 0, 0);
+      const int64_t first_row = geometry::input_index(oh, p.stride_h, p.pad_h.before, 0, p.dilation_h);
+      const auto args = [&](auto* row_out) {
+        using O = std::remove_pointer_t<decltype(row_out)>;
+        return DepthwiseRowArgs<E, O>{row_image,    filter,       bias,         row_out,      p.in_channels,
+                                      p.in_h,       p.in_w,       p.out_w,      p.kernel_h,   p.kernel_w,
+                                      p.stride_h,   p.stride_w,   p.dilation_h, p.dilation_w, p.pad_w.before,
+                                      first_row};
+      };
+      const T* const row_residual = residual == nullptr ? nullptr : residual + row_offset;
+      if (kHalf && fused) {  // the epilogue on the float32 sums, then rounded once
+        depthwise_sums(args(sums));
+        apply_epilogue(epilogue, sums, p.out_channels, row_residual, p.out_channels, p.out_w, p.out_channels);
+        convert(sums, output + row_offset, p.out_w * p.out_channels);
+        continue;
+      }
+      depthwise_row(args(out + row_offset));
+      if (fused) {  // the row just written, in cache
+        apply_epilogue(epilogue, output + row_offset, p.out_channels, row_residual, p.out_channels, p.out_w,
                        p.out_channels);
       }
     }

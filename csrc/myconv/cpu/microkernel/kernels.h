@@ -141,14 +141,15 @@ double fma_chains_neon(int64_t rounds, float* sink);
 
 // One output row (n, oh) of a depthwise convolution with one output channel per input channel:
 // out[ow, c] = bias[c] + sum over taps inside the input of image[ih, iw, c] * filter[kh, kw, c],
-// for input and output elements T (float, or a half type widened as it is loaded and rounded
-// once, to nearest even, as it is stored), the sum in float32.
-template <typename T>
+// for input elements T (float, or a half type widened as it is loaded), the sum in float32, and
+// output elements O: T (half types rounded once, to nearest even, as they are stored) or float32
+// (a half type's sums, for a fused epilogue that rounds once after it).
+template <typename T, typename O = T>
 struct DepthwiseRowArgs {
   const T* image;       // input[n]: [in_h, in_w, channels]
   const float* filter;  // [kernel_h, kernel_w, channels]
   const float* bias;    // channels values, or nullptr
-  T* out;               // output[n, oh]: [out_w, channels]
+  O* out;               // output[n, oh]: [out_w, channels]
   int64_t channels, in_h, in_w, out_w, kernel_h, kernel_w;
   int64_t stride_h, stride_w, dilation_h, dilation_w, pad_left;
   int64_t first_row;  // the input row under tap kh = 0 (in the padding when negative)
@@ -164,14 +165,20 @@ void float_to_bfloat16_avx2(const float* src, uint16_t* dst, int64_t count);
 void depthwise_row_avx2(const DepthwiseRowArgs<float>& args);
 void depthwise_row_avx2(const DepthwiseRowArgs<Float16Bits>& args);
 void depthwise_row_avx2(const DepthwiseRowArgs<BFloat16Bits>& args);
+void depthwise_row_avx2(const DepthwiseRowArgs<Float16Bits, float>& args);
+void depthwise_row_avx2(const DepthwiseRowArgs<BFloat16Bits, float>& args);
 // needs AVX-512F
 void depthwise_row_avx512(const DepthwiseRowArgs<float>& args);
 void depthwise_row_avx512(const DepthwiseRowArgs<Float16Bits>& args);
 void depthwise_row_avx512(const DepthwiseRowArgs<BFloat16Bits>& args);
+void depthwise_row_avx512(const DepthwiseRowArgs<Float16Bits, float>& args);
+void depthwise_row_avx512(const DepthwiseRowArgs<BFloat16Bits, float>& args);
 // AArch64
 void depthwise_row_neon(const DepthwiseRowArgs<float>& args);
 void depthwise_row_neon(const DepthwiseRowArgs<Float16Bits>& args);
 void depthwise_row_neon(const DepthwiseRowArgs<BFloat16Bits>& args);
+void depthwise_row_neon(const DepthwiseRowArgs<Float16Bits, float>& args);
+void depthwise_row_neon(const DepthwiseRowArgs<BFloat16Bits, float>& args);
 
 }  // namespace cpu
 }  // namespace myconv
