@@ -161,9 +161,17 @@ inline bool fill_reading_only_padding(const at::Tensor& input, const std::option
   return true;
 }
 
-// output = activation(output + residual) as ATen operations, for the paths without a fused epilogue.
+// output = activation(output + residual) as ATen operations, for the paths without a fused epilogue;
+// half types in float32, rounded once at the end.
 inline void apply_epilogue_unfused(const Epilogue& epilogue, const std::optional<at::Tensor>& residual,
                                    at::Tensor& output) {
+  if (!residual && epilogue.is_identity()) return;
+  if (at::isReducedFloatingType(output.scalar_type())) {
+    at::Tensor z = output.to(at::kFloat);
+    if (residual) z.add_(*residual);
+    output.copy_(epilogue.is_identity() ? z : activate_tensor(z, epilogue));
+    return;
+  }
   if (residual) output.add_(*residual);
   if (!epilogue.is_identity()) output.copy_(activate_tensor(output, epilogue));
 }

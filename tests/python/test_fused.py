@@ -192,16 +192,50 @@ def test_prepacked_gradients_in_bias_and_residual():
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_prepacked_gradients_through_every_activation(activation):
     """Through an activation the bias and residual gradients are conv2d_fused's (and gradcheck's)."""
-    x, w = torch.randn(1, 5, 6, 3, dtype=torch.float64), torch.randn(3, 3, 3, 4, dtype=torch.float64)
+    # small sums: exponential's second derivative stays within gradgradcheck's absolute tolerance
+    x, w = torch.randn(1, 5, 6, 3, dtype=torch.float64) / 2, torch.randn(3, 3, 3, 4, dtype=torch.float64) / 2
     b = torch.randn(4, dtype=torch.float64, requires_grad=True)
     r = torch.randn(1, 5, 6, 4, dtype=torch.float64, requires_grad=True)
     packed = myconv.prepack_filter(w)
     prepacked = lambda b, r: myconv.conv2d_prepacked(x, packed, w.shape, bias=b, residual=r, activation=activation)
     assert torch.autograd.gradcheck(prepacked, (b, r))
+    if activation != "hard_sigmoid":  # (torch has no second derivative of hardsigmoid; conv2d neither)
+        assert torch.autograd.gradgradcheck(prepacked, (b, r))
+    with torch.no_grad():  # requiring grad changes nothing in the forward: the fused kernel runs
+        assert torch.equal(prepacked(b, r), prepacked(b.detach(), r.detach()))
     g = torch.randn(1, 5, 6, 4, dtype=torch.float64)
     got = torch.autograd.grad(prepacked(b, r), (b, r), g)
     expected = torch.autograd.grad(myconv.conv2d(x, w, bias=b, residual=r, activation=activation), (b, r), g)
     assert all(torch.allclose(u, v, rtol=1e-12, atol=1e-12) for u, v in zip(got, expected))
+
+
+def test_a_frozen_layer_runs_fused_in_grad_mode_and_trains_its_bias():
+    layer = myconv.Conv2d(8, 16, 3, padding="same", activation="gelu").to(torch.float16)
+    x, r = torch.randn(2, 9, 9, 8).to(torch.float16), torch.randn(2, 9, 9, 16).to(torch.float16)
+    reference = myconv.Conv2d(8, 16, 3, padding="same", activation="gelu")
+    reference.load_state_dict({k: v.float() for k, v in layer.state_dict().items()})
+    reference.weight.requires_grad_(False)
+    layer.freeze()
+    y = layer(x, r)  # grad mode on, the bias requiring grad: still the fused kernel, rounded once
+    with torch.no_grad():
+        assert torch.equal(y, layer(x, r))
+        assert torch.equal(y, reference(x.float(), r.float()).to(torch.float16))
+    g = torch.randn(y.shape)
+    y.backward(g.to(torch.float16))
+    reference(x.float(), r.float()).backward(g)
+    assert relative_error(layer.bias.grad, reference.bias.grad) <= 1e-2
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_an_empty_input_with_padding_rounds_once_too(dtype):
+    """H = 0 with explicit padding: outputs that read only padding (the bias), then the epilogue."""
+    x, w = torch.randn(1, 0, 5, 4).to(dtype), torch.randn(3, 3, 4, 8).to(dtype)
+    b = torch.randn(8).to(dtype)
+    r = torch.randn(1, 2, 5, 8).to(dtype)
+    got = myconv.conv2d(x, w, 1, [[2, 2], [1, 1]], bias=b, activation="gelu", residual=r)
+    expected = myconv.conv2d(x.float(), w.float(), 1, [[2, 2], [1, 1]], bias=b.float(), activation="gelu",
+                             residual=r.float()).to(dtype)
+    assert torch.equal(got, expected)
 
 
 def test_prepacked_residual_errors_name_the_op():

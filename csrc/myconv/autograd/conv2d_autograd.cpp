@@ -286,10 +286,12 @@ at::Tensor conv2d_fused_autograd(const at::Tensor& input, const at::Tensor& filt
   return activate_tensor(z, epilogue);
 }
 
-// conv2d_prepacked with a linear activation differentiates in its bias and residual (a sum over
-// pixels, and the identity), but not in its input, whose gradient needs the filter the packed
-// bytes stand for: asking for that is an error naming the fix. (Other activations:
-// conv2d_prepacked_autograd.)
+// conv2d_prepacked differentiates in its bias and residual (a sum over pixels, and the identity),
+// through its activation too, but not in its input, whose gradient needs the filter the packed
+// bytes stand for: asking for that is an error naming the fix. The forward runs the fused kernel
+// whatever requires grad (a frozen layer's bias usually does); through an activation the backward
+// recomputes the pre-activation (the same call, linear) and differentiates the activation
+// (activation_ops.h) at it, with a graph where double backward asks for one.
 template <typename Padding>
 class Conv2dPrepackedFunction : public torch::autograd::Function<Conv2dPrepackedFunction<Padding>> {
  public:
@@ -300,8 +302,14 @@ class Conv2dPrepackedFunction : public torch::autograd::Function<Conv2dPrepacked
                             std::optional<double> alpha) {
     ctx->saved_data["bias_dtype"] = bias ? bias->scalar_type() : input.scalar_type();
     ctx->saved_data["activation"] = std::string(activation.data(), activation.size());
+    ctx->saved_data["alpha"] = alpha;
     ctx->saved_data["has_bias"] = bias.has_value();
     ctx->saved_data["has_residual"] = residual.has_value();
+    if (activation != "linear") {  // what the backward recomputes the pre-activation from
+      ctx->save_for_backward({input, packed_filter, bias.value_or(at::Tensor()), residual.value_or(at::Tensor())});
+      ctx->saved_data["filter_shape"] = filter_shape.vec();
+      save_geometry(ctx, stride, padding, dilation);
+    }
     at::AutoDispatchBelowADInplaceOrView guard;
     return conv2d_prepacked(input, packed_filter, filter_shape, stride, padding, dilation, bias, residual, activation,
                             alpha);
@@ -315,12 +323,39 @@ class Conv2dPrepackedFunction : public torch::autograd::Function<Conv2dPrepacked
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     const bool wants_bias = has_bias && ctx->needs_input_grad(2);
     const bool wants_residual = ctx->saved_data["has_residual"].toBool() && ctx->needs_input_grad(has_bias ? 3 : 2);
-    TORCH_INTERNAL_ASSERT(ctx->saved_data["activation"].toStringRef() == "linear" || !(wants_bias || wants_residual));
+    at::Tensor grad_z = grads[0];  // the gradient in the pre-activation conv + bias + residual
+    if (ctx->saved_data["activation"].toStringRef() != "linear" && (wants_bias || wants_residual)) {
+      grad_z = through_activation(ctx, grads[0]);
+    }
     at::Tensor grad_bias;
-    if (wants_bias) grad_bias = bias_gradient(grads[0], ctx->saved_data["bias_dtype"].toScalarType());
-    const at::Tensor grad_residual = wants_residual ? grads[0] : at::Tensor();
+    if (wants_bias) grad_bias = bias_gradient(grad_z, ctx->saved_data["bias_dtype"].toScalarType());
+    const at::Tensor grad_residual = wants_residual ? grad_z : at::Tensor();
     return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
             grad_bias,    grad_residual, at::Tensor(), at::Tensor()};
+  }
+
+ private:
+  // grad * activation'(z) at the recomputed pre-activation z.
+  static at::Tensor through_activation(AutogradContext* ctx, const at::Tensor& grad) {
+    const auto saved = ctx->get_saved_variables();  // input, packed, bias, residual (undefined: absent)
+    const auto optional = [](const at::Tensor& t) { return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt; };
+    const std::vector<int64_t> filter_shape = ctx->saved_data["filter_shape"].toIntVector();
+    const Epilogue epilogue = parse_epilogue(ctx->saved_data["activation"].toStringRef(),
+                                             ctx->saved_data["alpha"].toOptional<double>(), "myconv.conv2d_prepacked");
+    // Double backward (grad mode on here): z through the dispatcher, differentiable in bias and
+    // residual, and the activation's derivative differentiable in turn.
+    const bool create_graph = at::GradMode::is_enabled();
+    at::Tensor z = with_geometry(ctx, [&](auto stride, auto padding, auto dilation) {
+      return conv2d_prepacked(saved[0], saved[1], filter_shape, stride, padding, dilation, optional(saved[2]),
+                              optional(saved[3]));
+    });
+    if (!z.requires_grad()) z = z.detach().requires_grad_();
+    at::Tensor y;
+    {
+      at::AutoGradMode enable(true);
+      y = activate_tensor(z, epilogue);
+    }
+    return torch::autograd::grad({y}, {z}, {grad}, /*retain_graph=*/create_graph, /*create_graph=*/create_graph)[0];
   }
 };
 
@@ -330,14 +365,6 @@ at::Tensor conv2d_prepacked_autograd(const at::Tensor& input, const at::Tensor& 
                                      at::IntArrayRef dilation, const std::optional<at::Tensor>& bias,
                                      const std::optional<at::Tensor>& residual, c10::string_view activation,
                                      std::optional<double> alpha) {
-  // Derivatives in bias or residual through an activation: the fused kernel's linear form, then
-  // the activation as differentiable operations (activation_ops.h), as conv2d_fused does.
-  const Epilogue epilogue = parse_epilogue(activation, alpha, "myconv.conv2d_prepacked");
-  if (!epilogue.is_identity() && (needs_derivative(bias) || needs_derivative(residual))) {
-    return activate_tensor(conv2d_prepacked_autograd<Padding>(input, packed_filter, filter_shape, stride, padding,
-                                                              dilation, bias, residual, "linear", std::nullopt),
-                           epilogue);
-  }
   if constexpr (std::is_same_v<Padding, at::IntArrayRef>) {
     return Conv2dPrepackedFunction<std::array<int64_t, 4>>::apply(
         input, packed_filter, filter_shape, parse_explicit_padding(padding).explicit_pads, stride, dilation, bias,

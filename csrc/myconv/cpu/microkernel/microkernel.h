@@ -101,9 +101,9 @@ void conv2d_microkernel(const at::Tensor& input, const void* panels, const std::
 bool has_depthwise_microkernel(const Conv2dPlan& plan);
 // Output rows over threads, with the filter as [KH, KW, C] float32 (FilterForm kDepthwise).
 // float32, float16 and bfloat16 (the kernels widen half types as they load them and round each
-// output once as they store it); no extra memory but the bias in float32.
-// The epilogue runs on each output row as it is written; for half types on the row's float32
-// sums (a row a thread), rounded once after it.
+// output once as they store it); no extra memory but the bias in float32, and for half types
+// fused a row of float32 sums a thread. The epilogue runs on each output row as it is written;
+// for half types on those sums, rounded once after it.
 void conv2d_depthwise_microkernel(const at::Tensor& input, const float* filter,
                                   const std::optional<at::Tensor>& bias, const Conv2dPlan& plan,
                                   const Epilogue& epilogue, const at::Tensor& residual, at::Tensor& output);
