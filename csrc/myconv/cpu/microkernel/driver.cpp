@@ -492,6 +492,21 @@ bool has_depthwise_microkernel(const Conv2dPlan& p) {
 
 namespace {
 
+// The depthwise row kernel of the selected instruction set for input elements E and output O.
+template <typename E, typename O>
+auto depthwise_row_kernel() {
+  using Kernel = void (*)(const DepthwiseRowArgs<E, O>&);
+#if MYCONV_HAS_X86_KERNELS
+  const Kernel avx2 = &depthwise_row_avx2, avx512 = &depthwise_row_avx512;
+  return selected_isa() == Isa::kAvx512 ? avx512 : avx2;
+#elif MYCONV_HAS_NEON_KERNELS
+  return Kernel{&depthwise_row_neon};
+#else
+  TORCH_INTERNAL_ASSERT(false, "no depthwise kernel in this build");  // (has_depthwise_microkernel is false)
+  return Kernel{nullptr};
+#endif
+}
+
 // conv2d_depthwise_microkernel for input and output of type T: float, or a half type, which the
 // kernels widen as they load it and round once as they store it; fused, a half type's sums come
 // back in float32 instead, so that they are rounded once, after the epilogue.
@@ -500,21 +515,8 @@ void depthwise_conv(const T* input, const float* filter, const float* bias, cons
                     const Epilogue& epilogue, const T* residual) {
   using E = typename KernelElement<T>::type;
   static_assert(sizeof(E) == sizeof(T));
-#if MYCONV_HAS_X86_KERNELS
-  void (*depthwise_row)(const DepthwiseRowArgs<E>&) = &depthwise_row_avx2;
-  void (*depthwise_sums)(const DepthwiseRowArgs<E, float>&) = &depthwise_row_avx2;
-  if (selected_isa() == Isa::kAvx512) {
-    depthwise_row = &depthwise_row_avx512;
-    depthwise_sums = &depthwise_row_avx512;
-  }
-#elif MYCONV_HAS_NEON_KERNELS
-  void (*depthwise_row)(const DepthwiseRowArgs<E>&) = &depthwise_row_neon;
-  void (*depthwise_sums)(const DepthwiseRowArgs<E, float>&) = &depthwise_row_neon;
-#else
-  void (*depthwise_row)(const DepthwiseRowArgs<E>&) = nullptr;  // (has_depthwise_microkernel is false)
-  void (*depthwise_sums)(const DepthwiseRowArgs<E, float>&) = nullptr;
-  TORCH_INTERNAL_ASSERT(false, "no depthwise kernel in this build");
-#endif
+  const auto depthwise_row = depthwise_row_kernel<E, E>();
+  const auto depthwise_sums = depthwise_row_kernel<E, float>();
   const E* const image = reinterpret_cast<const E*>(input);
   E* const out = reinterpret_cast<E*>(output);
   const Conv2dIndexer ix(p);
