@@ -327,8 +327,10 @@ bool dgrad_runs_as_phases(const Conv2dPlan& p) {
 }
 
 // grad_input through the phases: each phase's convolution writes its rows and columns of
-// grad_input, directly where they are all of it (stride 1 without skipped or extra outputs),
-// else through a buffer; phases no tap reaches are zero.
+// grad_input (a view: every s-th row and column), directly where they are all of its outputs
+// (no skipped or extra ones), else through a buffer; phases no tap reaches are zero. (Through a
+// buffer every strided phase cost 3-5% more, side by side at N = 8: U-Net's 3x3/2 56->112
+// 22.7 against 21.5 ms written in place, res3's 3x3/2 input gradient 10.9 against 10.4 ms.)
 void dgrad_by_phases(const at::Tensor& grad_output, const at::Tensor& filter, const Conv2dPlan& p,
                      at::Tensor& grad_input) {
   for (int64_t rh = 0; rh < p.stride_h; ++rh) {
@@ -342,10 +344,9 @@ void dgrad_by_phases(const at::Tensor& grad_output, const at::Tensor& filter, co
         continue;
       }
       const Conv2dPlan t = phase_plan(p, h, w);
-      const bool direct = p.stride_h == 1 && p.stride_w == 1 && h.skip == 0 && w.skip == 0 &&
-                          h.outputs == h.positions && w.outputs == w.positions;
+      const bool direct = h.skip == 0 && w.skip == 0 && h.outputs == h.positions && w.outputs == w.positions;
       if (direct) {
-        conv2d_cpu(grad_output, phase_filter(filter, p, h, w), std::nullopt, t, grad_input);
+        conv2d_cpu(grad_output, phase_filter(filter, p, h, w), std::nullopt, t, target);
         continue;
       }
       at::Tensor phase = at::empty({p.batch, t.out_h, t.out_w, p.in_channels}, grad_input.options());

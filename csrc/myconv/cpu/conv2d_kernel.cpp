@@ -171,6 +171,13 @@ void conv2d_cpu_in_form(const at::Tensor& input, const PackedForm& form, const v
                         const std::optional<at::Tensor>& bias, const at::Tensor& residual, const Epilogue& epilogue,
                         const Conv2dPlan& plan, at::Tensor& output) {
   const at::Tensor x = input.contiguous();
+  if (static_cast<FilterForm>(form.kind) != FilterForm::kPanels && !output.is_contiguous()) {
+    // (Only the tile kernels' driver writes a view in place.)
+    at::Tensor dense = at::empty(output.sizes(), output.options());
+    conv2d_cpu_in_form(x, form, packed, filter, bias, residual, epilogue, plan, dense);
+    output.copy_(dense);
+    return;
+  }
   switch (static_cast<FilterForm>(form.kind)) {
     case FilterForm::kPanels:
       conv2d_microkernel(x, packed, bias, plan, epilogue, residual, output);

@@ -7,8 +7,10 @@
 namespace myconv {
 namespace cpu {
 
-// Fills `output` (contiguous NHWC, non-empty) for a validated call: the microkernels, or im2row +
-// GEMM for float64 and the generic depthwise loops (conv2d_kernel.cpp says which runs when).
+// Fills `output` (NHWC, non-empty; a view with contiguous channels is written in place by the
+// tile kernels, through a contiguous buffer by the others) for a validated call: the
+// microkernels, or im2row + GEMM for float64 and the generic depthwise loops (conv2d_kernel.cpp
+// says which runs when).
 void conv2d_cpu(const at::Tensor& input, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
                 const Conv2dPlan& plan, at::Tensor& output);
 // conv2d_cpu with the epilogue output = activation(output + residual) applied as it is stored

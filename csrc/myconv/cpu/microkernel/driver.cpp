@@ -306,12 +306,49 @@ struct KernelElement<at::BFloat16> {
   using type = BFloat16Bits;
 };
 
+// Where the output's pixels lie: its element strides of N, H and W (channels contiguous), either
+// the plan's dense NHWC layout or a view (each phase of a strided input gradient writes every s-th
+// row and column of it).
+class OutputPixels {
+ public:
+  OutputPixels(const at::Tensor& output, const Conv2dPlan& p)
+      : ix_(p), channels_(p.out_channels), dense_(output.is_contiguous()), n_(output.stride(0)),
+        h_(output.stride(1)), w_(output.stride(2)) {
+    TORCH_INTERNAL_ASSERT(output.stride(3) == 1 || p.out_channels <= 1, "output channels must be contiguous");
+  }
+
+  bool dense() const { return dense_; }
+
+  // f(i, offset) for output pixels first + i, i < count, with their element offsets.
+  template <typename F>
+  void for_each(int64_t first, int64_t count, F&& f) const {
+    if (dense_) {
+      for (int64_t i = 0; i < count; ++i) f(i, (first + i) * channels_);
+      return;
+    }
+    Pixel q = ix_.output_pixel(first);
+    for (int64_t i = 0; i < count; ++i) {
+      f(i, q.n * n_ + q.y * h_ + q.x * w_);
+      if (++q.x == ix_.p.out_w) {
+        q.x = 0;
+        if (++q.y == ix_.p.out_h) q.y = 0, ++q.n;
+      }
+    }
+  }
+
+ private:
+  Conv2dIndexer ix_;
+  int64_t channels_;
+  bool dense_;
+  int64_t n_, h_, w_;
+};
+
 // conv2d_microkernel for input and output of type T with a tile kernel reading elements E: float
 // (T float, or a half type whose input rows each block reads are widened to float32 first and
 // whose output is narrowed from a float32 block), or E = T = at::BFloat16 for the bfloat16 kernel.
 template <typename T, typename E>
 void microkernel_conv(const T* input, const E* packed, const float* bias, const Conv2dPlan& p, T* output,
-                      const Epilogue& epilogue, const T* residual,
+                      const OutputPixels& output_pixels, const Epilogue& epilogue, const T* residual,
                       const TileKernel<typename KernelElement<E>::type>& kernel) {
   static_assert(std::is_same_v<E, float> || std::is_same_v<E, T>);
   using KernelE = typename KernelElement<E>::type;
@@ -352,10 +389,11 @@ void microkernel_conv(const T* input, const E* packed, const float* bias, const 
     const auto [begin, end] = block_rows(block);
     widened_floats = std::max(widened_floats, end - begin);
   }
-  // Float32 outputs of a block, narrowed after the epilogue: for half types widened, and for the
-  // bfloat16 kernel when fused (its epilogue on the float32 sums, not on sums already rounded).
+  // Float32 outputs of a block, narrowed after the epilogue and stored where the output's pixels
+  // lie: for half types widened, for the bfloat16 kernel when fused (its epilogue on the float32
+  // sums, not on sums already rounded) and for an output that is not dense.
   const bool fused = !epilogue.is_identity() || residual != nullptr;
-  const bool float_out = kWiden || (fused && !std::is_same_v<E, float>);
+  const bool float_out = kWiden || (fused && !std::is_same_v<E, float>) || !output_pixels.dense();
   const int64_t block_out_floats = float_out ? block_pixels * p.out_channels : 0;
   // Each thread's block pointers, edge copies and widened rows and outputs, allocated here once
   // (and so seen by memory profiling, which does not follow worker threads).
@@ -406,13 +444,15 @@ void microkernel_conv(const T* input, const E* packed, const float* bias, const 
       const int64_t slice_elements = slices > 0 ? (next_end - next_begin + slices - 1) / slices : 0;
       const int64_t gj_begin = item % items_per_block, gj_end = run_end - block * items_per_block;
       // Where the kernels write: the block's float32 outputs (narrowed below), or the output.
-      E* run_out;
+      E* run_out = nullptr;
       float* run_sums = nullptr;  // the bfloat16 kernel's float32 sums instead of run_out
-      if constexpr (kWiden) {
-        run_out = block_out;
-      } else {
-        run_out = output + first * p.out_channels;
-        if (float_out) run_sums = block_out;  // (the bfloat16 kernel, fused)
+      if constexpr (std::is_same_v<T, E>) run_out = output + (output_pixels.dense() ? first * p.out_channels : 0);
+      if (float_out) {
+        if constexpr (std::is_same_v<E, float>) {
+          run_out = block_out;
+        } else {
+          run_sums = block_out;
+        }
       }
       const char* const prefetch_end = reinterpret_cast<const char*>(input + next_end);
       for (int64_t gj = gj_begin; gj < gj_end; ++gj) {
@@ -428,7 +468,7 @@ void microkernel_conv(const T* input, const E* packed, const float* bias, const 
                     run_sums == nullptr ? nullptr : run_sums + g * og + j * nr});
       }
       // This run's channels of the block's pixels: the epilogue while they are in cache, then
-      // narrowed for half types.
+      // from float32 outputs narrowed (half types) and stored where the output's pixels lie.
       const int64_t channel_begin = layout.channels(gj_begin).first;
       const auto [last_first, last_width] = layout.channels(gj_end - 1);
       const int64_t run_channels = last_first + last_width - channel_begin;
@@ -443,11 +483,10 @@ void microkernel_conv(const T* input, const E* packed, const float* bias, const 
                          run_channels);
         }
       }
-      if (float_out && !std::is_same_v<T, float>) {
-        for (int64_t i = 0; i < count; ++i) {
-          convert(block_out + i * p.out_channels + channel_begin, output + (first + i) * p.out_channels + channel_begin,
-                  run_channels);
-        }
+      if (float_out) {
+        output_pixels.for_each(first, count, [&](int64_t i, int64_t offset) {
+          convert(block_out + i * p.out_channels + channel_begin, output + offset + channel_begin, run_channels);
+        });
       }
       item = run_end;
     }
@@ -473,14 +512,14 @@ void conv2d_microkernel(const at::Tensor& input, const void* panels, const std::
   if (uses_bfloat16_tile_kernel(input.scalar_type())) {
     microkernel_conv<at::BFloat16, at::BFloat16>(
         input.const_data_ptr<at::BFloat16>(), static_cast<const at::BFloat16*>(panels), bias_values, plan,
-        output.mutable_data_ptr<at::BFloat16>(), epilogue,
+        output.mutable_data_ptr<at::BFloat16>(), OutputPixels(output, plan), epilogue,
         residual.defined() ? residual.const_data_ptr<at::BFloat16>() : nullptr, {&tile_avx512_bf16, kAvx512Bf16Tile});
     return;
   }
 #endif
   MYCONV_DISPATCH_MICROKERNEL_TYPES(input.scalar_type(), "myconv_cpu_microkernel", [&] {
     microkernel_conv<scalar_t, float>(input.const_data_ptr<scalar_t>(), static_cast<const float*>(panels), bias_values,
-                                      plan, output.mutable_data_ptr<scalar_t>(), epilogue,
+                                      plan, output.mutable_data_ptr<scalar_t>(), OutputPixels(output, plan), epilogue,
                                       residual.defined() ? residual.const_data_ptr<scalar_t>() : nullptr,
                                       tile_kernel(selected_isa()));
   });
@@ -561,7 +600,7 @@ void depthwise_conv(const T* input, const float* filter, const float* bias, cons
 void conv2d_depthwise_microkernel(const at::Tensor& input, const float* filter,
                                   const std::optional<at::Tensor>& bias, const Conv2dPlan& plan,
                                   const Epilogue& epilogue, const at::Tensor& residual, at::Tensor& output) {
-  TORCH_INTERNAL_ASSERT(has_depthwise_microkernel(plan));
+  TORCH_INTERNAL_ASSERT(has_depthwise_microkernel(plan) && output.is_contiguous());
   const at::Tensor bias_float = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
   const float* const bias_values = bias ? bias_float.const_data_ptr<float>() : nullptr;
   MYCONV_DISPATCH_MICROKERNEL_TYPES(input.scalar_type(), "myconv_cpu_depthwise", [&] {

@@ -90,7 +90,9 @@ struct PanelLayout {
 // copies of its edge segments and, for half types widened, its input rows and outputs in
 // float32; independent of N.
 // The epilogue (activation(out + residual), residual NHWC contiguous of the output's dtype or
-// undefined) runs on each run of tiles as it is stored, before half types are narrowed.
+// undefined) runs on each run of tiles as it is stored, before half types are narrowed. The
+// output may be a view with contiguous channels (any strides of N, H and W): its blocks are then
+// computed in float32 and copied into place from cache.
 void conv2d_microkernel(const at::Tensor& input, const void* panels, const std::optional<at::Tensor>& bias,
                         const Conv2dPlan& plan, const Epilogue& epilogue, const at::Tensor& residual,
                         at::Tensor& output);
@@ -99,7 +101,8 @@ void conv2d_microkernel(const at::Tensor& input, const void* panels, const std::
 // input channel, on an instruction set with a depthwise kernel (AVX2, AVX-512, NEON). Other depthwise
 // calls run the generic loops of conv2d_kernel.cpp, also the scalar path.
 bool has_depthwise_microkernel(const Conv2dPlan& plan);
-// Output rows over threads, with the filter as [KH, KW, C] float32 (FilterForm kDepthwise).
+// Output rows over threads, with the filter as [KH, KW, C] float32 (FilterForm kDepthwise), into
+// a contiguous output.
 // float32, float16 and bfloat16 (the kernels widen half types as they load them and round each
 // output once as they store it); no extra memory but the bias in float32, and for half types
 // fused a row of float32 sums a thread. The epilogue runs on each output row as it is written;
