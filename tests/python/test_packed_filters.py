@@ -138,6 +138,22 @@ def test_cpu_prepacked_equals_conv2d(case, padding):
     assert torch.ops.myconv.prepack_filter(w.to("meta"), groups, list(dilation)).shape == packed.shape
 
 
+@pytest.mark.parametrize("case", list(PREPACK_CASES))
+@pytest.mark.parametrize("layout", ["transposed", "sliced"])
+def test_cpu_strided_filters_pack_to_the_same_bytes(case, layout):
+    # Packing reads a filter view through its strides (the input gradient packs the forward's
+    # filter transposed, without a copy): the bytes equal those of the contiguous copy.
+    in_shape, w_shape, dilation, dtype = PREPACK_CASES[case]
+    kh, kw, cg, o = w_shape
+    if layout == "transposed":  # HWIO over OHWI storage (torch's layout, channels last)
+        w = torch.randn(o, kh, kw, cg).to(dtype).permute(1, 2, 3, 0)
+    else:  # every other tap and output channel of a larger filter
+        w = torch.randn(2 * kh, 2 * kw, cg + 3, 2 * o).to(dtype)[::2, 1::2, 2:cg + 2, ::2]
+    assert w.shape == w_shape and not w.is_contiguous()
+    groups = in_shape[3] // cg
+    assert torch.equal(myconv.prepack_filter(w, groups, dilation), myconv.prepack_filter(w.contiguous(), groups, dilation))
+
+
 def test_cpu_prepacked_refuses_what_it_was_not_packed_for():
     w = torch.randn(3, 3, 8, 24)
     packed = myconv.prepack_filter(w)

@@ -279,7 +279,9 @@ Conv2dPlan phase_plan(const Conv2dPlan& p, const PhaseAxis& h, const PhaseAxis& 
 }
 
 // The phase's filter [taps_h, taps_w, Og, C] from the forward's [KH, KW, Cg, O]: its taps
-// flipped in space, in- and out-channels swapped per group.
+// flipped in space (a copy), in- and out-channels swapped per group (with one group a view, which
+// the packing reads through its strides: res5's 3x3 input gradient at N = 1 took 6.1 ms with the
+// transposing copy, 3.8 without; oneDNN's 2.0-2.9).
 at::Tensor phase_filter(const at::Tensor& filter, const Conv2dPlan& p, const PhaseAxis& h, const PhaseAxis& w) {
   const auto taps = [](const at::Tensor& f, int64_t dim, const PhaseAxis& a) {
     return f.slice(dim, a.first_tap, a.first_tap + (a.taps - 1) * a.tap_step + 1, a.tap_step);

@@ -16,50 +16,83 @@ namespace {
 // Panels written per parallel_for chunk: packing a small filter is not worth waking threads.
 constexpr int64_t kPackGrainBytes = int64_t{1} << 16;
 
-// Panel rows of kPair interleaved reduction values: dst[r * kPair + q] = value c0 + q of channel r,
-// from `src` (that channel run of value c0, consecutive values `stride` apart); zeros past `width`
-// channels and past `valid` values. Compile-time kPair: the plain copy (kPair 1) vectorises.
+// Element offsets into an HWIO filter of any strides, for output channel 0: of segment s
+// (Segments) and of value v within it; o steps between output channels. (An input gradient's
+// phase filter is the forward's transposed: its output channels are rows of the forward's,
+// packed without a copy.)
+struct FilterOffsets {
+  int64_t kh, kw, c, o;  // strides in elements
+  int64_t group_in_channels, kernel_w;
+  bool rows_run_on;  // a filter row's taps follow one another (contiguous HWIO): no division
+
+  FilterOffsets(const at::Tensor& filter, const Conv2dPlan& p)
+      : kh(filter.stride(0)), kw(filter.stride(1)), c(filter.stride(2)), o(filter.stride(3)),
+        group_in_channels(p.group_in_channels), kernel_w(p.kernel_w), rows_run_on(kw == group_in_channels * c) {}
+
+  int64_t segment(const Segments& seg, int64_t s) const {
+    return seg.whole_rows ? s * kh : s / kernel_w * kh + s % kernel_w * kw;
+  }
+  int64_t value(const Segments& seg, int64_t v) const {
+    if (!seg.whole_rows || rows_run_on) return v * c;
+    return v / group_in_channels * kw + v % group_in_channels * c;
+  }
+};
+
+// Panel rows of kPair interleaved reduction values: dst[r * kPair + q] = value q of channel r,
+// from `values[q]` (channel 0 of that value, channels `channel_step` apart); zeros past `width`
+// channels and past `valid` values. Compile-time kPair: the plain copy (kPair 1, contiguous
+// channels) vectorises.
 template <int kPair, typename T, typename E>
-inline void pack_row(const T* src, int64_t stride, int64_t width, int64_t nr, int64_t valid, E* dst) {
+inline void pack_row(const T* const (&values)[kPair], int64_t channel_step, int64_t width, int64_t nr, int64_t valid,
+                     E* dst) {
   static_assert(kPair == 1 || kPair == 2);
   if constexpr (kPair == 1) {
-    for (int64_t r = 0; r < width; ++r) dst[r] = static_cast<E>(src[r]);
+    const T* const src = values[0];
+    if (channel_step == 1) {
+      for (int64_t r = 0; r < width; ++r) dst[r] = static_cast<E>(src[r]);
+    } else {
+      for (int64_t r = 0; r < width; ++r) dst[r] = static_cast<E>(src[r * channel_step]);
+    }
   } else if (valid >= 2) {  // two runs interleaved, no test per value
-    const T* const second = src + stride;
     for (int64_t r = 0; r < width; ++r) {
-      dst[2 * r] = static_cast<E>(src[r]);
-      dst[2 * r + 1] = static_cast<E>(second[r]);
+      dst[2 * r] = static_cast<E>(values[0][r * channel_step]);
+      dst[2 * r + 1] = static_cast<E>(values[1][r * channel_step]);
     }
   } else {  // a segment's odd last value pairs with a zero
     for (int64_t r = 0; r < width; ++r) {
-      dst[2 * r] = static_cast<E>(src[r]);
+      dst[2 * r] = static_cast<E>(values[0][r * channel_step]);
       dst[2 * r + 1] = E(0);
     }
   }
   std::fill(dst + width * kPair, dst + nr * kPair, E(0));
 }
 
-// The panels of `filter` (contiguous HWIO of type T) as elements E: one pass, each panel row
-// written whole (channels past the group's, values past a segment's length: zeros). Threads take
-// whole panels; within one, the filter is read a channel run at a time, the panel written in order.
+// The panels of `filter` (HWIO of type T, any strides: `offsets` says where) as elements E: one pass,
+// each panel row written whole (channels past the group's, values past a segment's length:
+// zeros). Threads take whole panels; within one, the filter is read a channel run at a time, the
+// panel written in order.
 template <int kPair, typename T, typename E>
-void pack_panels(const T* filter, const Conv2dPlan& p, const Segments& seg, const PanelLayout& layout, E* packed) {
+void pack_panels(const T* filter, const FilterOffsets& offsets, const Conv2dPlan& p, const Segments& seg,
+                 const PanelLayout& layout, E* packed) {
   const int64_t nr = layout.nr, rows = layout.packed_length / kPair;
   const int64_t panel_bytes = layout.panel_elements * static_cast<int64_t>(sizeof(E));
   at::parallel_for(0, p.groups * layout.panels, std::max<int64_t>(1, kPackGrainBytes / panel_bytes),
                    [&](int64_t begin, int64_t end) {
     for (int64_t gj = begin; gj < end; ++gj) {
       const auto [first_channel, width] = layout.channels(gj);
+      const T* const channels = filter + first_channel * offsets.o;
       E* dst = packed + gj * layout.panel_elements;
       for (int64_t s = 0; s < seg.count; ++s) {
-        const T* const segment = filter + s * seg.length * p.out_channels + first_channel;
+        const T* const segment = channels + offsets.segment(seg, s);
         for (int64_t row = 0; row < rows; ++row, dst += nr * kPair) {
           const int64_t c = row * kPair;
           if (c >= seg.length) {
             std::fill(dst, dst + nr * kPair, E(0));
-          } else {
-            pack_row<kPair>(segment + c * p.out_channels, p.out_channels, width, nr, seg.length - c, dst);
+            continue;
           }
+          const T* values[kPair];
+          for (int q = 0; q < kPair; ++q) values[q] = segment + offsets.value(seg, std::min(c + q, seg.length - 1));
+          pack_row<kPair>(values, offsets.o, width, nr, seg.length - c, dst);
         }
       }
     }
@@ -103,29 +136,30 @@ PackedForm cpu_filter_form(const Conv2dPlan& p, at::ScalarType dtype) {
   return form;
 }
 
-void pack_filter(const at::Tensor& filter_tensor, const Conv2dPlan& p, const PackedForm& form, void* dst) {
-  const at::Tensor filter = filter_tensor.contiguous();
+void pack_filter(const at::Tensor& filter, const Conv2dPlan& p, const PackedForm& form, void* dst) {
   switch (static_cast<FilterForm>(form.kind)) {
     case FilterForm::kAsIs:
-      std::memcpy(dst, filter.const_data_ptr(), form.payload_bytes);
+      std::memcpy(dst, filter.contiguous().const_data_ptr(), form.payload_bytes);
       return;
     case FilterForm::kDepthwise:
       AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, filter.scalar_type(), "myconv_pack_depthwise", [&] {
-        const scalar_t* src = filter.const_data_ptr<scalar_t>();
+        const at::Tensor dense = filter.contiguous();
+        const scalar_t* src = dense.const_data_ptr<scalar_t>();
         float* out = static_cast<float*>(dst);
-        for (int64_t i = 0; i < filter.numel(); ++i) out[i] = static_cast<float>(src[i]);
+        for (int64_t i = 0; i < dense.numel(); ++i) out[i] = static_cast<float>(src[i]);
       });
       return;
     case FilterForm::kPanels: {
       const Segments seg(p);
       const PanelLayout layout(p, seg, tile_shape(filter.scalar_type()));
       TORCH_INTERNAL_ASSERT(layout.pair == form.pair && (form.pair == 1 || form.pair == 2));
+      const FilterOffsets offsets(filter, p);
       if (static_cast<at::ScalarType>(form.element_dtype) == at::kBFloat16) {
-        pack_panels<2>(filter.const_data_ptr<at::BFloat16>(), p, seg, layout, static_cast<at::BFloat16*>(dst));
+        pack_panels<2>(filter.const_data_ptr<at::BFloat16>(), offsets, p, seg, layout, static_cast<at::BFloat16*>(dst));
         return;
       }
       AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, filter.scalar_type(), "myconv_pack_panels", [&] {
-        pack_panels<1>(filter.const_data_ptr<scalar_t>(), p, seg, layout, static_cast<float*>(dst));
+        pack_panels<1>(filter.const_data_ptr<scalar_t>(), offsets, p, seg, layout, static_cast<float*>(dst));
       });
       return;
     }

@@ -26,8 +26,8 @@ enum class FilterForm : int32_t {
 PackedForm cpu_filter_form(const Conv2dPlan& p, at::ScalarType dtype);
 
 // Writes the payload of `form` for `filter` (HWIO, any strides, dtype of the call) at `dst`
-// (form.payload_bytes bytes, 64-byte aligned for speed): one streaming pass over the filter,
-// every payload byte written once.
+// (form.payload_bytes bytes, 64-byte aligned for speed): one pass over the filter, panels read
+// through its strides (no contiguous copy first), every payload byte written once.
 void pack_filter(const at::Tensor& filter, const Conv2dPlan& p, const PackedForm& form, void* dst);
 
 // The form in words, for errors: "avx512 panels of 32 float32 channels, 1 group, ...".
