@@ -62,7 +62,7 @@ def test_input_gradients_forced_through_the_phases():
     # Small strided input gradients run im2row + GEMM (a call's fixed cost per phase); forced, the
     # suites' small shapes check the phases too. glibc poisons every allocation (MALLOC_PERTURB_,
     # none served by mmap, which zeroes): a phase that leaves its rows or columns of the input
-    # gradient unwritten leaves values near 3.6e12 there.
+    # gradient unwritten leaves garbage there (0x5454... bytes: float32 3.6e12, float16 69.25).
     env = dict(os.environ, MYCONV_CPU_DGRAD="phases", MALLOC_PERTURB_="171", MALLOC_MMAP_THRESHOLD_=str(1 << 30))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cpu",

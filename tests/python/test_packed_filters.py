@@ -138,12 +138,21 @@ def test_cpu_prepacked_equals_conv2d(case, padding):
     assert torch.ops.myconv.prepack_filter(w.to("meta"), groups, list(dilation)).shape == packed.shape
 
 
-@pytest.mark.parametrize("case", list(PREPACK_CASES))
+STRIDED_PACK_CASES = {
+    **PREPACK_CASES,  # and bfloat16 pairs: odd segments (a value paired with a zero), whole filter
+    # rows over transposed storage, per-tap segments (dilation, groups)
+    "bfloat16 odd rows": ((1, 7, 9, 5), (3, 3, 5, 40), (1, 1), torch.bfloat16),
+    "bfloat16 dilated": ((1, 9, 9, 7), (3, 2, 7, 33), (1, 2), torch.bfloat16),
+    "bfloat16 groups": ((1, 7, 9, 9), (3, 3, 3, 36), (1, 1), torch.bfloat16),
+}
+
+
+@pytest.mark.parametrize("case", list(STRIDED_PACK_CASES))
 @pytest.mark.parametrize("layout", ["transposed", "sliced"])
 def test_cpu_strided_filters_pack_to_the_same_bytes(case, layout):
     # Packing reads a filter view through its strides (the input gradient packs the forward's
     # filter transposed, without a copy): the bytes equal those of the contiguous copy.
-    in_shape, w_shape, dilation, dtype = PREPACK_CASES[case]
+    in_shape, w_shape, dilation, dtype = STRIDED_PACK_CASES[case]
     kh, kw, cg, o = w_shape
     if layout == "transposed":  # HWIO over OHWI storage (torch's layout, channels last)
         w = torch.randn(o, kh, kw, cg).to(dtype).permute(1, 2, 3, 0)

@@ -446,6 +446,7 @@ void microkernel_conv(const T* input, const E* packed, const float* bias, const 
       // Where the kernels write: the block's float32 outputs (narrowed below), or the output.
       E* run_out = nullptr;
       float* run_sums = nullptr;  // the bfloat16 kernel's float32 sums instead of run_out
+      // (With float32 sums the bfloat16 kernel neither writes nor prefetches run_out.)
       if constexpr (std::is_same_v<T, E>) run_out = output + (output_pixels.dense() ? first * p.out_channels : 0);
       if (float_out) {
         if constexpr (std::is_same_v<E, float>) {

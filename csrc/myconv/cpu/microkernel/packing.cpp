@@ -53,7 +53,12 @@ inline void pack_row(const T* const (&values)[kPair], int64_t channel_step, int6
     } else {
       for (int64_t r = 0; r < width; ++r) dst[r] = static_cast<E>(src[r * channel_step]);
     }
-  } else if (valid >= 2) {  // two runs interleaved, no test per value
+  } else if (valid >= 2 && channel_step == 1) {  // two runs interleaved, no test per value
+    for (int64_t r = 0; r < width; ++r) {
+      dst[2 * r] = static_cast<E>(values[0][r]);
+      dst[2 * r + 1] = static_cast<E>(values[1][r]);
+    }
+  } else if (valid >= 2) {
     for (int64_t r = 0; r < width; ++r) {
       dst[2 * r] = static_cast<E>(values[0][r * channel_step]);
       dst[2 * r + 1] = static_cast<E>(values[1][r * channel_step]);

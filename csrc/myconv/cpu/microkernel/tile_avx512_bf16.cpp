@@ -34,9 +34,11 @@ void tile(const TileArgs<BFloat16Bits>& a) {
 #pragma GCC unroll 8
     for (int i = 0; i < kMR; ++i) acc[i][v] = bias;
   }
+  if (a.sums == nullptr) {  // (float32 sums go to the driver's block buffer, in cache)
 #pragma GCC unroll 8
-  for (int i = 0; i < kMR; ++i) {
-    if (i < a.rows) prefetch_for_write(a.out + i * a.out_stride);  // 32 bfloat16: a line if aligned
+    for (int i = 0; i < kMR; ++i) {
+      if (i < a.rows) prefetch_for_write(a.out + i * a.out_stride);  // 32 bfloat16: a line if aligned
+    }
   }
   // Panel rows of pairs: [pair][kNR channels][2 values], 2 * kNR bfloat16 (kVectors zmm) a pair.
   const BFloat16Bits* b = a.packed;
