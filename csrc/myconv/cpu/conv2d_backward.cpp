@@ -294,11 +294,12 @@ at::Tensor phase_filter(const at::Tensor& filter, const Conv2dPlan& p, const Pha
 }
 
 // Strided input gradients of fewer multiply-adds run im2row + GEMM: each of the s_h * s_w phases
-// has the fixed cost of a call (its filter packed, its buffers, a copy into place). Measured
-// side by side (dgrad alone, N = 1): 2x2/2 17x31x48 56 us as GEMM, 218 us as phases; 3x3/2
-// 33x47x32->64 181 vs 290 us; at N = 8 (60M multiply-adds) equal; decoder shapes (270M and up)
-// 1.24 -> 1.13x oneDNN as phases.
-constexpr int64_t kMinPhasedMultiplyAdds = int64_t{1} << 26;
+// has the fixed cost of a call (its filter packed, its buffers). Since the phases write in place,
+// measured with and without MYCONV_CPU_DGRAD=phases (input gradient alone, minimum of 3 runs of
+// 30): 2x2/2 17x31x48 N = 1 (1.3M) 93 us as GEMM, 112 us as phases; 3x3/2 17x31x16 N = 8 (2.7M)
+// 148 vs 132 us; 3x3/2 33x47x32->64 N = 1 (7.5M) 192 vs 175 us, N = 8 (60M) 1035 vs 699 us;
+// 2x2/2 17x31x48 N = 8 (10.6M) equal.
+constexpr int64_t kMinPhasedMultiplyAdds = int64_t{1} << 23;
 
 // Whether the input gradient runs as phases (the engine choice of the input gradient): every
 // stride-1 one (a single phase, written in place), strided ones from kMinPhasedMultiplyAdds on.
