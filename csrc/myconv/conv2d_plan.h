@@ -166,14 +166,10 @@ inline bool fill_reading_only_padding(const at::Tensor& input, const std::option
 inline void apply_epilogue_unfused(const Epilogue& epilogue, const std::optional<at::Tensor>& residual,
                                    at::Tensor& output) {
   if (!residual && epilogue.is_identity()) return;
-  if (at::isReducedFloatingType(output.scalar_type())) {
-    at::Tensor z = output.to(at::kFloat);
-    if (residual) z.add_(*residual);
-    output.copy_(epilogue.is_identity() ? z : activate_tensor(z, epilogue));
-    return;
-  }
-  if (residual) output.add_(*residual);
-  if (!epilogue.is_identity()) output.copy_(activate_tensor(output, epilogue));
+  at::Tensor z = at::isReducedFloatingType(output.scalar_type()) ? output.to(at::kFloat) : output;
+  if (residual) z.add_(*residual);
+  if (!epilogue.is_identity()) z = activate_tensor(z, epilogue);
+  if (!z.is_same(output)) output.copy_(z);
 }
 
 template <typename Int>

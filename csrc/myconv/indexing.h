@@ -63,6 +63,15 @@ struct Pixel {
   int64_t n, y, x;
 };
 
+// Steps `q` to the next pixel of an NHWC tensor `width` x `height` (along the row, then the next
+// row, then the next image); true when that starts a new row.
+MYCONV_HOST_DEVICE inline bool next_pixel(Pixel& q, int64_t width, int64_t height) {
+  if (++q.x < width) return false;
+  q.x = 0;
+  if (++q.y == height) q.y = 0, ++q.n;
+  return true;
+}
+
 // The index math of one validated call; passed by value to CUDA kernels.
 struct Conv2dIndexer {
   Conv2dPlan p;

@@ -206,14 +206,7 @@ class BlockPointers {
         } else {
           add_taps(out, group, slots + i);
         }
-        if (++out.x == p_.out_w) {
-          out.x = 0;
-          if (++out.y == p_.out_h) {
-            out.y = 0;
-            ++out.n;
-          }
-          if (pixel + 1 < end) start_output_row(out);
-        }
+        if (next_pixel(out, p_.out_w, p_.out_h) && pixel + 1 < end) start_output_row(out);
       }
     }
   }
@@ -312,8 +305,7 @@ struct KernelElement<at::BFloat16> {
 class OutputPixels {
  public:
   OutputPixels(const at::Tensor& output, const Conv2dPlan& p)
-      : ix_(p), channels_(p.out_channels), dense_(output.is_contiguous()), n_(output.stride(0)),
-        h_(output.stride(1)), w_(output.stride(2)) {
+      : ix_(p), dense_(output.is_contiguous()), n_(output.stride(0)), h_(output.stride(1)), w_(output.stride(2)) {
     TORCH_INTERNAL_ASSERT(output.stride(3) == 1 || p.out_channels <= 1, "output channels must be contiguous");
   }
 
@@ -323,22 +315,15 @@ class OutputPixels {
   template <typename F>
   void for_each(int64_t first, int64_t count, F&& f) const {
     if (dense_) {
-      for (int64_t i = 0; i < count; ++i) f(i, (first + i) * channels_);
+      for (int64_t i = 0; i < count; ++i) f(i, (first + i) * ix_.p.out_channels);
       return;
     }
     Pixel q = ix_.output_pixel(first);
-    for (int64_t i = 0; i < count; ++i) {
-      f(i, q.n * n_ + q.y * h_ + q.x * w_);
-      if (++q.x == ix_.p.out_w) {
-        q.x = 0;
-        if (++q.y == ix_.p.out_h) q.y = 0, ++q.n;
-      }
-    }
+    for (int64_t i = 0; i < count; ++i, next_pixel(q, ix_.p.out_w, ix_.p.out_h)) f(i, q.n * n_ + q.y * h_ + q.x * w_);
   }
 
  private:
   Conv2dIndexer ix_;
-  int64_t channels_;
   bool dense_;
   int64_t n_, h_, w_;
 };
