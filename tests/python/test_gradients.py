@@ -135,11 +135,47 @@ def test_input_gradient_on_random_geometry(seed, device):
 
 
 def test_gradients_over_many_workspace_tiles(device):
-    # More output pixels than one bounded tile: tiles accumulate into the filter gradient and
-    # scatter into overlapping input rows.
-    x = torch.randn(3, 64, 64, 64, device=device)
-    w = torch.randn(3, 3, 64, 8, device=device)
+    # More output pixels than one bounded tile, and a filter gradient above the chunked path's
+    # bound (3x3x160x180 in float32, 0.9 MB): tiles accumulate into the filter gradient.
+    x = torch.randn(1, 48, 48, 160, device=device)
+    w = torch.randn(3, 3, 160, 180, device=device)
     _check_grads(x, w, None, (1, 1), "SAME", (1, 1), TOLERANCE[torch.float32])
+
+
+# Filter gradients summed in fixed chunks of output pixels (from 2048 pixels, gradients up to 1 MB
+# in float32): 2 to 8 chunks, im2row rows made in pieces, the input itself as the rows (unpadded
+# pointwise), groups, strides and dilation.
+CHUNKED = [
+    ((2, 40, 40, 8), (3, 3, 8, 16), (1, 1), "SAME", (1, 1)),      # 3200 pixels: 2 chunks
+    ((3, 61, 67, 5), (7, 7, 5, 24), (2, 2), "SAME", (1, 1)),      # stem-like, odd sizes
+    ((4, 32, 32, 64), (1, 1, 64, 24), (1, 1), "VALID", (1, 1)),   # pointwise: the input is the rows
+    ((2, 50, 45, 12), (3, 3, 4, 9), (1, 1), "SAME", (1, 2)),      # 3 groups, dilated
+    ((8, 40, 41, 32), (3, 3, 32, 64), (1, 1), "SAME", (1, 1)),    # 13120 pixels: 8 chunks, pieces
+]
+
+
+@pytest.mark.parametrize("case", CHUNKED, ids=_ids)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_filter_gradients_in_chunks(case, dtype):
+    xs, ws, stride, padding, dilation = case
+    x, w = torch.randn(xs).to(dtype), torch.randn(ws).to(dtype)
+    _check_grads(x, w, None, stride, padding, dilation, TOLERANCE[dtype])
+
+
+def test_filter_gradients_in_chunks_do_not_depend_on_thread_count():
+    xs, ws, stride, padding, dilation = CHUNKED[-1]
+    x, w = torch.randn(xs), torch.randn(ws)
+    grad_output = torch.randn_like(_call(x, w, stride, padding, dilation, None))
+    previous = torch.get_num_threads()
+    try:
+        grads = []
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            grads.append(torch.ops.myconv.conv2d_backward(grad_output, x, w, list(stride), padding,
+                                                          list(dilation), [False, True, False])[1])
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(grads[0], grads[1]) and torch.equal(grads[0], grads[2])
 
 
 def test_noncontiguous_grad_output_and_inputs(device):

@@ -2,6 +2,8 @@
 //  - input gradient: forward convolutions of grad_output, one per phase of the stride, on the
 //    forward's kernels (dgrad_by_phases; dgrad_runs_as_phases says when); strided depthwise
 //    filters and those with a channel multiplier run direct loops vectorised over channels;
+//  - filter gradients of at most 1 MB over enough pixels: fixed chunks of output pixels, each
+//    summed by one thread into its own partial (filter_grad_in_chunks), partials added in order;
 //  - otherwise, per bounded tile of output pixels and per group:
 //      grad_filter[K, Og] += rows^T x grad_output      (rows = im2row of the tile, K = KH*KW*Cg)
 //      grad_rows[P, K]     = grad_output x filter^T, then row2im adds them onto grad_input;
@@ -36,6 +38,73 @@ namespace {
 // Partial sums of the depthwise filter gradient: at most this many, whatever the thread count.
 constexpr int64_t kMaxFilterGradChunks = 64;
 
+// Filter gradients whose sum fits a core's L2 cache run in fixed chunks of output pixels, each
+// chunk summed by one thread into its own partial, the partials then added in order: the result
+// does not depend on the thread count, and each core's im2row rows stay in its cache for its GEMM.
+// (One GEMM over 16 MB tiles, threaded by ATen over the sum's few outputs, left the rows in memory.)
+constexpr int64_t kMaxChunkedFilterGradBytes = int64_t{1} << 20;
+constexpr int64_t kMinChunkPixels = 1024;     // a GEMM this deep runs near its peak
+constexpr int64_t kMaxFilterGradPartials = 8;
+constexpr int64_t kChunkRowsBytes = int64_t{512} << 10;  // a chunk's rows are made this many at a time
+
+// The number of chunks: a function of the shape alone; even, so that two or four cores share them
+// evenly; 1 (not chunked) below two chunks' worth of pixels or above the size bound.
+int64_t filter_grad_chunks(const Conv2dPlan& p, int64_t acc_size) {
+  if (p.window_size() * p.out_channels * acc_size > kMaxChunkedFilterGradBytes) return 1;
+  const int64_t chunks = std::min(p.output_pixels() / kMinChunkPixels, kMaxFilterGradPartials);
+  return chunks < 2 ? 1 : chunks - chunks % 2;
+}
+
+// partials[0] + partials[1] + ..., added in this order whatever the thread count (in partials[0]).
+at::Tensor sum_in_order(const at::Tensor& partials) {
+  at::Tensor sum = partials[0];
+  for (int64_t i = 1; i < partials.size(0); ++i) sum.add_(partials[i]);
+  return sum;
+}
+
+// grad_filter [KH*KW*Cg, O] (acc_t) = sum over chunks of rows^T x grad_output, `chunks` > 1.
+template <typename scalar_t, typename acc_t>
+void filter_grad_in_chunks(const at::Tensor& grad_output, const at::Tensor& input, const Conv2dPlan& p,
+                           int64_t chunks, const at::Tensor& grad_filter) {
+  constexpr bool widen = !std::is_same_v<scalar_t, acc_t>;
+  const auto acc_options = input.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
+  const int64_t pixels = p.output_pixels();
+  const int64_t row_len = p.window_size();
+  const int64_t cg = p.group_in_channels;
+  const int64_t og = p.group_out_channels;
+  const bool direct = p.is_unpadded_pointwise() && !widen;  // the input is the rows
+  const int64_t chunk = (pixels + chunks - 1) / chunks;
+  const int64_t pieces = direct ? 1 : (chunk * row_len * int64_t{sizeof(acc_t)} + kChunkRowsBytes - 1) / kChunkRowsBytes;
+  const int64_t piece = (chunk + pieces - 1) / pieces;
+  const at::Tensor partials = at::zeros({chunks, row_len, p.out_channels}, acc_options);
+  const at::Tensor gy2d = grad_output.view({pixels, p.out_channels});
+  const at::Tensor in2d = input.view({p.batch * p.in_h * p.in_w, p.in_channels});
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    const at::Tensor rows_workspace = direct ? at::Tensor() : at::empty({piece, row_len}, acc_options);
+    const at::Tensor grad_output_workspace = widen ? at::empty({piece, p.out_channels}, acc_options) : at::Tensor();
+    for (int64_t c = begin; c < end; ++c) {
+      const at::Tensor partial = partials[c];
+      const int64_t chunk_end = std::min(pixels, (c + 1) * chunk);
+      for (int64_t first = c * chunk; first < chunk_end; first += piece) {
+        const int64_t count = std::min(piece, chunk_end - first);
+        const at::Tensor gy = widen ? grad_output_workspace.narrow(0, 0, count).copy_(gy2d.narrow(0, first, count))
+                                    : gy2d.narrow(0, first, count);
+        for (int64_t g = 0; g < p.groups; ++g) {
+          at::Tensor rows;
+          if (direct) {
+            rows = in2d.narrow(0, first, count).narrow(1, g * cg, cg);
+          } else {
+            im2row(input.const_data_ptr<scalar_t>(), p, g, first, count, rows_workspace.mutable_data_ptr<acc_t>());
+            rows = rows_workspace.narrow(0, 0, count);
+          }
+          partial.narrow(1, g * og, og).addmm_(rows.t(), gy.narrow(1, g * og, og));
+        }
+      }
+    }
+  });
+  grad_filter.copy_(sum_in_order(partials));
+}
+
 // Small strided input gradients and filter gradients as im2row tiles times ATen's GEMM.
 template <typename scalar_t, typename acc_t>
 void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input,
@@ -53,7 +122,6 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
   TORCH_INTERNAL_ASSERT(!(want_input && direct));
 
   const at::Tensor gy2d = grad_output.view({pixels, p.out_channels});
-  const at::Tensor in2d = want_filter ? input.view({p.batch * p.in_h * p.in_w, p.in_channels}) : at::Tensor();
   const at::Tensor weights =
       want_input ? filter.contiguous().to(acc_options.dtype()).view({row_len, p.out_channels})
                  : at::Tensor();
@@ -63,23 +131,31 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
     grad_filter_acc = widen ? at::zeros({row_len, p.out_channels}, acc_options)
                             : grads.filter.view({row_len, p.out_channels}).zero_();
   }
+  const int64_t filter_chunks = want_filter ? filter_grad_chunks(p, sizeof(acc_t)) : 1;
+  if (filter_chunks > 1) {
+    filter_grad_in_chunks<scalar_t, acc_t>(grad_output, input, p, filter_chunks, grad_filter_acc);
+  }
+  const bool tiled_filter = want_filter && filter_chunks == 1;  // in the tiles below
+  const at::Tensor in2d = tiled_filter ? input.view({p.batch * p.in_h * p.in_w, p.in_channels}) : at::Tensor();
   at::Tensor grad_input_acc;  // row2im accumulates overlapping windows
   if (want_input) grad_input_acc = widen ? at::zeros(input.sizes(), acc_options) : grads.input.zero_();
 
   const int64_t tile = std::clamp<int64_t>(
       kWorkspaceBytes / ((2 * row_len + p.out_channels) * int64_t{sizeof(acc_t)}), 1, pixels);
-  const bool need_rows = want_filter && (!direct || widen);
+  const bool need_rows = tiled_filter && (!direct || widen);
   const at::Tensor rows_workspace = need_rows ? at::empty({tile, row_len}, acc_options) : at::Tensor();
   const at::Tensor grad_rows_workspace = want_input ? at::empty({tile, row_len}, acc_options) : at::Tensor();
-  const at::Tensor grad_output_workspace = widen ? at::empty({tile, p.out_channels}, acc_options) : at::Tensor();
+  const int64_t tiled_pixels = tiled_filter || want_input ? pixels : 0;
+  const at::Tensor grad_output_workspace =
+      widen && tiled_pixels > 0 ? at::empty({tile, p.out_channels}, acc_options) : at::Tensor();
 
-  for (int64_t first = 0; first < pixels; first += tile) {
+  for (int64_t first = 0; first < tiled_pixels; first += tile) {
     const int64_t count = std::min(tile, pixels - first);
     const at::Tensor gy_tile = widen ? grad_output_workspace.narrow(0, 0, count).copy_(gy2d.narrow(0, first, count))
                                      : gy2d.narrow(0, first, count);
     for (int64_t g = 0; g < p.groups; ++g) {
       const at::Tensor gy_g = gy_tile.narrow(1, g * og, og);
-      if (want_filter) {
+      if (tiled_filter) {
         at::Tensor rows;
         if (direct) {
           rows = in2d.narrow(0, first, count).narrow(1, g * cg, cg);
@@ -212,11 +288,7 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
         }
       }
     });
-    for (int64_t chunk = 1; chunk < chunks; ++chunk) {  // in order: independent of threads
-      const acc_t* src = partial + chunk * filter_len;
-      for (int64_t i = 0; i < filter_len; ++i) partial[i] += src[i];
-    }
-    grads.filter.view({filter_len}).copy_(partials[0]);
+    grads.filter.view({filter_len}).copy_(sum_in_order(partials));
   }
 }
 
