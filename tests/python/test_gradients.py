@@ -136,9 +136,9 @@ def test_input_gradient_on_random_geometry(seed, device):
 
 def test_gradients_over_many_workspace_tiles(device):
     # More output pixels than one bounded tile, and a filter gradient above the chunked path's
-    # bound (3x3x160x180 in float32, 0.9 MB): tiles accumulate into the filter gradient.
+    # bound (3x3x160x190 in float32: 1.09 MB > 1 MiB): tiles accumulate into the filter gradient.
     x = torch.randn(1, 48, 48, 160, device=device)
-    w = torch.randn(3, 3, 160, 180, device=device)
+    w = torch.randn(3, 3, 160, 190, device=device)
     _check_grads(x, w, None, (1, 1), "SAME", (1, 1), TOLERANCE[torch.float32])
 
 
@@ -162,20 +162,53 @@ def test_filter_gradients_in_chunks(case, dtype):
     _check_grads(x, w, None, stride, padding, dilation, TOLERANCE[dtype])
 
 
-def test_filter_gradients_in_chunks_do_not_depend_on_thread_count():
-    xs, ws, stride, padding, dilation = CHUNKED[-1]
-    x, w = torch.randn(xs), torch.randn(ws)
-    grad_output = torch.randn_like(_call(x, w, stride, padding, dilation, None))
+# (input, filter, stride, output_mask, dtype) on each path that runs ATen's GEMM: chunked and
+# tiled filter gradients, a small strided input gradient (im2row + GEMM), a float64 forward. The
+# last two differed in their last bits between 1 and 2 threads while MKL threaded their GEMMs.
+GEMM_PATHS = [
+    ((8, 40, 41, 32), (3, 3, 32, 64), (1, 1), [False, True, False], torch.float32),
+    ((1, 30, 31, 160), (3, 3, 160, 190), (2, 2), [False, True, False], torch.float32),
+    ((1, 5, 19, 42), (1, 1, 42, 9), (3, 4), [True, False, False], torch.float32),
+    ((3, 19, 11, 55), (3, 3, 55, 83), (3, 2), None, torch.float64),
+]
+
+
+def _gemm_path_result(case):
+    xs, ws, stride, mask, dtype = case
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.randn(xs, generator=gen, dtype=dtype), torch.randn(ws, generator=gen, dtype=dtype)
+    if mask is None:
+        return myconv.conv2d(x, w, stride, "SAME")
+    grad_output = torch.randn(myconv.conv2d(x, w, stride, "SAME").shape, generator=gen, dtype=dtype)
+    grads = torch.ops.myconv.conv2d_backward(grad_output, x, w, list(stride), "SAME", [1, 1], mask)
+    return grads[mask.index(True)]
+
+
+@pytest.mark.parametrize("case", GEMM_PATHS, ids=_ids)
+def test_gemm_paths_do_not_depend_on_thread_count(case):
     previous = torch.get_num_threads()
     try:
-        grads = []
-        for threads in (1, 2, 1):
+        results = []
+        for threads in (1, 2, 3, 1):
             torch.set_num_threads(threads)
-            grads.append(torch.ops.myconv.conv2d_backward(grad_output, x, w, list(stride), padding,
-                                                          list(dilation), [False, True, False])[1])
+            results.append(_gemm_path_result(case))
     finally:
         torch.set_num_threads(previous)
-    assert torch.equal(grads[0], grads[1]) and torch.equal(grads[0], grads[2])
+    assert all(torch.equal(results[0], r) for r in results[1:])
+
+
+@pytest.mark.parametrize("case", GEMM_PATHS, ids=_ids)
+def test_gemm_paths_run_in_inference_mode(case):
+    # Their GEMMs run on worker threads, which do not inherit the caller's inference mode.
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        expected = _gemm_path_result(case)
+        with torch.inference_mode():
+            got = _gemm_path_result(case)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(got, expected)
 
 
 def test_noncontiguous_grad_output_and_inputs(device):

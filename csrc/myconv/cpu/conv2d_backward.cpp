@@ -16,8 +16,8 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 
 #include <cstdlib>
@@ -38,7 +38,7 @@ namespace {
 // Partial sums of the depthwise filter gradient: at most this many, whatever the thread count.
 constexpr int64_t kMaxFilterGradChunks = 64;
 
-// Filter gradients whose sum fits a core's L2 cache run in fixed chunks of output pixels, each
+// Filter gradients whose sums fit a core's L2 cache run in fixed chunks of output pixels, each
 // chunk summed by one thread into its own partial, the partials then added in order: the result
 // does not depend on the thread count, and each core's im2row rows stay in its cache for its GEMM.
 // (One GEMM over 16 MB tiles, threaded by ATen over the sum's few outputs, left the rows in memory.)
@@ -47,8 +47,8 @@ constexpr int64_t kMinChunkPixels = 1024;     // a GEMM this deep runs near its 
 constexpr int64_t kMaxFilterGradPartials = 8;
 constexpr int64_t kChunkRowsBytes = int64_t{512} << 10;  // a chunk's rows are made this many at a time
 
-// The number of chunks: a function of the shape alone; even, so that two or four cores share them
-// evenly; 1 (not chunked) below two chunks' worth of pixels or above the size bound.
+// The number of chunks: a function of the shape alone; even, so that two cores share them evenly;
+// 1 (not chunked) below two chunks' worth of pixels or above the size bound.
 int64_t filter_grad_chunks(const Conv2dPlan& p, int64_t acc_size) {
   if (p.window_size() * p.out_channels * acc_size > kMaxChunkedFilterGradBytes) return 1;
   const int64_t chunks = std::min(p.output_pixels() / kMinChunkPixels, kMaxFilterGradPartials);
@@ -62,6 +62,25 @@ at::Tensor sum_in_order(const at::Tensor& partials) {
   return sum;
 }
 
+// Whether the filter gradient's rows are the input itself (unpadded pointwise, nothing to widen).
+template <typename scalar_t, typename acc_t>
+bool input_is_rows(const Conv2dPlan& p) {
+  return p.is_unpadded_pointwise() && std::is_same_v<scalar_t, acc_t>;
+}
+
+// The filter gradient's rows [count, KH*KW*Cg] of output pixels [first, first + count), group g:
+// a view of the input, or im2row into `workspace` (widened to acc_t).
+template <typename scalar_t, typename acc_t>
+at::Tensor filter_grad_rows(const at::Tensor& input, const Conv2dPlan& p, int64_t g, int64_t first, int64_t count,
+                            const at::Tensor& workspace) {
+  if (input_is_rows<scalar_t, acc_t>(p)) {
+    const int64_t cg = p.group_in_channels;
+    return input.view({p.batch * p.in_h * p.in_w, p.in_channels}).narrow(0, first, count).narrow(1, g * cg, cg);
+  }
+  im2row(input.const_data_ptr<scalar_t>(), p, g, first, count, workspace.mutable_data_ptr<acc_t>());
+  return workspace.narrow(0, 0, count);
+}
+
 // grad_filter [KH*KW*Cg, O] (acc_t) = sum over chunks of rows^T x grad_output, `chunks` > 1.
 template <typename scalar_t, typename acc_t>
 void filter_grad_in_chunks(const at::Tensor& grad_output, const at::Tensor& input, const Conv2dPlan& p,
@@ -70,16 +89,17 @@ void filter_grad_in_chunks(const at::Tensor& grad_output, const at::Tensor& inpu
   const auto acc_options = input.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
   const int64_t pixels = p.output_pixels();
   const int64_t row_len = p.window_size();
-  const int64_t cg = p.group_in_channels;
   const int64_t og = p.group_out_channels;
-  const bool direct = p.is_unpadded_pointwise() && !widen;  // the input is the rows
+  const bool direct = input_is_rows<scalar_t, acc_t>(p);
   const int64_t chunk = (pixels + chunks - 1) / chunks;
   const int64_t pieces = direct ? 1 : (chunk * row_len * int64_t{sizeof(acc_t)} + kChunkRowsBytes - 1) / kChunkRowsBytes;
   const int64_t piece = (chunk + pieces - 1) / pieces;
   const at::Tensor partials = at::zeros({chunks, row_len, p.out_channels}, acc_options);
   const at::Tensor gy2d = grad_output.view({pixels, p.out_channels});
-  const at::Tensor in2d = input.view({p.batch * p.in_h * p.in_w, p.in_channels});
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    // Worker threads start without the caller's inference mode: below autograd, in-place updates
+    // of the partials (inference tensors when the caller is in inference mode) are plain ones.
+    const at::AutoDispatchBelowADInplaceOrView below_autograd;
     const at::Tensor rows_workspace = direct ? at::Tensor() : at::empty({piece, row_len}, acc_options);
     const at::Tensor grad_output_workspace = widen ? at::empty({piece, p.out_channels}, acc_options) : at::Tensor();
     for (int64_t c = begin; c < end; ++c) {
@@ -90,13 +110,7 @@ void filter_grad_in_chunks(const at::Tensor& grad_output, const at::Tensor& inpu
         const at::Tensor gy = widen ? grad_output_workspace.narrow(0, 0, count).copy_(gy2d.narrow(0, first, count))
                                     : gy2d.narrow(0, first, count);
         for (int64_t g = 0; g < p.groups; ++g) {
-          at::Tensor rows;
-          if (direct) {
-            rows = in2d.narrow(0, first, count).narrow(1, g * cg, cg);
-          } else {
-            im2row(input.const_data_ptr<scalar_t>(), p, g, first, count, rows_workspace.mutable_data_ptr<acc_t>());
-            rows = rows_workspace.narrow(0, 0, count);
-          }
+          const at::Tensor rows = filter_grad_rows<scalar_t, acc_t>(input, p, g, first, count, rows_workspace);
           partial.narrow(1, g * og, og).addmm_(rows.t(), gy.narrow(1, g * og, og));
         }
       }
@@ -113,7 +127,6 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
   constexpr bool widen = !std::is_same_v<scalar_t, acc_t>;
   const int64_t pixels = p.output_pixels();
   const int64_t row_len = p.window_size();
-  const int64_t cg = p.group_in_channels;
   const int64_t og = p.group_out_channels;
   const bool direct = p.is_unpadded_pointwise();
   const bool want_input = grads.input.defined();
@@ -128,24 +141,25 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
   // Accumulators: the outputs themselves, or float32 copies for half types.
   at::Tensor grad_filter_acc;
   if (want_filter) {
-    grad_filter_acc = widen ? at::zeros({row_len, p.out_channels}, acc_options)
-                            : grads.filter.view({row_len, p.out_channels}).zero_();
+    grad_filter_acc = widen ? at::empty({row_len, p.out_channels}, acc_options)
+                            : grads.filter.view({row_len, p.out_channels});
   }
   const int64_t filter_chunks = want_filter ? filter_grad_chunks(p, sizeof(acc_t)) : 1;
+  const bool tiled_filter = want_filter && filter_chunks == 1;  // in the tiles below
   if (filter_chunks > 1) {
     filter_grad_in_chunks<scalar_t, acc_t>(grad_output, input, p, filter_chunks, grad_filter_acc);
+  } else if (tiled_filter) {
+    grad_filter_acc.zero_();
   }
-  const bool tiled_filter = want_filter && filter_chunks == 1;  // in the tiles below
-  const at::Tensor in2d = tiled_filter ? input.view({p.batch * p.in_h * p.in_w, p.in_channels}) : at::Tensor();
   at::Tensor grad_input_acc;  // row2im accumulates overlapping windows
   if (want_input) grad_input_acc = widen ? at::zeros(input.sizes(), acc_options) : grads.input.zero_();
 
   const int64_t tile = std::clamp<int64_t>(
       kWorkspaceBytes / ((2 * row_len + p.out_channels) * int64_t{sizeof(acc_t)}), 1, pixels);
-  const bool need_rows = tiled_filter && (!direct || widen);
+  const int64_t tiled_pixels = tiled_filter || want_input ? pixels : 0;
+  const bool need_rows = tiled_filter && !input_is_rows<scalar_t, acc_t>(p);
   const at::Tensor rows_workspace = need_rows ? at::empty({tile, row_len}, acc_options) : at::Tensor();
   const at::Tensor grad_rows_workspace = want_input ? at::empty({tile, row_len}, acc_options) : at::Tensor();
-  const int64_t tiled_pixels = tiled_filter || want_input ? pixels : 0;
   const at::Tensor grad_output_workspace =
       widen && tiled_pixels > 0 ? at::empty({tile, p.out_channels}, acc_options) : at::Tensor();
 
@@ -156,20 +170,12 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
     for (int64_t g = 0; g < p.groups; ++g) {
       const at::Tensor gy_g = gy_tile.narrow(1, g * og, og);
       if (tiled_filter) {
-        at::Tensor rows;
-        if (direct) {
-          rows = in2d.narrow(0, first, count).narrow(1, g * cg, cg);
-          if (widen) rows = rows_workspace.narrow(0, 0, count).copy_(rows);
-        } else {
-          im2row(input.const_data_ptr<scalar_t>(), p, g, first, count,
-                 rows_workspace.mutable_data_ptr<acc_t>());
-          rows = rows_workspace.narrow(0, 0, count);
-        }
-        grad_filter_acc.narrow(1, g * og, og).addmm_(rows.t(), gy_g);
+        const at::Tensor rows = filter_grad_rows<scalar_t, acc_t>(input, p, g, first, count, rows_workspace);
+        gemm_in_row_blocks(grad_filter_acc.narrow(1, g * og, og), rows.t(), gy_g, 1);
       }
       if (want_input) {
         at::Tensor grad_rows = grad_rows_workspace.narrow(0, 0, count);
-        at::mm_out(grad_rows, gy_g, weights.narrow(1, g * og, og).t());
+        gemm_in_row_blocks(grad_rows, gy_g, weights.narrow(1, g * og, og).t(), 0);
         row2im_add(grad_rows.const_data_ptr<acc_t>(), p, g, first, count, grad_input_acc.mutable_data_ptr<acc_t>());
       }
     }

@@ -11,9 +11,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
-#include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
@@ -66,11 +64,8 @@ void conv2d_gemm_double(const at::Tensor& input, const at::Tensor& filter, const
       }
       at::Tensor result_g = result.narrow(1, g * og, og);
       const at::Tensor weights_g = weights.narrow(1, g * og, og);
-      if (bias) {
-        at::addmm_out(result_g, bias->narrow(0, g * og, og).expand({count, og}), rows, weights_g);
-      } else {
-        at::mm_out(result_g, rows, weights_g);
-      }
+      if (bias) result_g.copy_(bias->narrow(0, g * og, og).expand({count, og}));
+      gemm_in_row_blocks(result_g, rows, weights_g, bias ? 1 : 0);
     }
   }
 }
