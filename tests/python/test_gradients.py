@@ -143,14 +143,16 @@ def test_gradients_over_many_workspace_tiles(device):
 
 
 # Filter gradients summed in fixed chunks of output pixels (from 2048 pixels, gradients up to 1 MB
-# in float32): 2 to 8 chunks, im2row rows made in pieces, the input itself as the rows (unpadded
+# in float32): 2 to 16 chunks, im2row rows made in pieces, the input itself as the rows (unpadded
 # pointwise), groups, strides and dilation.
 CHUNKED = [
     ((2, 40, 40, 8), (3, 3, 8, 16), (1, 1), "SAME", (1, 1)),      # 3200 pixels: 2 chunks
     ((3, 61, 67, 5), (7, 7, 5, 24), (2, 2), "SAME", (1, 1)),      # stem-like, odd sizes
     ((4, 32, 32, 64), (1, 1, 64, 24), (1, 1), "VALID", (1, 1)),   # pointwise: the input is the rows
     ((2, 50, 45, 12), (3, 3, 4, 9), (1, 1), "SAME", (1, 2)),      # 3 groups, dilated
-    ((8, 40, 41, 32), (3, 3, 32, 64), (1, 1), "SAME", (1, 1)),    # 13120 pixels: 8 chunks, pieces
+    ((8, 40, 41, 32), (3, 3, 32, 64), (1, 1), "SAME", (1, 1)),    # 13120 pixels: 12 chunks, pieces
+    ((4, 64, 65, 8), (3, 3, 8, 16), (1, 1), "VALID", (1, 1)),     # 15996 pixels: 14 chunks
+    ((4, 66, 67, 8), (3, 3, 8, 16), (1, 1), "SAME", (1, 1)),      # 17688 pixels: 16 chunks
 ]
 
 

@@ -44,7 +44,7 @@ constexpr int64_t kMaxFilterGradChunks = 64;
 // (One GEMM over 16 MB tiles, threaded by ATen over the sum's few outputs, left the rows in memory.)
 constexpr int64_t kMaxChunkedFilterGradBytes = int64_t{1} << 20;
 constexpr int64_t kMinChunkPixels = 1024;     // a GEMM this deep runs near its peak
-constexpr int64_t kMaxFilterGradPartials = 8;
+constexpr int64_t kMaxFilterGradPartials = 16;
 constexpr int64_t kChunkRowsBytes = int64_t{512} << 10;  // a chunk's rows are made this many at a time
 
 // The number of chunks: a function of the shape alone; even, so that two cores share them evenly;

@@ -4,8 +4,8 @@
 //    per input channel (half types widened to float32 there, so every sum accumulates in float32);
 //  - float64 dense and grouped: im2row of a bounded tile of output pixels (in NHWC each filter tap
 //    is a contiguous run of C/groups input channels) times the HWIO filter viewed as
-//    [KH*KW*C/groups, O] through ATen's GEMM, bias fused via addmm (1x1, stride 1, unpadded: the
-//    input itself is the GEMM operand);
+//    [KH*KW*C/groups, O] through ATen's GEMM in fixed row blocks (gemm_in_row_blocks), onto the
+//    bias copied into the output (1x1, stride 1, unpadded: the input itself is the GEMM operand);
 //  - depthwise with channel multipliers > 1, float64 depthwise and MYCONV_CPU_ISA=scalar
 //    depthwise: a direct loop vectorised over output channels, accumulating in float32 (float64).
 #include <ATen/Dispatch.h>

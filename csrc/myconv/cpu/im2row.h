@@ -116,19 +116,21 @@ void row2im_add(const acc_t* rows, const Conv2dPlan& p, int64_t group, int64_t f
 }
 
 // out = beta * out + a x b (beta 0: out is only written) through ATen's GEMM, with out's rows in
-// 2 or 4 blocks (a function of out's height alone), one GEMM a block, each on one thread: the
-// result's bits do not depend on the thread count. (Threaded by MKL itself, a float32 input
-// gradient differed by 9.5e-7 between 1 and 2 threads, a float64 convolution by 2.8e-14.) MKL runs
-// single-threaded inside an OpenMP parallel region; a single block would run outside one, hence
-// two at least (with one thread ATen runs them in turn, and MKL has one thread). Side by side with
-// MKL's own threading: 0.94-1.02x (res4/res5 filter gradients, float64 3x3, N = 1 and 8); blocks
-// of 128 rows, up to 8, cost up to 10% on 1x1 filter gradients (each block packs all of b).
+// an even number of blocks (2 to 16, a function of out's height alone), one GEMM a block, each on
+// one thread: the result's bits do not depend on the thread count. (Threaded by MKL itself, a
+// float32 input gradient differed by 9.5e-7 between 1 and 2 threads, a float64 convolution by
+// 2.8e-14.) MKL runs single-threaded inside an OpenMP parallel region unless nested parallelism
+// is on (OMP_NESTED=TRUE, off by default, and then the bits can differ again); a single block
+// would run outside one, hence two at least (with one thread ATen runs them in turn, and MKL has
+// one thread). Side by side with MKL's own threading on 2 cores: 0.94-1.02x with blocks of at
+// least 256 rows (res4/res5 filter gradients, float64 3x3, N = 1 and 8); blocks of 128 rows cost
+// up to 10% on 1x1 filter gradients (each block packs all of b). Up to 16 blocks keep 16 cores busy.
 constexpr int64_t kGemmBlockRows = 256;
-constexpr int64_t kMaxGemmBlocks = 4;
+constexpr int64_t kMaxGemmBlocks = 16;
 inline void gemm_in_row_blocks(const at::Tensor& out, const at::Tensor& a, const at::Tensor& b, double beta) {
   const int64_t rows = out.size(0);
   int64_t blocks = std::clamp<int64_t>((rows + kGemmBlockRows - 1) / kGemmBlockRows, 2, kMaxGemmBlocks);
-  blocks += blocks % 2;  // even: two threads share them evenly
+  blocks += blocks % 2;  // two threads share them evenly
   const int64_t block_rows = (rows + blocks - 1) / blocks;
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     // Worker threads start without the caller's inference mode: below autograd, the in-place GEMM
