@@ -36,7 +36,7 @@ namespace cpu {
 namespace {
 
 // Partial sums of the depthwise filter gradient: at most this many, whatever the thread count.
-constexpr int64_t kMaxFilterGradChunks = 64;
+constexpr int64_t kMaxDepthwiseFilterGradChunks = 64;
 
 // Filter gradients whose sums fit a core's L2 cache run in fixed chunks of output pixels, each
 // chunk summed by one thread into its own partial, the partials then added in order: the result
@@ -273,7 +273,7 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
 
   if (grads.filter.defined()) {
     const int64_t out_rows = p.batch * p.out_h;
-    const int64_t chunk_rows = (out_rows + kMaxFilterGradChunks - 1) / kMaxFilterGradChunks;
+    const int64_t chunk_rows = (out_rows + kMaxDepthwiseFilterGradChunks - 1) / kMaxDepthwiseFilterGradChunks;
     const int64_t chunks = (out_rows + chunk_rows - 1) / chunk_rows;
     const int64_t filter_len = taps * p.out_channels;
     at::Tensor partials = at::zeros({chunks, filter_len}, acc_options);
