@@ -81,10 +81,10 @@ at::Tensor filter_grad_rows(const at::Tensor& input, const Conv2dPlan& p, int64_
   return workspace.narrow(0, 0, count);
 }
 
-// grad_filter [KH*KW*Cg, O] (acc_t) = sum over chunks of rows^T x grad_output, `chunks` > 1.
+// The filter gradient [KH*KW*Cg, O] in acc_t: the sum over chunks of rows^T x grad_output, `chunks` > 1.
 template <typename scalar_t, typename acc_t>
-void filter_grad_in_chunks(const at::Tensor& grad_output, const at::Tensor& input, const Conv2dPlan& p,
-                           int64_t chunks, const at::Tensor& grad_filter) {
+at::Tensor filter_grad_in_chunks(const at::Tensor& grad_output, const at::Tensor& input, const Conv2dPlan& p,
+                                 int64_t chunks) {
   constexpr bool widen = !std::is_same_v<scalar_t, acc_t>;
   const auto acc_options = input.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
   const int64_t pixels = p.output_pixels();
@@ -116,7 +116,7 @@ void filter_grad_in_chunks(const at::Tensor& grad_output, const at::Tensor& inpu
       }
     }
   });
-  grad_filter.copy_(sum_in_order(partials));
+  return sum_in_order(partials);
 }
 
 // Small strided input gradients and filter gradients as im2row tiles times ATen's GEMM.
@@ -138,18 +138,17 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
   const at::Tensor weights =
       want_input ? filter.contiguous().to(acc_options.dtype()).view({row_len, p.out_channels})
                  : at::Tensor();
+  const int64_t filter_chunks = want_filter ? filter_grad_chunks(p, sizeof(acc_t)) : 1;
+  if (filter_chunks > 1) {
+    grads.filter.view({row_len, p.out_channels})
+        .copy_(filter_grad_in_chunks<scalar_t, acc_t>(grad_output, input, p, filter_chunks));
+  }
+  const bool tiled_filter = want_filter && filter_chunks == 1;  // in the tiles below
   // Accumulators: the outputs themselves, or float32 copies for half types.
   at::Tensor grad_filter_acc;
-  if (want_filter) {
-    grad_filter_acc = widen ? at::empty({row_len, p.out_channels}, acc_options)
-                            : grads.filter.view({row_len, p.out_channels});
-  }
-  const int64_t filter_chunks = want_filter ? filter_grad_chunks(p, sizeof(acc_t)) : 1;
-  const bool tiled_filter = want_filter && filter_chunks == 1;  // in the tiles below
-  if (filter_chunks > 1) {
-    filter_grad_in_chunks<scalar_t, acc_t>(grad_output, input, p, filter_chunks, grad_filter_acc);
-  } else if (tiled_filter) {
-    grad_filter_acc.zero_();
+  if (tiled_filter) {
+    grad_filter_acc = widen ? at::zeros({row_len, p.out_channels}, acc_options)
+                            : grads.filter.view({row_len, p.out_channels}).zero_();
   }
   at::Tensor grad_input_acc;  // row2im accumulates overlapping windows
   if (want_input) grad_input_acc = widen ? at::zeros(input.sizes(), acc_options) : grads.input.zero_();
@@ -180,7 +179,7 @@ void conv2d_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input
       }
     }
   }
-  if (widen && want_filter) grads.filter.copy_(grad_filter_acc.view(filter.sizes()));
+  if (widen && tiled_filter) grads.filter.copy_(grad_filter_acc.view(filter.sizes()));
   if (widen && want_input) grads.input.copy_(grad_input_acc);
 }
 
