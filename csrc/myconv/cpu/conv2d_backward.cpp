@@ -402,6 +402,7 @@ bool dgrad_runs_as_phases(const Conv2dPlan& p) {
   const bool stride_one = p.stride_h == 1 && p.stride_w == 1;
   if (p.is_depthwise() && p.group_out_channels != 1) return false;
   if (phases_forced()) return true;
+  if (std::getenv("TMP_GEMM") && !p.is_depthwise()) return false;
   if (p.is_depthwise()) return stride_one;
   return stride_one || p.output_pixels() * p.window_size() * p.out_channels >= kMinPhasedMultiplyAdds;
 }
