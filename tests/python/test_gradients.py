@@ -164,14 +164,37 @@ def test_filter_gradients_in_chunks(case, dtype):
     _check_grads(x, w, None, stride, padding, dilation, TOLERANCE[dtype])
 
 
+# Depthwise filter gradients (one output channel per input channel), summed in per-chunk partials
+# and added in order: channel counts from 1 to 144, padding, strides, dilation, 7x7.
+DEPTHWISE_FILTER = [
+    ((2, 9, 37, 1), (3, 3, 1, 1), (1, 1), "SAME", (1, 1)),
+    ((1, 7, 20, 16), (3, 3, 1, 16), (2, 2), "SAME", (1, 1)),
+    ((2, 11, 33, 63), (5, 5, 1, 63), (1, 1), "SAME", (1, 2)),
+    ((1, 6, 17, 64), (3, 3, 1, 64), (1, 1), "VALID", (1, 1)),
+    ((2, 8, 19, 65), (3, 3, 1, 65), (1, 2), [2, 0, 1, 3], (1, 1)),
+    ((1, 9, 40, 100), (7, 7, 1, 100), (1, 1), "SAME", (1, 1)),
+    ((3, 14, 14, 144), (3, 3, 1, 144), (2, 2), "SAME", (2, 1)),
+]
+
+
+@pytest.mark.parametrize("case", DEPTHWISE_FILTER, ids=_ids)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_depthwise_filter_gradients(case, dtype):
+    xs, ws, stride, padding, dilation = case
+    x, w = torch.randn(xs).to(dtype), torch.randn(ws).to(dtype)
+    _check_grads(x, w, torch.randn(ws[3]).to(dtype), stride, padding, dilation, TOLERANCE[dtype])
+
+
 # (input, filter, stride, output_mask, dtype) on each path that runs ATen's GEMM: chunked and
-# tiled filter gradients, a small strided input gradient (im2row + GEMM), a float64 forward. The
-# last two differed in their last bits between 1 and 2 threads while MKL threaded their GEMMs.
+# tiled filter gradients, a small strided input gradient (im2row + GEMM), a float64 forward (the
+# last two differed in their last bits between 1 and 2 threads while MKL threaded their GEMMs);
+# and the depthwise filter gradient's partial sums, added like the chunked ones.
 GEMM_PATHS = [
     ((8, 40, 41, 32), (3, 3, 32, 64), (1, 1), [False, True, False], torch.float32),
     ((1, 30, 31, 160), (3, 3, 160, 190), (2, 2), [False, True, False], torch.float32),
     ((1, 5, 19, 42), (1, 1, 42, 9), (3, 4), [True, False, False], torch.float32),
     ((3, 19, 11, 55), (3, 3, 55, 83), (3, 2), None, torch.float64),
+    ((8, 14, 14, 100), (3, 3, 1, 100), (1, 1), [False, True, False], torch.float32),  # depthwise partials
 ]
 
 
