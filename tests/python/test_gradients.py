@@ -165,7 +165,8 @@ def test_filter_gradients_in_chunks(case, dtype):
 
 
 # Depthwise filter gradients (one output channel per input channel), summed in per-chunk partials
-# and added in order: channel counts from 1 to 144, padding, strides, dilation, 7x7.
+# and added in order: channel counts from 1 to 144, multiples of 64 (blocks of 64 channels x 16
+# pixels, rows longer than a block), padding, strides, dilation, 7x7.
 DEPTHWISE_FILTER = [
     ((2, 9, 37, 1), (3, 3, 1, 1), (1, 1), "SAME", (1, 1)),
     ((1, 7, 20, 16), (3, 3, 1, 16), (2, 2), "SAME", (1, 1)),
@@ -174,6 +175,8 @@ DEPTHWISE_FILTER = [
     ((2, 8, 19, 65), (3, 3, 1, 65), (1, 2), [2, 0, 1, 3], (1, 1)),
     ((1, 9, 40, 100), (7, 7, 1, 100), (1, 1), "SAME", (1, 1)),
     ((3, 14, 14, 144), (3, 3, 1, 144), (2, 2), "SAME", (2, 1)),
+    ((2, 9, 37, 128), (3, 3, 1, 128), (2, 1), [1, 2, 0, 3], (1, 2)),
+    ((1, 8, 21, 192), (5, 5, 1, 192), (1, 1), "SAME", (1, 1)),
 ]
 
 
@@ -195,6 +198,7 @@ GEMM_PATHS = [
     ((1, 5, 19, 42), (1, 1, 42, 9), (3, 4), [True, False, False], torch.float32),
     ((3, 19, 11, 55), (3, 3, 55, 83), (3, 2), None, torch.float64),
     ((8, 14, 14, 100), (3, 3, 1, 100), (1, 1), [False, True, False], torch.float32),  # depthwise partials
+    ((8, 14, 19, 128), (3, 3, 1, 128), (1, 1), [False, True, False], torch.float32),  # in 64-channel blocks
 ]
 
 

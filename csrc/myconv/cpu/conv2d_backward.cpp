@@ -8,8 +8,9 @@
 //      grad_filter[K, Og] += rows^T x grad_output      (rows = im2row of the tile, K = KH*KW*Cg)
 //      grad_rows[P, K]     = grad_output x filter^T, then row2im adds them onto grad_input;
 //    1x1 stride-1 unpadded convolutions use the input itself as the filter gradient's rows;
-//    depthwise filter gradients: direct loops, summing fixed chunks of rows into their own
-//    partial buffers, added in order, so it does not depend on thread count.
+//    depthwise filter gradients: direct loops (multiples of 64 channels in register blocks),
+//    summing fixed chunks of rows into their own partial buffers, added in order, so it does
+//    not depend on thread count.
 // Half types accumulate in float32 workspaces. grad_bias is the entry point's reduction.
 #include "myconv/cpu/conv2d_backward.h"
 
@@ -259,6 +260,48 @@ MYCONV_SIMD_CLONES void depthwise_grad_filter_row(const scalar_t* image, const s
   }
 }
 
+// Channels a register block of the depthwise filter gradient sums (4 AVX-512 vectors), and the
+// output pixels of a block, whose input stays in L1 across the taps.
+constexpr int64_t kDepthwiseFilterGradChannels = 64;
+constexpr int64_t kDepthwiseFilterGradPixels = 16;
+
+// depthwise_grad_filter_row for one output channel per input channel and a multiple of 64
+// channels, by blocks of pixels and channels: each tap's sum over a block is kept in registers
+// and added to `partial` once, instead of a load and store of the partial per product (dw 3x3
+// C=576 at N = 8: 0.34 -> 0.25 ms). Other channel counts stay a pixel at a time: a last block
+// overlapping the one before, or narrower, ran 1.3-1.8x slower on 96 and 144 channels.
+template <typename scalar_t, typename acc_t>
+MYCONV_SIMD_CLONES void depthwise_grad_filter_row_blocked(const scalar_t* image, const scalar_t* gy_row,
+                                                          const Conv2dIndexer& ix, int64_t oh,
+                                                          acc_t* __restrict__ partial) {
+  const Conv2dPlan& p = ix.p;
+  const int64_t channels = p.out_channels;
+  for (int64_t first_ow = 0; first_ow < p.out_w; first_ow += kDepthwiseFilterGradPixels) {
+    const int64_t end_ow = std::min(p.out_w, first_ow + kDepthwiseFilterGradPixels);
+    for (int64_t c = 0; c < channels; c += kDepthwiseFilterGradChannels) {
+      for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+        const int64_t ih = geometry::input_index(oh, p.stride_h, p.pad_h.before, kh, p.dilation_h);
+        if (ih < 0 || ih >= p.in_h) continue;
+        const scalar_t* const input_row = image + ih * p.in_w * channels + c;
+        for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+          acc_t sums[kDepthwiseFilterGradChannels] = {};
+          for (int64_t ow = first_ow; ow < end_ow; ++ow) {
+            const int64_t iw = geometry::input_index(ow, p.stride_w, p.pad_w.before, kw, p.dilation_w);
+            if (iw < 0 || iw >= p.in_w) continue;
+            const scalar_t* __restrict__ x = input_row + iw * channels;
+            const scalar_t* __restrict__ gy = gy_row + ow * channels + c;
+            for (int64_t j = 0; j < kDepthwiseFilterGradChannels; ++j) {
+              sums[j] += static_cast<acc_t>(x[j]) * static_cast<acc_t>(gy[j]);
+            }
+          }
+          acc_t* __restrict__ dst = partial + (kh * p.kernel_w + kw) * channels + c;
+          for (int64_t j = 0; j < kDepthwiseFilterGradChannels; ++j) dst[j] += sums[j];
+        }
+      }
+    }
+  }
+}
+
 template <typename scalar_t, typename acc_t>
 void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& input,
                                const at::Tensor& filter, const Conv2dPlan& p, Conv2dGrads& grads) {
@@ -293,6 +336,7 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
     const int64_t chunk_rows = (out_rows + kMaxDepthwiseFilterGradChunks - 1) / kMaxDepthwiseFilterGradChunks;
     const int64_t chunks = (out_rows + chunk_rows - 1) / chunk_rows;
     const int64_t filter_len = taps * p.out_channels;
+    const bool blocked = unit_multiplier && p.out_channels % kDepthwiseFilterGradChannels == 0;
     at::Tensor partials = at::empty({chunks, filter_len}, acc_options);
     acc_t* partial = partials.mutable_data_ptr<acc_t>();
     at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
@@ -304,7 +348,9 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
           ix.out_h.divmod(row, &n, &oh);
           const scalar_t* image = x + ix.input_offset(n, 0, 0, 0);
           const scalar_t* gy_row = gy + ix.output_offset(n, oh, 0, 0);
-          if (unit_multiplier) {
+          if (blocked) {
+            depthwise_grad_filter_row_blocked(image, gy_row, ix, oh, dst);
+          } else if (unit_multiplier) {
             depthwise_grad_filter_row<true>(image, gy_row, ix, oh, dst);
           } else {
             depthwise_grad_filter_row<false>(image, gy_row, ix, oh, dst);
