@@ -165,10 +165,10 @@ def test_filter_gradients_in_chunks(case, dtype):
 
 
 # Depthwise filter gradients (one output channel per input channel), summed in per-chunk partials
-# and added in order: channel counts from 1 to 144, multiples of 64 (blocks of 64 channels x 16
+# and added in order: channel counts from 2 to 192, multiples of 64 (blocks of 64 channels x 16
 # pixels, rows longer than a block), padding, strides, dilation, 7x7.
 DEPTHWISE_FILTER = [
-    ((2, 9, 37, 1), (3, 3, 1, 1), (1, 1), "SAME", (1, 1)),
+    ((2, 9, 37, 2), (3, 3, 1, 2), (1, 1), "SAME", (1, 1)),
     ((1, 7, 20, 16), (3, 3, 1, 16), (2, 2), "SAME", (1, 1)),
     ((2, 11, 33, 63), (5, 5, 1, 63), (1, 1), "SAME", (1, 2)),
     ((1, 6, 17, 64), (3, 3, 1, 64), (1, 1), "VALID", (1, 1)),

@@ -260,8 +260,8 @@ MYCONV_SIMD_CLONES void depthwise_grad_filter_row(const scalar_t* image, const s
   }
 }
 
-// Channels a register block of the depthwise filter gradient sums (4 AVX-512 vectors), and the
-// output pixels of a block, whose input stays in L1 across the taps.
+// Channels a register block of the depthwise filter gradient sums (float32: 4 AVX-512 vectors,
+// 8 AVX2 ones), and the output pixels of a block, whose input stays in L1 across the taps.
 constexpr int64_t kDepthwiseFilterGradChannels = 64;
 constexpr int64_t kDepthwiseFilterGradPixels = 16;
 

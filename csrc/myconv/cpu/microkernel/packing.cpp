@@ -13,7 +13,8 @@ namespace myconv {
 namespace cpu {
 namespace {
 
-// Panels written per parallel_for chunk: packing a small filter is not worth waking threads.
+// Bytes of panels written per parallel_for chunk at least: packing a small filter is not worth
+// waking threads.
 constexpr int64_t kPackGrainBytes = int64_t{1} << 16;
 
 // Element offsets into an HWIO filter of any strides, for output channel 0: of segment s
@@ -38,17 +39,20 @@ struct FilterOffsets {
   }
 };
 
-// Packed rows per work item: a block of a segment's reduction values, copied into every panel.
-// (Blocks of 16 and 64 packed forward filters alike; a transposed filter's runs of 64 values came
-// 1.3-1.4x faster than runs of 16 on res5's filters, which outgrow the caches.)
+// A work item: a block of this many packed rows of a segment, copied into up to kPackItemPanels
+// panels. (Blocks of 16 and 64 packed forward filters alike; a transposed filter's runs of 64
+// values came 1.3-1.4x faster than runs of 16 on res5's filters, which outgrow the caches. The
+// panel bound leaves work for many threads where a filter has few rows, e.g. 1x1 64->2048.)
 constexpr int64_t kPackBlockRows = 64;
+constexpr int64_t kPackItemPanels = 16;
 
 // The panels of `filter` (HWIO of type T, any strides: `offsets` says where) as elements E: one
 // pass, every panel row written whole (channels past the group's, values past a segment's length:
-// zeros). Threads take blocks of a segment's rows and copy each into every panel, so the filter is
-// read in address order where its channels are contiguous (a forward filter), and a block's few
-// values of each channel are read whole where the values are (an input gradient's transposed
-// filter). (Panel by panel, res5's 3x3 filter read 128 bytes of each 2 KB row a pass, at 10-17 GB/s.)
+// zeros). Threads take blocks of a segment's rows and copy each into its panels: a forward filter
+// (contiguous channels) is read a block of rows at a time, each from memory once and then from
+// cache for every panel, and a transposed filter (contiguous values) a run of the block's values
+// of each channel at a time. (Panel by panel, each thread read res5's 3x3 filter 128 bytes of
+// each 2 KB row a pass: 10-17 GB/s.)
 template <int kPair, typename T, typename E>
 void pack_panels(const T* filter, const FilterOffsets& offsets, const Conv2dPlan& p, const Segments& seg,
                  const PanelLayout& layout, E* packed) {
@@ -56,19 +60,22 @@ void pack_panels(const T* filter, const FilterOffsets& offsets, const Conv2dPlan
   const int64_t all_panels = p.groups * layout.panels;
   const bool channels_contiguous = offsets.o == 1;
   const int64_t row_blocks = (rows + kPackBlockRows - 1) / kPackBlockRows;
-  const int64_t item_bytes = kPackBlockRows * kPair * nr * all_panels * static_cast<int64_t>(sizeof(E));
-  at::parallel_for(0, seg.count * row_blocks, std::max<int64_t>(1, kPackGrainBytes / item_bytes),
+  const int64_t panel_runs = (all_panels + kPackItemPanels - 1) / kPackItemPanels;
+  const int64_t item_panels = (all_panels + panel_runs - 1) / panel_runs;  // panels spread evenly
+  const int64_t item_bytes = kPackBlockRows * kPair * nr * item_panels * static_cast<int64_t>(sizeof(E));
+  at::parallel_for(0, seg.count * row_blocks * panel_runs, std::max<int64_t>(1, kPackGrainBytes / item_bytes),
                    [&](int64_t begin, int64_t end) {
     int64_t value_offsets[kPackBlockRows * kPair];  // of the block's values in a segment; -1: past its length
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t s = item / row_blocks, first_row = item % row_blocks * kPackBlockRows;
+    for (int64_t item = begin; item < end; ++item) {  // (segment, block of rows, run of panels)
+      const int64_t block = item / panel_runs, run = item % panel_runs;
+      const int64_t s = block / row_blocks, first_row = block % row_blocks * kPackBlockRows;
       const int64_t block_rows = std::min(kPackBlockRows, rows - first_row);
       const int64_t values = block_rows * kPair;
       for (int64_t v = 0; v < values; ++v) {
         const int64_t c = first_row * kPair + v;
         value_offsets[v] = c < seg.length ? offsets.segment(seg, s) + offsets.value(seg, c) : -1;
       }
-      for (int64_t gj = 0; gj < all_panels; ++gj) {
+      for (int64_t gj = run * item_panels; gj < std::min(all_panels, (run + 1) * item_panels); ++gj) {
         const auto [first_channel, width] = layout.channels(gj);
         const T* const channels = filter + first_channel * offsets.o;
         E* const dst = packed + gj * layout.panel_elements + (s * rows + first_row) * nr * kPair;
