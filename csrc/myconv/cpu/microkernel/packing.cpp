@@ -46,6 +46,21 @@ struct FilterOffsets {
 constexpr int64_t kPackBlockRows = 64;
 constexpr int64_t kPackItemPanels = 16;
 
+// A transposed filter's channels lie a row of the forward filter apart (2 KB on res5), and the
+// hardware prefetchers do not follow: each channel's run is prefetched this many channels ahead
+// (into L1; L2 was slower). res5's transposed 3x3 filter: 1.82 -> 1.30 ms, 3x3 256->256 172 ->
+// 142 us, 1x1 512->2048 361 -> 324 us (interleaved, median of 200).
+constexpr int64_t kPackPrefetchChannels = 8;
+constexpr int64_t kCacheLine = 64;
+
+inline void prefetch(const void* at) {
+#if defined(__GNUC__)
+  __builtin_prefetch(at);
+#else
+  (void)at;
+#endif
+}
+
 // The panels of `filter` (HWIO of type T, any strides: `offsets` says where) as elements E: one
 // pass, every panel row written whole (channels past the group's, values past a segment's length:
 // zeros). Threads take blocks of a segment's rows and copy each into its panels: a forward filter
@@ -93,6 +108,12 @@ void pack_panels(const T* filter, const FilterOffsets& offsets, const Conv2dPlan
         } else {
           for (int64_t r = 0; r < width; ++r) {
             const T* const src = channels + r * offsets.o;
+            if (r + kPackPrefetchChannels < width) {  // the run this many channels ahead, every line
+              const T* const ahead = src + kPackPrefetchChannels * offsets.o;
+              for (int64_t v = 0; v < values; v += kCacheLine / static_cast<int64_t>(sizeof(T))) {
+                if (value_offsets[v] >= 0) prefetch(ahead + value_offsets[v]);
+              }
+            }
             for (int64_t v = 0; v < values; ++v) {
               dst[(v / kPair * nr + r) * kPair + v % kPair] =
                   value_offsets[v] < 0 ? E(0) : static_cast<E>(src[value_offsets[v]]);
