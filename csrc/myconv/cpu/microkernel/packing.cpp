@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "myconv/cpu/microkernel/kernels.h"
 #include "myconv/cpu/microkernel/microkernel.h"
 
 namespace myconv {
@@ -52,14 +53,6 @@ constexpr int64_t kPackItemPanels = 16;
 // 142 us, 1x1 512->2048 361 -> 324 us (interleaved, median of 200).
 constexpr int64_t kPackPrefetchChannels = 8;
 constexpr int64_t kCacheLine = 64;
-
-inline void prefetch(const void* at) {
-#if defined(__GNUC__)
-  __builtin_prefetch(at);
-#else
-  (void)at;
-#endif
-}
 
 // The panels of `filter` (HWIO of type T, any strides: `offsets` says where) as elements E: one
 // pass, every panel row written whole (channels past the group's, values past a segment's length:
@@ -111,7 +104,7 @@ void pack_panels(const T* filter, const FilterOffsets& offsets, const Conv2dPlan
             if (r + kPackPrefetchChannels < width) {  // the run this many channels ahead, every line
               const T* const ahead = src + kPackPrefetchChannels * offsets.o;
               for (int64_t v = 0; v < values; v += kCacheLine / static_cast<int64_t>(sizeof(T))) {
-                if (value_offsets[v] >= 0) prefetch(ahead + value_offsets[v]);
+                if (value_offsets[v] >= 0) prefetch_to_l1(ahead + value_offsets[v]);
               }
             }
             for (int64_t v = 0; v < values; ++v) {
