@@ -136,13 +136,16 @@ def test_input_gradient_on_random_geometry(seed, device):
 
 def test_gradients_over_many_workspace_tiles(device):
     # More output pixels than one bounded tile, and a filter gradient above the chunked path's
-    # bound (3x3x160x190 in float32: 1.09 MB > 1 MiB): tiles accumulate into the filter gradient.
+    # bound (3x3x160x190 in float32: 1.09 MB > 1 MiB): tiles accumulate into the filter gradient
+    # (under MYCONV_CPU_WGRAD=gemm, test_microkernel.py; by default the tile kernels sum 5 blocks
+    # of pixels).
     x = torch.randn(1, 48, 48, 160, device=device)
     w = torch.randn(3, 3, 160, 190, device=device)
     _check_grads(x, w, None, (1, 1), "SAME", (1, 1), TOLERANCE[torch.float32])
 
 
-# Filter gradients summed in fixed chunks of output pixels (from 2048 pixels, gradients up to 1 MB
+# Filter gradients whose GEMM path (float64; float32 and half types under MYCONV_CPU_WGRAD=gemm,
+# test_microkernel.py) sums fixed chunks of output pixels (from 2048 pixels, gradients up to 1 MB
 # in float32): 2 to 16 chunks, im2row rows made in pieces, the input itself as the rows (unpadded
 # pointwise), groups, strides and dilation.
 CHUNKED = [
@@ -150,7 +153,7 @@ CHUNKED = [
     ((3, 61, 67, 5), (7, 7, 5, 24), (2, 2), "SAME", (1, 1)),      # stem-like, odd sizes
     ((4, 32, 32, 64), (1, 1, 64, 24), (1, 1), "VALID", (1, 1)),   # pointwise: the input is the rows
     ((2, 50, 45, 12), (3, 3, 4, 9), (1, 1), "SAME", (1, 2)),      # 3 groups, dilated
-    ((8, 40, 41, 32), (3, 3, 32, 64), (1, 1), "SAME", (1, 1)),    # 13120 pixels: 12 chunks, pieces
+    ((8, 40, 41, 32), (3, 3, 32, 24), (1, 1), "SAME", (1, 1)),    # 13120 pixels: 12 chunks, pieces
     ((4, 64, 65, 8), (3, 3, 8, 16), (1, 1), "VALID", (1, 1)),     # 15996 pixels: 14 chunks
     ((4, 66, 67, 8), (3, 3, 8, 16), (1, 1), "SAME", (1, 1)),      # 17688 pixels: 16 chunks
 ]
@@ -162,6 +165,29 @@ def test_filter_gradients_in_chunks(case, dtype):
     xs, ws, stride, padding, dilation = case
     x, w = torch.randn(xs).to(dtype), torch.randn(ws).to(dtype)
     _check_grads(x, w, None, stride, padding, dilation, TOLERANCE[dtype])
+
+
+# Filter gradients on the tile kernels (float32 and half types, not depthwise): grad_output's
+# channels as the kernels' rows where they are the fewer, else the im2row rows' values; blocks of
+# 512 pixels summed in order (1155 and 3280 pixels), partial panels and tiles, groups, explicit
+# pads, dilation (a segment a tap), taps cut by the image's edges.
+FILTER_TILES = [
+    ((2, 9, 11, 8), (3, 3, 8, 32), (1, 1), "SAME", (1, 1)),
+    ((1, 17, 13, 8), (2, 2, 8, 40), (2, 2), "SAME", (1, 1)),        # im2row rows as the rows
+    ((2, 8, 9, 32), (3, 3, 16, 64), (1, 2), [1, 2, 0, 3], (1, 1)),  # 2 groups
+    ((1, 20, 21, 16), (3, 3, 16, 48), (1, 1), "VALID", (2, 2)),
+    ((2, 10, 13, 8), (3, 2, 8, 33), (2, 1), "SAME", (1, 2)),        # 33 channels: a partial tile
+    ((2, 40, 41, 32), (1, 1, 32, 96), (1, 1), "SAME", (1, 1)),      # input rows as the rows
+    ((1, 35, 33, 12), (3, 3, 12, 40), (1, 1), "SAME", (1, 1)),
+]
+
+
+@pytest.mark.parametrize("case", FILTER_TILES, ids=_ids)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_filter_gradients_on_the_tile_kernels(case, dtype):
+    xs, ws, stride, padding, dilation = case
+    x, w = torch.randn(xs).to(dtype), torch.randn(ws).to(dtype)
+    _check_grads(x, w, torch.randn(ws[3]).to(dtype), stride, padding, dilation, TOLERANCE[dtype])
 
 
 # Depthwise filter gradients (one output channel per input channel), summed in per-chunk partials
@@ -188,13 +214,17 @@ def test_depthwise_filter_gradients(case, dtype):
     _check_grads(x, w, torch.randn(ws[3]).to(dtype), stride, padding, dilation, TOLERANCE[dtype])
 
 
-# (input, filter, stride, output_mask, dtype) on each path that runs ATen's GEMM: chunked and
-# tiled filter gradients, a small strided input gradient (im2row + GEMM), a float64 forward (the
-# last two differed in their last bits between 1 and 2 threads while MKL threaded their GEMMs);
-# and the depthwise filter gradient's partial sums, added like the chunked ones.
-GEMM_PATHS = [
+# (input, filter, stride, output_mask, dtype) on each path whose sums threads share: the tile
+# kernels' filter gradients (grad_output or the input as the rows, bfloat16), the GEMM's chunked
+# and tiled filter gradients (float64), a small strided input gradient (im2row + GEMM), a float64 forward
+# (the last two differed in their last bits between 1 and 2 threads while MKL threaded their
+# GEMMs); and the depthwise filter gradient's partial sums, added like the chunked ones.
+SUMMING_PATHS = [
     ((8, 40, 41, 32), (3, 3, 32, 64), (1, 1), [False, True, False], torch.float32),
-    ((1, 30, 31, 160), (3, 3, 160, 190), (2, 2), [False, True, False], torch.float32),
+    ((4, 30, 31, 32), (1, 1, 32, 96), (1, 1), [False, True, False], torch.float32),
+    ((2, 30, 31, 16), (3, 3, 16, 48), (2, 1), [False, True, False], torch.bfloat16),
+    ((8, 40, 41, 8), (3, 3, 8, 24), (1, 1), [False, True, False], torch.float64),      # GEMM in chunks
+    ((1, 12, 13, 512), (5, 5, 512, 24), (2, 2), [False, True, False], torch.float64),  # GEMM in tiles
     ((1, 5, 19, 42), (1, 1, 42, 9), (3, 4), [True, False, False], torch.float32),
     ((3, 19, 11, 55), (3, 3, 55, 83), (3, 2), None, torch.float64),
     ((8, 14, 14, 100), (3, 3, 1, 100), (1, 1), [False, True, False], torch.float32),  # depthwise partials
@@ -202,7 +232,7 @@ GEMM_PATHS = [
 ]
 
 
-def _gemm_path_result(case):
+def _summing_path_result(case):
     xs, ws, stride, mask, dtype = case
     gen = torch.Generator().manual_seed(0)
     x, w = torch.randn(xs, generator=gen, dtype=dtype), torch.randn(ws, generator=gen, dtype=dtype)
@@ -213,28 +243,28 @@ def _gemm_path_result(case):
     return grads[mask.index(True)]
 
 
-@pytest.mark.parametrize("case", GEMM_PATHS, ids=_ids)
-def test_gemm_paths_do_not_depend_on_thread_count(case):
+@pytest.mark.parametrize("case", SUMMING_PATHS, ids=_ids)
+def test_summing_paths_do_not_depend_on_thread_count(case):
     previous = torch.get_num_threads()
     try:
         results = []
         for threads in (1, 2, 3, 1):
             torch.set_num_threads(threads)
-            results.append(_gemm_path_result(case))
+            results.append(_summing_path_result(case))
     finally:
         torch.set_num_threads(previous)
     assert all(torch.equal(results[0], r) for r in results[1:])
 
 
-@pytest.mark.parametrize("case", GEMM_PATHS, ids=_ids)
-def test_gemm_paths_run_in_inference_mode(case):
-    # Their GEMMs run on worker threads, which do not inherit the caller's inference mode.
+@pytest.mark.parametrize("case", SUMMING_PATHS, ids=_ids)
+def test_summing_paths_run_in_inference_mode(case):
+    # Their sums run on worker threads, which do not inherit the caller's inference mode.
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        expected = _gemm_path_result(case)
+        expected = _summing_path_result(case)
         with torch.inference_mode():
-            got = _gemm_path_result(case)
+            got = _summing_path_result(case)
     finally:
         torch.set_num_threads(previous)
     assert torch.equal(got, expected)

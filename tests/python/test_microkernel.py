@@ -75,6 +75,28 @@ def test_input_gradients_forced_through_the_phases():
     assert bad.returncode != 0 and 'MYCONV_CPU_DGRAD must be auto or phases (or unset), got "fast"' in bad.stderr
 
 
+def test_filter_gradients_forced_through_the_gemm():
+    # Float32 and half-type filter gradients run on the tile kernels (tests/cpp/test_cpu_engine.cpp),
+    # float64 ones through im2row + GEMM; forced, the suites check the GEMM's float32 and half-type
+    # paths too (chunks of pixels, workspace tiles), every allocation poisoned as above.
+    env = dict(os.environ, MYCONV_CPU_WGRAD="gemm", MALLOC_PERTURB_="171", MALLOC_MMAP_THRESHOLD_=str(1 << 30))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cpu or chunks or filter_gradients",
+         "tests/python/test_gradients.py", "tests/python/test_transpose.py"],
+        env=env, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    print(f"MYCONV_CPU_WGRAD=gemm: {result.stdout.strip().splitlines()[-1]}")
+
+
+def test_unknown_filter_gradient_engine_is_a_clear_error():
+    code = ("import torch, myconv; x = torch.randn(1, 4, 4, 2); w = torch.randn(3, 3, 2, 2, requires_grad=True); "
+            "myconv.conv2d(x, w).sum().backward()")
+    bad = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, MYCONV_CPU_WGRAD="tiles"),
+                         capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert 'MYCONV_CPU_WGRAD must be auto or gemm (or unset), got "tiles"' in bad.stderr
+
+
 def test_unknown_isa_is_a_clear_error():
     env = dict(os.environ, MYCONV_CPU_ISA="avx9000")
     code = "import torch, myconv; myconv.conv2d(torch.randn(1, 4, 4, 2), torch.randn(3, 3, 2, 2))"

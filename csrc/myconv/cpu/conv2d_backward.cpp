@@ -2,6 +2,9 @@
 //  - input gradient: forward convolutions of grad_output, one per phase of the stride, on the
 //    forward's kernels (dgrad_by_phases; dgrad_runs_as_phases says when); strided depthwise
 //    filters and those with a channel multiplier run direct loops vectorised over channels;
+//  - filter gradients (not depthwise, not float64) on the tile kernels (filter_grad_microkernel;
+//    filter_grad_runs_on_tiles says when); float64 ones (and every one under MYCONV_CPU_WGRAD=gemm)
+//    through ATen's GEMM, as follows:
 //  - filter gradients of at most 1 MB over enough pixels: fixed chunks of output pixels, each
 //    summed by one thread into its own partial (filter_grad_in_chunks), partials added in order;
 //  - otherwise, per bounded tile of output pixels and per group:
@@ -30,6 +33,7 @@
 
 #include "myconv/cpu/conv2d_kernel.h"
 #include "myconv/cpu/im2row.h"
+#include "myconv/cpu/microkernel/microkernel.h"
 #include "myconv/cpu/simd_clones.h"
 #include "myconv/indexing.h"
 
@@ -503,12 +507,32 @@ void dgrad_by_phases(const at::Tensor& grad_output, const at::Tensor& filter, co
 
 }  // namespace
 
+FilterGradEngine parse_filter_grad_engine(const char* value) {
+  if (value == nullptr || *value == '\0' || std::string(value) == "auto") return FilterGradEngine::kAuto;
+  TORCH_CHECK_VALUE(std::string(value) == "gemm", "MYCONV_CPU_WGRAD must be auto or gemm (or unset), got \"", value,
+                    "\"");
+  return FilterGradEngine::kGemm;
+}
+
+bool filter_grad_runs_on_tiles(const Conv2dPlan& p, at::ScalarType dtype, FilterGradEngine request) {
+  return request == FilterGradEngine::kAuto && !p.is_depthwise() && dtype != at::kDouble;
+}
+
 void conv2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input,
                          const at::Tensor& filter, const Conv2dPlan& plan, Conv2dGrads& grads) {
   Conv2dGrads rest = grads;  // what the loops below compute
   if (grads.input.defined() && dgrad_runs_as_phases(plan)) {
     dgrad_by_phases(grad_output, filter, plan, grads.input);
     rest.input = at::Tensor();
+  }
+  static const FilterGradEngine filter_grad_request = parse_filter_grad_engine(std::getenv("MYCONV_CPU_WGRAD"));
+  if (rest.filter.defined() && filter_grad_runs_on_tiles(plan, input.scalar_type(), filter_grad_request)) {
+    at::Tensor sums = rest.filter.scalar_type() == at::kFloat && rest.filter.is_contiguous()
+                          ? rest.filter
+                          : at::empty(rest.filter.sizes(), rest.filter.options().dtype(at::kFloat));
+    filter_grad_microkernel(grad_output.contiguous(), input.contiguous(), plan, sums);
+    if (!sums.is_same(rest.filter)) rest.filter.copy_(sums);
+    rest.filter = at::Tensor();
   }
   if (!rest.input.defined() && !rest.filter.defined()) return;
   const at::Tensor gy = grad_output.contiguous();

@@ -111,5 +111,12 @@ void conv2d_depthwise_microkernel(const at::Tensor& input, const float* filter,
                                   const std::optional<at::Tensor>& bias, const Conv2dPlan& plan,
                                   const Epilogue& epilogue, const at::Tensor& residual, at::Tensor& output);
 
+// grad_filter [KH*KW*Cg, O] in float32 (contiguous, written whole) of a non-depthwise convolution
+// with float32, float16 or bfloat16 input and grad_output (contiguous NHWC), on the float32 tile
+// kernel of the selected instruction set (filter_grad.cpp). Each element is summed over the
+// output pixels in one fixed order: the same bits for any thread count.
+void filter_grad_microkernel(const at::Tensor& grad_output, const at::Tensor& input, const Conv2dPlan& plan,
+                             at::Tensor& grad_filter);
+
 }  // namespace cpu
 }  // namespace myconv
