@@ -150,6 +150,24 @@ TEST(Conv2d, GradientsFromCppMatchTorchConv2d) {
   }
 }
 
+// Filter gradients over several blocks of 512 output pixels, with grad_output's channels and with
+// the input's values as the tile kernels' rows (the sanitizer build runs this too).
+TEST(Conv2d, FilterGradientsOverSeveralPixelBlocks) {
+  torch::manual_seed(4);
+  for (const int64_t k : {3, 1}) {  // 72 window values against 40 channels, then 8
+    const std::array<int64_t, 4> pad{k / 2, k / 2, k / 2, k / 2};
+    auto x = torch::randn({2, 30, 31, 8});
+    auto f = torch::randn({k, k, 8, 40});
+    auto grad_output = torch::randn({2, 30, 31, 40});
+    auto grad_filter =
+        std::get<1>(myconv::conv2d_backward(grad_output, x, f, {1, 1}, pad, {1, 1}, {false, true, false}));
+    auto f64 = f.to(at::kDouble).requires_grad_();
+    auto ref = reference(x, f64, {1, 1}, pad, {1, 1}, std::nullopt);
+    auto expected = torch::autograd::grad({ref}, {f64}, {grad_output.to(at::kDouble)})[0];
+    EXPECT_LE(relative_error(grad_filter, expected), 1e-5) << "kernel " << k;
+  }
+}
+
 TEST(Conv2d, TensorFlowGoldenValues) {
   auto x = torch::arange(1, 17, torch::kFloat).reshape({1, 4, 4, 1});
   auto f = torch::arange(1, 5, torch::kFloat).reshape({2, 2, 1, 1});

@@ -145,7 +145,7 @@ def test_gradients_over_many_workspace_tiles(device):
 
 
 # Filter gradients whose GEMM path (float64; float32 and half types under MYCONV_CPU_WGRAD=gemm,
-# test_microkernel.py) sums fixed chunks of output pixels (from 2048 pixels, gradients up to 1 MB
+# test_microkernel.py, else the tile kernels) sums fixed chunks of output pixels (from 2048 pixels, gradients up to 1 MB
 # in float32): 2 to 16 chunks, im2row rows made in pieces, the input itself as the rows (unpadded
 # pointwise), groups, strides and dilation.
 CHUNKED = [
@@ -160,7 +160,7 @@ CHUNKED = [
 
 
 @pytest.mark.parametrize("case", CHUNKED, ids=_ids)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
 def test_filter_gradients_in_chunks(case, dtype):
     xs, ws, stride, padding, dilation = case
     x, w = torch.randn(xs).to(dtype), torch.randn(ws).to(dtype)
@@ -170,7 +170,7 @@ def test_filter_gradients_in_chunks(case, dtype):
 # Filter gradients on the tile kernels (float32 and half types, not depthwise): grad_output's
 # channels as the kernels' rows where they are the fewer, else the im2row rows' values; blocks of
 # 512 pixels summed in order (1155 and 3280 pixels), partial panels and tiles, groups, explicit
-# pads, dilation (a segment a tap), taps cut by the image's edges.
+# pads, dilation (a segment a tap), taps cut by the image's edges, A transposed in two chunks.
 FILTER_TILES = [
     ((2, 9, 11, 8), (3, 3, 8, 32), (1, 1), "SAME", (1, 1)),
     ((1, 17, 13, 8), (2, 2, 8, 40), (2, 2), "SAME", (1, 1)),        # im2row rows as the rows
@@ -179,6 +179,7 @@ FILTER_TILES = [
     ((2, 10, 13, 8), (3, 2, 8, 33), (2, 1), "SAME", (1, 2)),        # 33 channels: a partial tile
     ((2, 40, 41, 32), (1, 1, 32, 96), (1, 1), "SAME", (1, 1)),      # input rows as the rows
     ((1, 35, 33, 12), (3, 3, 12, 40), (1, 1), "SAME", (1, 1)),
+    ((1, 50, 50, 512), (3, 3, 8, 2048), (1, 1), "SAME", (1, 1)),  # 64 groups: A in chunks of 2048 pixels
 ]
 
 
@@ -223,6 +224,8 @@ SUMMING_PATHS = [
     ((8, 40, 41, 32), (3, 3, 32, 64), (1, 1), [False, True, False], torch.float32),
     ((4, 30, 31, 32), (1, 1, 32, 96), (1, 1), [False, True, False], torch.float32),
     ((2, 30, 31, 16), (3, 3, 16, 48), (2, 1), [False, True, False], torch.bfloat16),
+    ((2, 9, 9, 3), (3, 3, 3, 40), (1, 1), [False, True, False], torch.float32),    # A in 2 ranges at 3 threads
+    ((1, 50, 50, 512), (3, 3, 8, 2048), (1, 1), [False, True, False], torch.float32),  # A in 2 chunks
     ((8, 40, 41, 8), (3, 3, 8, 24), (1, 1), [False, True, False], torch.float64),      # GEMM in chunks
     ((1, 12, 13, 512), (5, 5, 512, 24), (2, 2), [False, True, False], torch.float64),  # GEMM in tiles
     ((1, 5, 19, 42), (1, 1, 42, 9), (3, 4), [True, False, False], torch.float32),

@@ -50,7 +50,7 @@ def test_every_compiled_path_passes_the_cpu_suites(isa):
     assert subprocess.run([sys.executable, "-c", check], env=env, capture_output=True,
                           text=True, check=True).stdout.strip() == isa
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cpu",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cpu or tile_kernels or summing",
          "tests/python/test_parity.py", "tests/python/test_gradients.py", "tests/python/test_packed_filters.py",
          "tests/python/test_fused.py"],
         env=env, cwd=ROOT, capture_output=True, text=True)

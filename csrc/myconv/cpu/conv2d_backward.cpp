@@ -3,8 +3,8 @@
 //    forward's kernels (dgrad_by_phases; dgrad_runs_as_phases says when); strided depthwise
 //    filters and those with a channel multiplier run direct loops vectorised over channels;
 //  - filter gradients (not depthwise, not float64) on the tile kernels (filter_grad_microkernel;
-//    filter_grad_runs_on_tiles says when); float64 ones (and every one under MYCONV_CPU_WGRAD=gemm)
-//    through ATen's GEMM, as follows:
+//    filter_grad_runs_on_tiles says when); float64 ones (and every dense or grouped one under
+//    MYCONV_CPU_WGRAD=gemm) through ATen's GEMM, as follows:
 //  - filter gradients of at most 1 MB over enough pixels: fixed chunks of output pixels, each
 //    summed by one thread into its own partial (filter_grad_in_chunks), partials added in order;
 //  - otherwise, per bounded tile of output pixels and per group:
@@ -467,6 +467,12 @@ bool phases_forced() {
   return forced;
 }
 
+// MYCONV_CPU_WGRAD, read at the first filter gradient (a bad value fails filter gradients only).
+FilterGradEngine requested_filter_grad_engine() {
+  static const FilterGradEngine request = parse_filter_grad_engine(std::getenv("MYCONV_CPU_WGRAD"));
+  return request;
+}
+
 bool dgrad_runs_as_phases(const Conv2dPlan& p) {
   const bool stride_one = p.stride_h == 1 && p.stride_w == 1;
   if (p.is_depthwise() && p.group_out_channels != 1) return false;
@@ -525,8 +531,7 @@ void conv2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input,
     dgrad_by_phases(grad_output, filter, plan, grads.input);
     rest.input = at::Tensor();
   }
-  static const FilterGradEngine filter_grad_request = parse_filter_grad_engine(std::getenv("MYCONV_CPU_WGRAD"));
-  if (rest.filter.defined() && filter_grad_runs_on_tiles(plan, input.scalar_type(), filter_grad_request)) {
+  if (rest.filter.defined() && filter_grad_runs_on_tiles(plan, input.scalar_type(), requested_filter_grad_engine())) {
     at::Tensor sums = rest.filter.scalar_type() == at::kFloat && rest.filter.is_contiguous()
                           ? rest.filter
                           : at::empty(rest.filter.sizes(), rest.filter.options().dtype(at::kFloat));

@@ -1,10 +1,11 @@
 // The filter gradient on the tile kernels: per group, grad_filter[k, o] = sum over output pixels
-// p of rows[p, k] * grad_output[p, o] (rows: the im2row rows, never built whole), a product whose
-// narrower side is the kernels' MR "pixels" (A: grad_output's channels, or the rows' values for
-// 1x1 expansions), transposed once into float32 rows of pixels; the wider side B is packed from
-// the input or grad_output a block of pixels at a time into NR-wide panels, which stay in L2
-// while every tile of A passes over them. ATen's GEMM, which this replaces, runs MKL's AVX2 code
-// on AMD CPUs: 35-40% of a Zen 5's AVX-512 FMA peak.
+// p of rows[p, k] * grad_output[p, o] (rows: the im2row rows), a product whose narrower side, A,
+// is the kernels' MR "pixels": grad_output's channels, or the rows' values where the window is
+// smaller than the output channels (1x1 expansions, few input channels). A is transposed into
+// float32 rows of pixels a chunk at a time; the wider side, B, is packed from the input or
+// grad_output a block of pixels at a time into NR-wide panels, which stay in L2 while every tile
+// of A passes over them. ATen's GEMM, which this replaces, runs MKL's AVX2 code on AMD CPUs:
+// 35-40% of a Zen 5's AVX-512 FMA peak.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
@@ -27,10 +28,12 @@ namespace {
 // Fixed, so that each sum's order (block by block) does not depend on the thread count.
 constexpr int64_t kBlockPixels = 512;
 // Panels of B a work item packs from each block of pixels at once (reading each pixel's values in
-// one pass: res2 1x1 256->64 read 128 of every 1024 bytes a panel), and the bytes of A x B sums
-// an item keeps.
+// one pass: res2 1x1 256->64 read 128 of every 1024 bytes a panel), and the bytes of an item's
+// sums over them.
 constexpr int64_t kMaxItemPanels = 8;
 constexpr int64_t kItemSumsBytes = int64_t{256} << 10;
+// Bytes of A transposed at a time (a chunk of pixels, whole blocks of them).
+constexpr int64_t kChunkBytes = int64_t{16} << 20;
 // Pixels of A a thread transposes at a time (each row's run: a cache line).
 constexpr int64_t kTransposePixels = 16;
 
@@ -128,36 +131,6 @@ void filter_grad_tiles(const T* input, const T* grad_output, const Conv2dPlan& p
   const int64_t a_rows = a_is_grad_output ? og : window, b_cols = a_is_grad_output ? window : og;
   const int64_t threads = at::get_num_threads();
 
-  // A transposed to [groups * a_rows, P] in float32, kTransposePixels pixels at a time (as rows
-  // [pixels][a_rows] first: grad_output itself, or im2row rows into each thread's scratch).
-  const at::Tensor a_buffer = at::empty({p.groups * a_rows, pixels}, at::kFloat);
-  float* const a = a_buffer.mutable_data_ptr<float>();
-  const std::vector<ValueRun> whole_window = value_runs(seg, 0, window, window, 0);
-  const int64_t scratch_floats = a_is_grad_output ? 0 : kTransposePixels * window;
-  const at::Tensor scratch_buffer = at::empty({threads * scratch_floats}, at::kFloat);
-  const int64_t transpose_blocks = (pixels + kTransposePixels - 1) / kTransposePixels;
-  at::parallel_for(0, transpose_blocks, std::max<int64_t>(1, 4096 / (p.groups * a_rows)), [&](int64_t begin, int64_t end) {
-    float* const scratch = scratch_buffer.data_ptr<float>() + at::get_thread_num() * scratch_floats;
-    for (int64_t block = begin; block < end; ++block) {
-      const int64_t first = block * kTransposePixels;
-      const int64_t count = std::min(kTransposePixels, pixels - first);
-      for (int64_t g = 0; g < p.groups; ++g) {
-        float* const dst = a + g * a_rows * pixels + first;
-        if (a_is_grad_output) {
-          const T* const src = grad_output + first * channels + g * og;
-          for (int64_t r = 0; r < a_rows; ++r) {
-            for (int64_t i = 0; i < count; ++i) dst[r * pixels + i] = static_cast<float>(src[i * channels + r]);
-          }
-        } else {
-          pack_rows(input, p, ix, seg, whole_window, g, first, count, window, scratch);
-          for (int64_t r = 0; r < a_rows; ++r) {
-            for (int64_t i = 0; i < count; ++i) dst[r * pixels + i] = scratch[i * window + r];
-          }
-        }
-      }
-    }
-  });
-
   // Work items: (group, run of B's panels, range of A's tiles), each panel's block packed once
   // per item. Each output element is summed by one item, block by block in order, and within a
   // block by the kernel in order: the result does not depend on the items or the thread count.
@@ -174,82 +147,128 @@ void filter_grad_tiles(const T* input, const T* grad_output, const Conv2dPlan& p
   if (runs * p.groups < threads) runs = std::min(panels, (threads + p.groups - 1) / p.groups);
   runs = std::min(panels, (runs + threads - 1) / threads * threads);
   const int64_t run_panels = (panels + runs - 1) / runs;
+  const int64_t items = p.groups * runs * ranges;
   const int64_t block_pixels = std::min(kBlockPixels, pixels);
   const int64_t panel_floats = block_pixels * nr;
-  const int64_t thread_floats = run_panels * (panel_floats + panel_sums) + panel_sums;
+  const int64_t thread_floats = run_panels * panel_floats + panel_sums;
+  const int64_t item_sums = run_panels * panel_sums;
+  // Each item's sums live across the chunks of pixels: about the filter gradient's size.
+  const at::Tensor sums_buffer = at::empty({items * item_sums}, at::kFloat);
   const at::Tensor float_buffer = at::empty({threads * thread_floats}, at::kFloat);
   const at::Tensor pointer_buffer = at::empty({threads * range_tiles * mr}, at::kLong);
   const at::Tensor zeros_buffer = at::zeros({std::max(block_pixels, nr)}, at::kFloat);
   const float* const zeros = zeros_buffer.const_data_ptr<float>();
   static_assert(sizeof(const float*) == sizeof(int64_t));
 
-  at::parallel_for(0, p.groups * runs * ranges, 1, [&](int64_t begin, int64_t end) {
-    const int thread = at::get_thread_num();
-    TORCH_INTERNAL_ASSERT(thread < threads);
-    float* const packed = float_buffer.data_ptr<float>() + thread * thread_floats;
-    float* const sums = packed + run_panels * panel_floats;
-    float* const partial = sums + run_panels * panel_sums;
-    const float** const rows =
-        reinterpret_cast<const float**>(pointer_buffer.data_ptr<int64_t>()) + thread * range_tiles * mr;
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t g = item / (runs * ranges), run = item / ranges % runs, r = item % ranges;
-      const int64_t first_row = r * range_tiles * mr;
-      const int64_t row_count = std::min(range_tiles * mr, a_rows - first_row);
-      const int64_t first_panel = run * run_panels, panel_count = std::min(run_panels, panels - first_panel);
-      if (row_count <= 0 || panel_count <= 0) continue;
-      const int64_t tiles = (row_count + mr - 1) / mr;
-      const int64_t first_col = first_panel * nr, cols = std::min(panel_count * nr, b_cols - first_col);
-      const int64_t last_cols = cols - (panel_count - 1) * nr;  // valid columns of the run's last panel
-      const std::vector<ValueRun> value_runs_b =
-          a_is_grad_output ? value_runs(seg, first_col, cols, nr, panel_floats) : std::vector<ValueRun>();
-      for (int64_t first = 0; first < pixels; first += block_pixels) {
-        const int64_t count = std::min(block_pixels, pixels - first);
-        if (a_is_grad_output) {
-          pack_rows(input, p, ix, seg, value_runs_b, g, first, count, nr, packed);
-        } else {
-          for (int64_t i = 0; i < count; ++i) {
-            const T* const src = grad_output + (first + i) * channels + g * og + first_col;
-            for (int64_t q = 0; q < panel_count; ++q) {
-              copy_run(src + q * nr, packed + q * panel_floats + i * nr, std::min(nr, cols - q * nr));
+  // A, transposed to float32 rows [groups * a_rows][chunk], a chunk of pixels at a time (whole
+  // blocks: the sums' order is the same for any chunk size), so that the workspace does not grow
+  // with the batch.
+  const int64_t chunk = std::min(pixels, std::max<int64_t>(1, kChunkBytes / (p.groups * a_rows * static_cast<int64_t>(
+                                                                                 sizeof(float)) * kBlockPixels)) *
+                                             kBlockPixels);
+  const at::Tensor a_buffer = at::empty({p.groups * a_rows, chunk}, at::kFloat);
+  float* const a = a_buffer.mutable_data_ptr<float>();
+  const std::vector<ValueRun> whole_window = value_runs(seg, 0, window, window, 0);
+  const int64_t scratch_floats = a_is_grad_output ? 0 : kTransposePixels * window;
+  const at::Tensor scratch_buffer = at::empty({threads * scratch_floats}, at::kFloat);
+
+  for (int64_t chunk_first = 0; chunk_first < pixels; chunk_first += chunk) {
+    const int64_t chunk_pixels = std::min(chunk, pixels - chunk_first);
+    const bool last_chunk = chunk_first + chunk_pixels == pixels;
+    // (as rows [pixels][a_rows] first: grad_output itself, or im2row rows in each thread's scratch)
+    const int64_t transpose_blocks = (chunk_pixels + kTransposePixels - 1) / kTransposePixels;
+    at::parallel_for(0, transpose_blocks, std::max<int64_t>(1, 4096 / (p.groups * a_rows)), [&](int64_t begin, int64_t end) {
+      float* const scratch = scratch_buffer.data_ptr<float>() + at::get_thread_num() * scratch_floats;
+      for (int64_t block = begin; block < end; ++block) {
+        const int64_t offset = block * kTransposePixels, first = chunk_first + offset;
+        const int64_t count = std::min(kTransposePixels, chunk_pixels - offset);
+        for (int64_t g = 0; g < p.groups; ++g) {
+          float* const dst = a + g * a_rows * chunk + offset;
+          if (a_is_grad_output) {
+            const T* const src = grad_output + first * channels + g * og;
+            for (int64_t r = 0; r < a_rows; ++r) {
+              for (int64_t i = 0; i < count; ++i) dst[r * chunk + i] = static_cast<float>(src[i * channels + r]);
+            }
+          } else {
+            pack_rows(input, p, ix, seg, whole_window, g, first, count, window, scratch);
+            for (int64_t r = 0; r < a_rows; ++r) {
+              for (int64_t i = 0; i < count; ++i) dst[r * chunk + i] = scratch[i * window + r];
             }
           }
         }
-        for (int64_t i = 0; i < count && last_cols < nr; ++i) {  // the last panel's columns past B
-          float* const row = packed + (panel_count - 1) * panel_floats + i * nr;
-          std::fill(row + last_cols, row + nr, 0.0f);
+      }
+    });
+
+    at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
+      const int thread = at::get_thread_num();
+      TORCH_INTERNAL_ASSERT(thread < threads);
+      float* const packed = float_buffer.data_ptr<float>() + thread * thread_floats;
+      float* const partial = packed + run_panels * panel_floats;
+      const float** const rows =
+          reinterpret_cast<const float**>(pointer_buffer.data_ptr<int64_t>()) + thread * range_tiles * mr;
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t g = item / (runs * ranges), run = item / ranges % runs, r = item % ranges;
+        const int64_t first_row = r * range_tiles * mr;
+        const int64_t row_count = std::min(range_tiles * mr, a_rows - first_row);
+        const int64_t first_panel = run * run_panels, panel_count = std::min(run_panels, panels - first_panel);
+        if (row_count <= 0 || panel_count <= 0) continue;
+        float* const sums = sums_buffer.data_ptr<float>() + item * item_sums;
+        const int64_t tiles = (row_count + mr - 1) / mr;
+        const int64_t first_col = first_panel * nr, cols = std::min(panel_count * nr, b_cols - first_col);
+        const int64_t last_cols = cols - (panel_count - 1) * nr;  // valid columns of the run's last panel
+        const std::vector<ValueRun> value_runs_b =
+            a_is_grad_output ? value_runs(seg, first_col, cols, nr, panel_floats) : std::vector<ValueRun>();
+        for (int64_t first = chunk_first; first < chunk_first + chunk_pixels; first += block_pixels) {
+          const int64_t count = std::min(block_pixels, pixels - first);
+          if (a_is_grad_output) {
+            pack_rows(input, p, ix, seg, value_runs_b, g, first, count, nr, packed);
+          } else {
+            for (int64_t i = 0; i < count; ++i) {
+              const T* const src = grad_output + (first + i) * channels + g * og + first_col;
+              for (int64_t q = 0; q < panel_count; ++q) {
+                copy_run(src + q * nr, packed + q * panel_floats + i * nr, std::min(nr, cols - q * nr));
+              }
+            }
+          }
+          for (int64_t i = 0; i < count && last_cols < nr; ++i) {  // the last panel's columns past B
+            float* const row = packed + (panel_count - 1) * panel_floats + i * nr;
+            std::fill(row + last_cols, row + nr, 0.0f);
+          }
+          for (int64_t i = 0; i < tiles * mr; ++i) {
+            rows[i] = i < row_count ? a + (g * a_rows + first_row + i) * chunk + (first - chunk_first) : zeros;
+          }
+          for (int64_t q = 0; q < panel_count; ++q) {
+            float* const panel_sum = sums + q * panel_sums;
+            const int64_t panel_cols = q + 1 < panel_count ? nr : last_cols;
+            kernel.run({rows, 1, count, packed + q * panel_floats, zeros, first == 0 ? panel_sum : partial, nr, tiles,
+                        row_count, static_cast<int>(panel_cols), nullptr, nullptr, 0});
+            for (int64_t i = 0; first > 0 && i < row_count; ++i) {
+              for (int64_t c = 0; c < panel_cols; ++c) panel_sum[i * nr + c] += partial[i * nr + c];
+            }
+          }
         }
-        for (int64_t i = 0; i < tiles * mr; ++i) {
-          rows[i] = i < row_count ? a + (g * a_rows + first_row + i) * pixels + first : zeros;
-        }
+        if (!last_chunk) continue;
+        // sums[q][row][col] is grad_filter[k][g * og + o] for (k, o) = (column, row) or (row,
+        // column), column = first_col + q * nr + col; the filter gradient's rows written in order
+        // (a store a row of it cost res5 1x1 2048->512's filter gradient at N = 1 twice its kernels')
         for (int64_t q = 0; q < panel_count; ++q) {
-          float* const panel_sum = sums + q * panel_sums;
-          float* const out = first == 0 ? panel_sum : partial;
-          kernel.run({rows, 1, count, packed + q * panel_floats, zeros, out, nr, tiles, row_count,
-                      static_cast<int>(q + 1 < panel_count ? nr : last_cols), nullptr, nullptr, 0});
-          if (first > 0) {
-            for (int64_t e = 0; e < row_count * nr; ++e) panel_sum[e] += partial[e];
+          const float* const panel_sum = sums + q * panel_sums;
+          const int64_t panel_col = first_col + q * nr, panel_cols = q + 1 < panel_count ? nr : last_cols;
+          if (a_is_grad_output) {
+            for (int64_t c = 0; c < panel_cols; ++c) {
+              float* const dst = grad_filter + (panel_col + c) * channels + g * og + first_row;
+              for (int64_t i = 0; i < row_count; ++i) dst[i] = panel_sum[i * nr + c];
+            }
+          } else {
+            for (int64_t i = 0; i < row_count; ++i) {
+              std::copy_n(panel_sum + i * nr, panel_cols,
+                          grad_filter + (first_row + i) * channels + g * og + panel_col);
+            }
           }
         }
       }
-      // sums[q][row][col] is grad_filter[k][g * og + o] for (k, o) = (column, row) or (row,
-      // column), column = first_col + q * nr + col; the filter gradient's rows written in order
-      // (a store a row of it cost res5 1x1 2048->512's filter gradient at N = 1 twice its kernels')
-      for (int64_t q = 0; q < panel_count; ++q) {
-        const float* const panel_sum = sums + q * panel_sums;
-        const int64_t panel_col = first_col + q * nr, panel_cols = q + 1 < panel_count ? nr : last_cols;
-        if (a_is_grad_output) {
-          for (int64_t c = 0; c < panel_cols; ++c) {
-            float* const dst = grad_filter + (panel_col + c) * channels + g * og + first_row;
-            for (int64_t i = 0; i < row_count; ++i) dst[i] = panel_sum[i * nr + c];
-          }
-        } else {
-          for (int64_t i = 0; i < row_count; ++i) {
-            std::copy_n(panel_sum + i * nr, panel_cols, grad_filter + (first_row + i) * channels + g * og + panel_col);
-          }
-        }
-      }
-    }
-  });
+    });
+  }
 }
 
 }  // namespace
@@ -258,11 +277,8 @@ void filter_grad_microkernel(const at::Tensor& grad_output, const at::Tensor& in
                              at::Tensor& grad_filter) {
   TORCH_INTERNAL_ASSERT(grad_output.is_contiguous() && input.is_contiguous() && grad_filter.is_contiguous() &&
                         grad_filter.scalar_type() == at::kFloat && !plan.is_depthwise());
+  TORCH_INTERNAL_ASSERT(plan.output_pixels() > 0);  // (the entry point handles empty outputs)
   float* const out = grad_filter.mutable_data_ptr<float>();
-  if (plan.output_pixels() == 0) {
-    std::fill(out, out + grad_filter.numel(), 0.0f);
-    return;
-  }
   AT_DISPATCH_SWITCH(input.scalar_type(), "myconv_filter_grad_microkernel",
                      AT_DISPATCH_CASE(at::kFloat, [&] {
                        filter_grad_tiles<scalar_t>(input.const_data_ptr<scalar_t>(),
