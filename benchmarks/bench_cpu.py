@@ -35,14 +35,26 @@ TINY = Layer("tiny 3x3 C=4 8x8", (8, 8, 4), (3, 3, 4, 4), 1, "odd")
 DTYPES = {"float32": (torch.float32, 1e-5), "bfloat16": (torch.bfloat16, 1e-2), "float16": (torch.float16, 1e-2)}
 
 
+# AMD's CPU families by microarchitecture: a VM's model name ("AMD EPYC") does not say which, and
+# Zen 4 (512-bit FMAs as two halves) and Zen 5 (full width) differ twofold in FMA peak.
+AMD_FAMILIES = {23: "Zen/Zen 2", 25: "Zen 3/Zen 4", 26: "Zen 5"}
+
+
 def cpu_name() -> str:
+    """The CPU's model name, with its family and model numbers (and AMD's microarchitecture)."""
+    fields = {}
     try:
         for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    if "cpu family" not in fields:
+        return name
+    family = int(fields["cpu family"])
+    arch = AMD_FAMILIES.get(family, "") if fields.get("vendor_id") == "AuthenticAMD" else ""
+    return f"{name} (family {family}, model {fields.get('model', '?')}{', ' + arch if arch else ''})"
 
 
 def progress(done: int, total: int, label: str) -> None:
@@ -168,7 +180,7 @@ def transpose_benchmark(args, batch: int = 8) -> None:
         lines.append(f"| {name} | {ms['myconv']:.3f} | {ms['torch_cl']:.3f} | {gflops:.1f} | {ratio:.2f} |")
     summary = ["## Summary", "", f"- geomean time ratio myconv / torch_cl: **{geomean(ratios):.2f}** (issue 19's "
                "target <= 0.9)", f"- worst: {max(zip(ratios, records))[1][0]} at {max(ratios):.2f}", ""]
-    Path(RESULTS / "cpu-transpose.md").write_text("\n".join(lines + [""] + summary))
+    write_keeping_steps(RESULTS / "cpu-transpose.md", "\n".join(lines + [""] + summary))
     print("\n".join(summary))
 
 
@@ -242,9 +254,17 @@ def fused_benchmark(args, batch: int = 8) -> None:
                f"- oneDNN's convolution alone / user: {geomean([ms['conv_alone'] / ms['user'] for _, ms in records]):.2f} "
                "(the geomean a fused convolution as fast as oneDNN's would reach)",
                f"- worst: {worst[1]} at {worst[0]:.2f}"]
-    Path(RESULTS / "cpu-fused.md").write_text("\n".join(lines + [""] + summary) + "\n")
+    write_keeping_steps(RESULTS / "cpu-fused.md", "\n".join(lines + [""] + summary) + "\n")
     print("\n".join(summary))
 
+
+
+def write_keeping_steps(path, text):
+    """Writes a results file, keeping the "## Steps" section (the history of speed steps) of the
+    one it replaces."""
+    previous = Path(path).read_text() if Path(path).exists() else ""
+    steps = previous[previous.index("## Steps"):] if "## Steps" in previous else ""
+    Path(path).write_text(text + ("\n" + steps if steps else ""))
 
 def main() -> None:
     if any(os.environ.get(name) != value for name, value in MALLOC_SETTINGS.items()):
@@ -382,9 +402,7 @@ def main() -> None:
                        f"{sorted(speeds)[len(speeds) // 2]:.1f}); a plain copy: {bandwidth:.1f} GB/s")
     summary.append("")
     lines += ["", f"![time ratios and share of FMA peak per shape]({chart.name})", "", *summary]
-    previous = Path(output).read_text() if Path(output).exists() else ""
-    steps = previous[previous.index("## Steps"):] if "## Steps" in previous else ""
-    Path(output).write_text("\n".join(lines) + ("\n" + steps if steps else ""))
+    write_keeping_steps(output, "\n".join(lines))
     print("\n".join(summary))
 
 
