@@ -19,11 +19,6 @@
 #include "myconv/cpu/microkernel/microkernel.h"
 #include "myconv/indexing.h"
 
-// The microkernels' types: float32, and the half types they widen to float32.
-#define MYCONV_DISPATCH_MICROKERNEL_TYPES(TYPE, NAME, ...)                    \
-  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__) \
-                                     AT_DISPATCH_CASE_REDUCED_FLOATING_TYPES(__VA_ARGS__))
-
 // The x86 kernels exist where the build compiled them (CMake's MYCONV_X86_KERNELS, on x86-64
 // targets), the NEON ones likewise on AArch64 (MYCONV_NEON_KERNELS); elsewhere the plain C++
 // kernels run every call.

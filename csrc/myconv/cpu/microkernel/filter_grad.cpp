@@ -163,9 +163,8 @@ void filter_grad_tiles(const T* input, const T* grad_output, const Conv2dPlan& p
   // A, transposed to float32 rows [groups * a_rows][chunk], a chunk of pixels at a time (whole
   // blocks: the sums' order is the same for any chunk size), so that the workspace does not grow
   // with the batch.
-  const int64_t chunk = std::min(pixels, std::max<int64_t>(1, kChunkBytes / (p.groups * a_rows * static_cast<int64_t>(
-                                                                                 sizeof(float)) * kBlockPixels)) *
-                                             kBlockPixels);
+  const int64_t block_bytes = p.groups * a_rows * kBlockPixels * static_cast<int64_t>(sizeof(float));
+  const int64_t chunk = std::min(pixels, std::max<int64_t>(1, kChunkBytes / block_bytes) * kBlockPixels);
   const at::Tensor a_buffer = at::empty({p.groups * a_rows, chunk}, at::kFloat);
   float* const a = a_buffer.mutable_data_ptr<float>();
   const std::vector<ValueRun> whole_window = value_runs(seg, 0, window, window, 0);
@@ -279,14 +278,9 @@ void filter_grad_microkernel(const at::Tensor& grad_output, const at::Tensor& in
                         grad_filter.scalar_type() == at::kFloat && !plan.is_depthwise());
   TORCH_INTERNAL_ASSERT(plan.output_pixels() > 0);  // (the entry point handles empty outputs)
   float* const out = grad_filter.mutable_data_ptr<float>();
-  AT_DISPATCH_SWITCH(input.scalar_type(), "myconv_filter_grad_microkernel",
-                     AT_DISPATCH_CASE(at::kFloat, [&] {
-                       filter_grad_tiles<scalar_t>(input.const_data_ptr<scalar_t>(),
-                                                   grad_output.const_data_ptr<scalar_t>(), plan, out);
-                     }) AT_DISPATCH_CASE_REDUCED_FLOATING_TYPES([&] {
-                       filter_grad_tiles<scalar_t>(input.const_data_ptr<scalar_t>(),
-                                                   grad_output.const_data_ptr<scalar_t>(), plan, out);
-                     }));
+  MYCONV_DISPATCH_MICROKERNEL_TYPES(input.scalar_type(), "myconv_filter_grad_microkernel", [&] {
+    filter_grad_tiles<scalar_t>(input.const_data_ptr<scalar_t>(), grad_output.const_data_ptr<scalar_t>(), plan, out);
+  });
 }
 
 }  // namespace cpu

@@ -16,6 +16,12 @@
 #include "myconv/conv2d_plan.h"
 #include "myconv/cpu/microkernel/kernels.h"
 
+// The microkernels' types: float32, and the half types they widen to float32 (for
+// AT_DISPATCH_SWITCH, from <ATen/Dispatch.h>, which the dispatching file includes).
+#define MYCONV_DISPATCH_MICROKERNEL_TYPES(TYPE, NAME, ...)                    \
+  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__) \
+                                     AT_DISPATCH_CASE_REDUCED_FLOATING_TYPES(__VA_ARGS__))
+
 namespace myconv {
 namespace cpu {
 
