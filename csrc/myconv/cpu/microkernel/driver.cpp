@@ -440,13 +440,17 @@ void microkernel_conv(const T* input, const E* packed, const float* bias, const 
         const int64_t j = gj % panels;
         const int64_t first_slice = (gj / panels * (panels - 1) + j - 1) * tiles;
         const bool prefetches = j > 0 && next_end > next_begin;
+        const auto [channel, width] = layout.channels(gj);
+        const int cols = static_cast<int>(width);
+        const T* const panel_residual = residual == nullptr ? nullptr : residual + first * p.out_channels + channel;
         kernel.run({reinterpret_cast<const KernelE* const*>(pointers.tile(0)), seg.count, seg.length,
                     reinterpret_cast<const KernelE*>(packed + gj * panel_elements), bias_packed + gj * nr,
-                    reinterpret_cast<KernelE*>(run_out + g * og + j * nr), p.out_channels, tiles,
-                    std::min(tiles * mr, pixels - first), static_cast<int>(std::min<int64_t>(nr, og - j * nr)),
+                    reinterpret_cast<KernelE*>(run_out + channel), p.out_channels, tiles,
+                    std::min(tiles * mr, pixels - first), cols,
                     reinterpret_cast<const char*>(input + next_begin + (prefetches ? first_slice * slice_elements : 0)),
                     prefetch_end, prefetches ? slice_elements * static_cast<int64_t>(sizeof(T)) : 0,
-                    run_sums == nullptr ? nullptr : run_sums + g * og + j * nr});
+                    run_sums == nullptr ? nullptr : run_sums + channel, reinterpret_cast<const char*>(panel_residual),
+                    p.out_channels * static_cast<int64_t>(sizeof(T)), cols * static_cast<int64_t>(sizeof(T))});
       }
       // This run's channels of the block's pixels: the epilogue while they are in cache, then
       // from float32 outputs narrowed (half types) and stored where the output's pixels lie.

@@ -51,9 +51,10 @@ static inline void prefetch_for_write(const void* at) {
 #endif
 }
 
-// Prefetches [begin, end) into L2, a cache line at a time in address order.
+// Prefetches the cache lines of [begin, end) into L2 in address order.
 static inline void prefetch_range_to_l2(const void* begin, const void* end) {
-  for (const char* at = static_cast<const char*>(begin); at < static_cast<const char*>(end); at += 64) {
+  const auto first_line = reinterpret_cast<uintptr_t>(begin) & ~static_cast<uintptr_t>(63);
+  for (const char* at = reinterpret_cast<const char*>(first_line); at < static_cast<const char*>(end); at += 64) {
     prefetch_to_l2(at);
   }
 }
@@ -110,6 +111,14 @@ struct TileArgs {
   // bfloat16 kernel: where not null, its float32 sums go here (out_stride apart) instead of
   // rounded into `out` (the driver's epilogue then runs on them); float kernels ignore it.
   float* sums = nullptr;
+  // The residual the driver's epilogue adds to these outputs once the block's panels are done:
+  // tile 0's pixel 0 at this panel's channels, `residual_stride` bytes between pixels,
+  // `residual_bytes` a pixel's `cols` channels; each tile prefetches its rows' into L2 (null: no
+  // residual). Otherwise the epilogue waited on memory for it: res2 1x1 64->256 at N = 8 with
+  // bias, ReLU and residual ~4.4 -> ~3.0 ms side by side (~2.4 without the residual).
+  const char* residual = nullptr;
+  int64_t residual_stride = 0;
+  int64_t residual_bytes = 0;
 };
 
 namespace {
@@ -128,6 +137,12 @@ inline void for_each_tile(const TileArgs<T>& a, Tile&& tile) {
       prefetch_range_to_l2(begin, end < a.prefetch_end ? end : a.prefetch_end);
     }
     one.rows = a.rows - t * kMR < kMR ? a.rows - t * kMR : kMR;
+    if (a.residual != nullptr) {
+      const char* const rows = a.residual + t * kMR * a.residual_stride;
+      for (int64_t i = 0; i < one.rows; ++i) {
+        prefetch_range_to_l2(rows + i * a.residual_stride, rows + i * a.residual_stride + a.residual_bytes);
+      }
+    }
     tile(one);
     one.pixels += a.segments * kMR;
     one.out += kMR * a.out_stride;
