@@ -1,6 +1,6 @@
-// The CPU filter gradient's engine choice (filter_grad_runs_on_tiles) and its variable
-// (MYCONV_CPU_WGRAD), checked alone: which calls the tile kernels take, and what forcing the GEMM
-// changes.
+// The CPU gradients' engine choices, checked alone: the filter gradient's (filter_grad_runs_on_tiles)
+// and its variable (MYCONV_CPU_WGRAD): which calls the tile kernels take, and what forcing the GEMM
+// changes; which input gradients run as rows (input_grad_runs_as_rows).
 #include <c10/util/Exception.h>
 #include <gtest/gtest.h>
 
@@ -55,6 +55,19 @@ TEST(CpuFilterGradEngine, Float64DepthwiseAndForcedGemmDoNot) {
     EXPECT_FALSE(filter_grad_runs_on_tiles(plan_of({1, 9, 9, 64}, {3, 3, 1, 64}), at::kFloat, request));
     EXPECT_FALSE(filter_grad_runs_on_tiles(plan_of({1, 9, 9, 8}, {3, 3, 1, 24}), at::kFloat, request));  // multiplier 3
   }
+}
+
+TEST(CpuInputGradEngine, OneGroupOfFewInputChannelsRunsAsRows) {
+  for (const auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    EXPECT_TRUE(input_grad_runs_as_rows(plan_of({8, 224, 224, 3}, {7, 7, 3, 64}, 2), dtype));  // stem
+    EXPECT_TRUE(input_grad_runs_as_rows(plan_of({1, 9, 9, 3}, {3, 3, 3, 32}), dtype));         // stride 1 too
+    EXPECT_TRUE(input_grad_runs_as_rows(plan_of({1, 9, 9, 8}, {3, 3, 8, 32}, 2), dtype));
+    EXPECT_FALSE(input_grad_runs_as_rows(plan_of({1, 9, 9, 9}, {3, 3, 9, 32}, 2), dtype));
+    EXPECT_FALSE(input_grad_runs_as_rows(plan_of({8, 56, 56, 64}, {3, 3, 64, 64}), dtype));
+    EXPECT_FALSE(input_grad_runs_as_rows(plan_of({1, 9, 9, 8}, {3, 3, 4, 8}, 2), dtype));  // 2 groups
+    EXPECT_FALSE(input_grad_runs_as_rows(plan_of({1, 9, 9, 8}, {3, 3, 1, 8}), dtype));     // depthwise
+  }
+  EXPECT_FALSE(input_grad_runs_as_rows(plan_of({8, 224, 224, 3}, {7, 7, 3, 64}, 2), at::kDouble));
 }
 
 }  // namespace

@@ -191,6 +191,26 @@ def test_filter_gradients_on_the_tile_kernels(case, dtype):
     _check_grads(x, w, torch.randn(ws[3]).to(dtype), stride, padding, dilation, TOLERANCE[dtype])
 
 
+# Input gradients of one group of at most 8 input channels run as rows (grad_output x filter^T on
+# the tile kernels, then row2im): the stem, in two chunks of images (4 of 160x160 a chunk); taps as
+# one span a pixel or, with width dilation, one a tap; padding, strides 1-3, 8 channels.
+INPUT_ROWS = [
+    ((5, 160, 160, 3), (7, 7, 3, 64), (2, 2), "SAME", (1, 1)),
+    ((2, 13, 17, 3), (3, 3, 3, 32), (1, 1), "SAME", (1, 1)),
+    ((1, 14, 15, 8), (3, 5, 8, 20), (3, 2), [2, 1, 0, 3], (1, 1)),
+    ((2, 12, 19, 4), (3, 3, 4, 16), (2, 1), "VALID", (2, 3)),
+    ((1, 9, 9, 1), (4, 4, 1, 7), (2, 2), "SAME", (1, 1)),
+]
+
+
+@pytest.mark.parametrize("case", INPUT_ROWS, ids=_ids)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_input_gradients_as_rows(case, dtype):
+    xs, ws, stride, padding, dilation = case
+    x, w = torch.randn(xs).to(dtype), torch.randn(ws).to(dtype)
+    _check_grads(x, w, None, stride, padding, dilation, TOLERANCE[dtype])
+
+
 # Depthwise filter gradients (one output channel per input channel), summed in per-chunk partials
 # and added in order: channel counts from 2 to 192, multiples of 64 (blocks of 64 channels x 16
 # pixels, rows longer than a block), padding, strides, dilation, 7x7.

@@ -1,7 +1,9 @@
 // CPU kernel of myconv::conv2d_backward.
 //  - input gradient: forward convolutions of grad_output, one per phase of the stride, on the
-//    forward's kernels (dgrad_by_phases; dgrad_runs_as_phases says when); strided depthwise
-//    filters and those with a channel multiplier run direct loops vectorised over channels;
+//    forward's kernels (dgrad_by_phases; dgrad_runs_as_phases says when); filters of few input
+//    channels as grad_output x filter^T on the tile kernels + row2im (dgrad_by_rows;
+//    input_grad_runs_as_rows); strided depthwise filters and those with a channel multiplier run
+//    direct loops vectorised over channels;
 //  - filter gradients (not depthwise, not float64) on the tile kernels (filter_grad_microkernel;
 //    filter_grad_runs_on_tiles says when); float64 ones (and every dense or grouped one under
 //    MYCONV_CPU_WGRAD=gemm) through ATen's GEMM, as follows:
@@ -40,6 +42,9 @@
 namespace myconv {
 namespace cpu {
 namespace {
+
+// The most input channels of an input gradient that runs as rows (input_grad_runs_as_rows).
+constexpr int64_t kMaxRowsInputChannels = 8;
 
 // Partial sums of the depthwise filter gradient: at most this many, whatever the thread count.
 constexpr int64_t kMaxDepthwiseFilterGradChunks = 64;
@@ -447,15 +452,15 @@ at::Tensor phase_filter(const at::Tensor& filter, const Conv2dPlan& p, const Pha
 // 2x2/2 17x31x48 N = 8 (10.6M) equal.
 constexpr int64_t kMinPhasedMultiplyAdds = int64_t{1} << 23;
 
-// Whether the input gradient runs as phases (the engine choice of the input gradient): every
-// stride-1 one (a single phase, written in place), strided ones from kMinPhasedMultiplyAdds on.
+// Whether an input gradient that does not run as rows (input_grad_runs_as_rows) runs as phases:
+// every stride-1 one (a single phase, written in place), strided ones from kMinPhasedMultiplyAdds on.
 // Depthwise filters only with stride 1 (the depthwise kernel): strided ones ran 1.1-1.3x oneDNN as
 // phases against 0.9x in the direct loops below (bench_cpu.py --train, dw 3x3/2); with a channel
 // multiplier never (their transpose is a grouped convolution of one output channel a group, which
 // the tile kernels would run at 1/NR of their width).
 //
-// MYCONV_CPU_DGRAD=phases runs every input gradient the phases can compute as phases (so the
-// tests' small shapes cover them); unset or "auto": the rule above. Anything else is an error.
+// MYCONV_CPU_DGRAD=phases runs every input gradient the phases can compute as phases, rows' ones
+// too (so the tests' small shapes cover them); unset or "auto": the rules. Anything else is an error.
 bool phases_forced() {
   static const bool forced = [] {
     const char* value = std::getenv("MYCONV_CPU_DGRAD");
@@ -511,6 +516,42 @@ void dgrad_by_phases(const at::Tensor& grad_output, const at::Tensor& filter, co
   }
 }
 
+// grad_input as rows (input_grad_runs_as_rows says when): grad_rows [pixels, KH*KW*C] =
+// grad_output x filter^T on the tile kernels (a 1x1 convolution of grad_output whose filter is the
+// forward's [KH*KW*C, O] transposed), added onto grad_input by row2im, whole images at a time, at
+// most kWorkspaceBytes of rows (they stay in L3). One group; float32 rows and sums (a half type's
+// grad_output widened a chunk at a time), rounded once at the end.
+void dgrad_by_rows(const at::Tensor& grad_output, const at::Tensor& filter, const Conv2dPlan& p,
+                   at::Tensor& grad_input) {
+  TORCH_INTERNAL_ASSERT(p.groups == 1);
+  const int64_t row_len = p.window_size();
+  const at::Tensor filter_rows =
+      filter.to(at::kFloat).reshape({row_len, p.out_channels}).t().contiguous().view({1, 1, p.out_channels, row_len});
+  Conv2dPlan t = p;
+  t.in_h = t.out_h = p.out_h, t.in_w = t.out_w = p.out_w;
+  t.in_channels = t.group_in_channels = p.out_channels;
+  t.out_channels = t.group_out_channels = row_len;
+  t.kernel_h = t.kernel_w = 1;
+  t.stride_h = t.stride_w = t.dilation_h = t.dilation_w = 1;
+  t.pad_h = t.pad_w = geometry::Padding{};
+  const int64_t image_rows = p.out_h * p.out_w * row_len;
+  const int64_t chunk = std::clamp<int64_t>(kWorkspaceBytes / (image_rows * int64_t{sizeof(float)}), 1, p.batch);
+  const bool in_place = grad_input.scalar_type() == at::kFloat && grad_input.is_contiguous();
+  const auto float_options = grad_input.options().dtype(at::kFloat);
+  at::Tensor sums = in_place ? grad_input.zero_() : at::zeros(grad_input.sizes(), float_options);
+  at::Tensor rows = at::empty({chunk, p.out_h, p.out_w, row_len}, float_options);
+  for (int64_t first = 0; first < p.batch; first += chunk) {
+    const int64_t images = std::min(chunk, p.batch - first);
+    Conv2dPlan c = p;
+    c.batch = t.batch = images;
+    at::Tensor chunk_rows = rows.narrow(0, 0, images);
+    conv2d_cpu(grad_output.narrow(0, first, images).to(at::kFloat), filter_rows, std::nullopt, t, chunk_rows);
+    row2im_add(chunk_rows.const_data_ptr<float>(), c, 0, 0, c.output_pixels(),
+               sums.mutable_data_ptr<float>() + first * p.in_h * p.in_w * p.in_channels);
+  }
+  if (!in_place) grad_input.copy_(sums);
+}
+
 }  // namespace
 
 FilterGradEngine parse_filter_grad_engine(const char* value) {
@@ -520,6 +561,10 @@ FilterGradEngine parse_filter_grad_engine(const char* value) {
   return FilterGradEngine::kGemm;
 }
 
+bool input_grad_runs_as_rows(const Conv2dPlan& p, at::ScalarType dtype) {
+  return p.groups == 1 && p.group_in_channels <= kMaxRowsInputChannels && dtype != at::kDouble;
+}
+
 bool filter_grad_runs_on_tiles(const Conv2dPlan& p, at::ScalarType dtype, FilterGradEngine request) {
   return request == FilterGradEngine::kAuto && !p.is_depthwise() && dtype != at::kDouble;
 }
@@ -527,7 +572,10 @@ bool filter_grad_runs_on_tiles(const Conv2dPlan& p, at::ScalarType dtype, Filter
 void conv2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input,
                          const at::Tensor& filter, const Conv2dPlan& plan, Conv2dGrads& grads) {
   Conv2dGrads rest = grads;  // what the loops below compute
-  if (grads.input.defined() && dgrad_runs_as_phases(plan)) {
+  if (grads.input.defined() && !phases_forced() && input_grad_runs_as_rows(plan, input.scalar_type())) {
+    dgrad_by_rows(grad_output.contiguous(), filter, plan, grads.input);
+    rest.input = at::Tensor();
+  } else if (grads.input.defined() && dgrad_runs_as_phases(plan)) {
     dgrad_by_phases(grad_output, filter, plan, grads.input);
     rest.input = at::Tensor();
   }

@@ -23,6 +23,15 @@ FilterGradEngine parse_filter_grad_engine(const char* value);
 // stem (12.8 against 14.5 ms) and pw 1x1 24->144 (1.58, 1.58) to res4 3x3 (5.0 against 10.9).
 bool filter_grad_runs_on_tiles(const Conv2dPlan& p, at::ScalarType dtype, FilterGradEngine request);
 
+// Whether an input gradient runs as rows: grad_output x filter^T on the tile kernels, then
+// row2im (dgrad_by_rows), for one group of at most 8 input channels in float32 or a half type. The
+// phases' convolutions (the other engine) have the input's channels as their outputs, and so would
+// fill at most 8 of a tile's 16 or 32 lanes. Input gradient alone, N = 8, float32, AVX-512,
+// interleaved, against the phases: stem 7x7/2 3->64 9.3 against 33.1 ms, 3x3/2 3->32 at 224 3.1
+// against 8.2, 3x3 3->64 at 224 13.4 against 25.5, 3x3/2 8->32 at 112 0.76 against 1.28; with 16
+// channels about even (1.26, 1.33), with 32 slower (0.83, 0.78). MYCONV_CPU_DGRAD=phases overrides it.
+bool input_grad_runs_as_rows(const Conv2dPlan& p, at::ScalarType dtype);
+
 // Fills grads.input and grads.filter, where defined, for a validated call with a non-empty
 // grad_output (grads.bias is the shared reduction of the entry point).
 void conv2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input,
