@@ -66,6 +66,8 @@ TEST(CpuInputGradEngine, OneGroupOfFewInputChannelsRunsAsRows) {
     EXPECT_FALSE(input_grad_runs_as_rows(plan_of({8, 56, 56, 64}, {3, 3, 64, 64}), dtype));
     EXPECT_FALSE(input_grad_runs_as_rows(plan_of({1, 9, 9, 8}, {3, 3, 4, 8}, 2), dtype));  // 2 groups
     EXPECT_FALSE(input_grad_runs_as_rows(plan_of({1, 9, 9, 8}, {3, 3, 1, 8}), dtype));     // depthwise
+    EXPECT_TRUE(input_grad_runs_as_rows(plan_of({1, 9, 9, 8}, {1, 1, 8, 64}, 2), dtype));  // strided 1x1
+    EXPECT_FALSE(input_grad_runs_as_rows(plan_of({1, 9, 9, 8}, {1, 1, 8, 64}), dtype));    // in place as phases
   }
   EXPECT_FALSE(input_grad_runs_as_rows(plan_of({8, 224, 224, 3}, {7, 7, 3, 64}, 2), at::kDouble));
 }

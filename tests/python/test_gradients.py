@@ -118,9 +118,10 @@ def _random_geometry(rng):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_input_gradient_on_random_geometry(seed, device):
-    # Against float64 on random geometry: im2row + GEMM for these small strided shapes, and with
-    # MYCONV_CPU_DGRAD=phases (test_microkernel.py) one forward convolution per phase of the
-    # stride, every phase shape (taps a phase reaches, none, padding past the window, skipped rows).
+    # Against float64 on random geometry: rows for one group of few channels (not float64), im2row
+    # + GEMM for the other small strided shapes, and with MYCONV_CPU_DGRAD=phases
+    # (test_microkernel.py) one forward convolution per phase of the stride, every phase shape
+    # (taps a phase reaches, none, padding past the window, skipped rows).
     rng = random.Random(seed)
     for _ in range(40):
         n, h, w_, c, kh, kw, cg, o, stride, padding, dilation = _random_geometry(rng)
@@ -192,10 +193,14 @@ def test_filter_gradients_on_the_tile_kernels(case, dtype):
 
 
 # Input gradients of one group of at most 8 input channels run as rows (grad_output x filter^T on
-# the tile kernels, then row2im): the stem, in two chunks of images (4 of 160x160 a chunk); taps as
-# one span a pixel or, with width dilation, one a tap; padding, strides 1-3, 8 channels.
+# the tile kernels, then row2im): the stem, in chunks of 356 output rows (of 5 images x 80: the
+# second starts inside the fifth image);
+# taps as one span a pixel or, with width dilation, one a tap; padding (past the window too),
+# strides 1-3, 8 channels, a strided 1x1.
 INPUT_ROWS = [
     ((5, 160, 160, 3), (7, 7, 3, 64), (2, 2), "SAME", (1, 1)),
+    ((1, 9, 8, 2), (2, 3, 2, 5), (2, 2), [3, 1, 4, 5], (1, 1)),
+    ((2, 9, 10, 8), (1, 1, 8, 24), (2, 2), "SAME", (1, 1)),
     ((2, 13, 17, 3), (3, 3, 3, 32), (1, 1), "SAME", (1, 1)),
     ((1, 14, 15, 8), (3, 5, 8, 20), (3, 2), [2, 1, 0, 3], (1, 1)),
     ((2, 12, 19, 4), (3, 3, 4, 16), (2, 1), "VALID", (2, 3)),

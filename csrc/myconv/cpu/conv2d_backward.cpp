@@ -518,36 +518,39 @@ void dgrad_by_phases(const at::Tensor& grad_output, const at::Tensor& filter, co
 
 // grad_input as rows (input_grad_runs_as_rows says when): grad_rows [pixels, KH*KW*C] =
 // grad_output x filter^T on the tile kernels (a 1x1 convolution of grad_output whose filter is the
-// forward's [KH*KW*C, O] transposed), added onto grad_input by row2im, whole images at a time, at
-// most kWorkspaceBytes of rows (they stay in L3). One group; float32 rows and sums (a half type's
+// forward's [KH*KW*C, O] transposed), added onto grad_input by row2im, whole output rows at a
+// time, up to kWorkspaceBytes of grad_rows (they stay in L3; at least one row). (As one row of
+// all its pixels the 1x1 convolution's blocks each prefetched that whole row: 3x3 4->32 at 112,
+// N = 8, took 40-70 ms instead of 4.) One group; float32 rows and sums (a half type's
 // grad_output widened a chunk at a time), rounded once at the end.
 void dgrad_by_rows(const at::Tensor& grad_output, const at::Tensor& filter, const Conv2dPlan& p,
                    at::Tensor& grad_input) {
   TORCH_INTERNAL_ASSERT(p.groups == 1);
-  const int64_t row_len = p.window_size();
+  const int64_t row_len = p.window_size(), out_rows = p.batch * p.out_h;
   const at::Tensor filter_rows =
       filter.to(at::kFloat).reshape({row_len, p.out_channels}).t().contiguous().view({1, 1, p.out_channels, row_len});
-  Conv2dPlan t = p;
-  t.in_h = t.out_h = p.out_h, t.in_w = t.out_w = p.out_w;
+  Conv2dPlan t = p;  // `count` output rows of one image, 1x1
+  t.batch = 1;
+  t.in_w = t.out_w = p.out_w;
   t.in_channels = t.group_in_channels = p.out_channels;
   t.out_channels = t.group_out_channels = row_len;
   t.kernel_h = t.kernel_w = 1;
   t.stride_h = t.stride_w = t.dilation_h = t.dilation_w = 1;
   t.pad_h = t.pad_w = geometry::Padding{};
-  const int64_t image_rows = p.out_h * p.out_w * row_len;
-  const int64_t chunk = std::clamp<int64_t>(kWorkspaceBytes / (image_rows * int64_t{sizeof(float)}), 1, p.batch);
+  const int64_t row_bytes = p.out_w * row_len * int64_t{sizeof(float)};
+  const int64_t chunk = std::clamp<int64_t>(kWorkspaceBytes / row_bytes, 1, out_rows);
   const bool in_place = grad_input.scalar_type() == at::kFloat && grad_input.is_contiguous();
   const auto float_options = grad_input.options().dtype(at::kFloat);
   at::Tensor sums = in_place ? grad_input.zero_() : at::zeros(grad_input.sizes(), float_options);
-  at::Tensor rows = at::empty({chunk, p.out_h, p.out_w, row_len}, float_options);
-  for (int64_t first = 0; first < p.batch; first += chunk) {
-    const int64_t images = std::min(chunk, p.batch - first);
-    Conv2dPlan c = p;
-    c.batch = t.batch = images;
-    at::Tensor chunk_rows = rows.narrow(0, 0, images);
-    conv2d_cpu(grad_output.narrow(0, first, images).to(at::kFloat), filter_rows, std::nullopt, t, chunk_rows);
-    row2im_add(chunk_rows.const_data_ptr<float>(), c, 0, 0, c.output_pixels(),
-               sums.mutable_data_ptr<float>() + first * p.in_h * p.in_w * p.in_channels);
+  at::Tensor rows = at::empty({1, chunk, p.out_w, row_len}, float_options);
+  const at::Tensor gy = grad_output.view({1, out_rows, p.out_w, p.out_channels});
+  for (int64_t first = 0; first < out_rows; first += chunk) {
+    const int64_t count = std::min(chunk, out_rows - first);
+    t.in_h = t.out_h = count;
+    at::Tensor chunk_rows = rows.narrow(1, 0, count);
+    conv2d_cpu(gy.narrow(1, first, count).to(at::kFloat), filter_rows, std::nullopt, t, chunk_rows);
+    row2im_add(chunk_rows.const_data_ptr<float>(), p, 0, first * p.out_w, count * p.out_w,
+               sums.mutable_data_ptr<float>());
   }
   if (!in_place) grad_input.copy_(sums);
 }
@@ -562,7 +565,8 @@ FilterGradEngine parse_filter_grad_engine(const char* value) {
 }
 
 bool input_grad_runs_as_rows(const Conv2dPlan& p, at::ScalarType dtype) {
-  return p.groups == 1 && p.group_in_channels <= kMaxRowsInputChannels && dtype != at::kDouble;
+  return p.groups == 1 && p.group_in_channels <= kMaxRowsInputChannels && !p.is_unpadded_pointwise() &&
+         dtype != at::kDouble;
 }
 
 bool filter_grad_runs_on_tiles(const Conv2dPlan& p, at::ScalarType dtype, FilterGradEngine request) {

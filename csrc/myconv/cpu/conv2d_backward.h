@@ -24,12 +24,15 @@ FilterGradEngine parse_filter_grad_engine(const char* value);
 bool filter_grad_runs_on_tiles(const Conv2dPlan& p, at::ScalarType dtype, FilterGradEngine request);
 
 // Whether an input gradient runs as rows: grad_output x filter^T on the tile kernels, then
-// row2im (dgrad_by_rows), for one group of at most 8 input channels in float32 or a half type. The
+// row2im (dgrad_by_rows), for one group of at most 8 input channels in float32 or a half type,
+// but not an unpadded stride-1 pointwise one (its rows are as narrow as the phases' outputs, and
+// the phases write it in place: 1x1 8->64 at 56 0.26-0.32 ms as phases, 0.38-0.42 as rows). The
 // phases' convolutions (the other engine) have the input's channels as their outputs, and so would
 // fill at most 8 of a tile's 16 or 32 lanes. Input gradient alone, N = 8, float32, AVX-512,
 // interleaved, against the phases: stem 7x7/2 3->64 9.3 against 33.1 ms, 3x3/2 3->32 at 224 3.1
-// against 8.2, 3x3 3->64 at 224 13.4 against 25.5, 3x3/2 8->32 at 112 0.76 against 1.28; with 16
-// channels about even (1.26, 1.33), with 32 slower (0.83, 0.78). MYCONV_CPU_DGRAD=phases overrides it.
+// against 8.2, 3x3 3->64 at 224 13.4 against 25.5, 2x2/2 4->32 at 112 0.43 against 1.1, 3x3/2
+// 8->32 at 112 0.76 against 1.28, 3x3 4->32 at 112 even (3.7-3.9, 3.9-4.4); with 16 channels about
+// even (1.26, 1.33), with 32 slower (0.83, 0.78). MYCONV_CPU_DGRAD=phases overrides it.
 bool input_grad_runs_as_rows(const Conv2dPlan& p, at::ScalarType dtype);
 
 // Fills grads.input and grads.filter, where defined, for a validated call with a non-empty

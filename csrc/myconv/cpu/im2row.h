@@ -110,6 +110,7 @@ void row2im_add(const acc_t* rows, const Conv2dPlan& p, int64_t group, int64_t f
           const acc_t* const src = rows + (row_pixel + ow - first_pixel) * row_len + kh * p.kernel_w * cg;
           const int64_t iw0 = geometry::input_index(ow, p.stride_w, p.pad_w.before, 0, p.dilation_w);
           const geometry::IndexRange taps = geometry::taps_inside(iw0, p.dilation_w, p.kernel_w, p.in_w);
+          if (taps.begin == taps.end) continue;  // (no pointer to a column far in the padding)
           if (whole_pixels) {
             acc_t* const dst = grad_row + (iw0 + taps.begin) * p.in_channels;
             const acc_t* const from = src + taps.begin * cg;
