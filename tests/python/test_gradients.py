@@ -181,6 +181,8 @@ FILTER_TILES = [
     ((2, 40, 41, 32), (1, 1, 32, 96), (1, 1), "SAME", (1, 1)),      # input rows as the rows
     ((1, 35, 33, 12), (3, 3, 12, 40), (1, 1), "SAME", (1, 1)),
     ((1, 50, 50, 512), (3, 3, 8, 2048), (1, 1), "SAME", (1, 1)),  # 64 groups: A in chunks of 2048 pixels
+    ((2, 30, 31, 80), (1, 1, 80, 24), (1, 1), "SAME", (1, 1)),      # B copied from input pixels (1x1)
+    ((1, 7, 9, 48), (1, 1, 24, 16), (1, 1), "VALID", (1, 1)),       # the same, 2 groups
 ]
 
 

@@ -70,11 +70,22 @@ std::vector<ValueRun> value_runs(const Segments& seg, int64_t first, int64_t cou
 }
 
 // Packs the runs' values of output pixels [first, first + count) of `group`: pixel i's at
-// panel + i * nr + run.offset, zeros for taps in the padding.
+// panel + i * nr + run.offset, zeros for taps in the padding. Unpadded stride-1 pointwise
+// convolutions copy straight from the input pixel (filter gradient alone, N = 8, side by side:
+// pw 1x1 192->32 0.82 -> 0.69 ms, 576->96 0.92 -> 0.83, 512->128 4.9 -> 4.6; 256->64 -2%).
 template <typename T>
 void pack_rows(const T* input, const Conv2dPlan& p, const Conv2dIndexer& ix, const Segments& seg,
                const std::vector<ValueRun>& runs, int64_t group, int64_t first, int64_t count, int64_t nr,
                float* panel) {
+  if (p.is_unpadded_pointwise()) {  // pixel i's values: input pixel first + i's (group's) channels
+    const T* const values = input + first * p.in_channels + group * p.group_in_channels;
+    for (int64_t i = 0; i < count; ++i) {
+      for (const ValueRun& run : runs) {
+        copy_run(values + i * p.in_channels + run.value, panel + i * nr + run.offset, run.length);
+      }
+    }
+    return;
+  }
   Pixel out = ix.output_pixel(first);
   for (int64_t i = 0; i < count; ++i, next_pixel(out, p.out_w, p.out_h)) {
     const int64_t iw0 = geometry::input_index(out.x, p.stride_w, p.pad_w.before, 0, p.dilation_w);
