@@ -196,9 +196,8 @@ def test_filter_gradients_on_the_tile_kernels(case, dtype):
 
 # Input gradients of one group of at most 8 input channels run as rows (grad_output x filter^T on
 # the tile kernels, then row2im): the stem, in chunks of 356 output rows (of 5 images x 80: the
-# second starts inside the fifth image);
-# taps as one span a pixel or, with width dilation, one a tap; padding (past the window too),
-# strides 1-3, 8 channels, a strided 1x1.
+# second starts inside the fifth image); taps as one span a pixel or, with width dilation, one a
+# tap; padding (past the window too), strides 1-3, 8 channels, a strided 1x1.
 INPUT_ROWS = [
     ((5, 160, 160, 3), (7, 7, 3, 64), (2, 2), "SAME", (1, 1)),
     ((1, 9, 8, 2), (2, 3, 2, 5), (2, 2), [3, 1, 4, 5], (1, 1)),
