@@ -78,9 +78,9 @@ void im2row(const scalar_t* input, const Conv2dPlan& p, int64_t group, int64_t f
 // of im2row. Each thread owns whole input rows, so the sums need no atomics and are deterministic.
 // Per input row and filter row kh, each output pixel adds its taps inside the input as spans: one
 // span of (inside taps) * C values where adjacent taps are adjacent pixels' whole channels (one
-// group, no width dilation: the stem's 7x7, 21 values), else one of Cg a tap. (Gathered a value
-// pixel, a tap and a channel at a time, the stem's 7x7/2 input gradient at N = 8 spent ~4x its
-// tile kernels' time here.)
+// group, no width dilation: the stem's 7x7, 21 values), else one of Cg a tap. (Gathered per input
+// pixel, tap and channel, the stem's 7x7/2 input gradient at N = 8 spent ~4x its tile kernels'
+// time here.)
 template <typename acc_t>
 void row2im_add(const acc_t* rows, const Conv2dPlan& p, int64_t group, int64_t first_pixel,
                 int64_t num_pixels, acc_t* grad_input) {
